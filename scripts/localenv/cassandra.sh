@@ -1,0 +1,100 @@
+# Apache Cassandra, one node, from Maven Central jars on Java 17. Sourced by localenv.sh.
+
+CASSANDRA_HOME="$LOCALENV_CACHE/cassandra-$CASSANDRA_VERSION"
+CASSANDRA_DIR="$LOCALENV_STATE/cassandra"
+
+# Resolve cassandra-all and everything it needs into one lib folder with Maven (the only client that
+# reaches Maven Central here). A marker file makes a warm run skip Maven entirely.
+install_cassandra() {
+  [ -f "$CASSANDRA_HOME/.complete" ] && return
+  say "downloading Cassandra $CASSANDRA_VERSION from Maven Central (first run only)"
+  mkdir -p "$CASSANDRA_HOME"
+  cat >"$CASSANDRA_HOME/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>localenv.invalid</groupId>
+  <artifactId>cassandra-runtime</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.cassandra</groupId>
+      <artifactId>cassandra-all</artifactId>
+      <version>$CASSANDRA_VERSION</version>
+    </dependency>
+  </dependencies>
+</project>
+EOF
+  mvn -q -B -f "$CASSANDRA_HOME/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$CASSANDRA_HOME/lib" -DincludeScope=runtime ||
+    die "Maven could not resolve org.apache.cassandra:cassandra-all:$CASSANDRA_VERSION"
+  touch "$CASSANDRA_HOME/.complete"
+}
+
+write_cassandra_config() {
+  mkdir -p "$CASSANDRA_DIR/data" "$CASSANDRA_DIR/logs"
+  cat >"$CASSANDRA_DIR/cassandra.yaml" <<EOF
+cluster_name: localenv
+num_tokens: 16
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: SimpleSnitch
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "127.0.0.1:$CASSANDRA_STORAGE_PORT"
+listen_address: 127.0.0.1
+rpc_address: 127.0.0.1
+storage_port: $CASSANDRA_STORAGE_PORT
+native_transport_port: $CASSANDRA_PORT
+start_native_transport: true
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+auto_snapshot: false
+authenticator: AllowAllAuthenticator
+authorizer: AllowAllAuthorizer
+EOF
+  # Logback: a file of our own at INFO, so a failure can be diagnosed from the tail of the log.
+  cat >"$CASSANDRA_DIR/logback.xml" <<'EOF'
+<configuration>
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="STDOUT"/></root>
+</configuration>
+EOF
+}
+
+cassandra_ready() {
+  # The node logs this line once the native protocol accepts clients, after schema and system keyspaces
+  # are loaded; the open port alone comes a moment earlier.
+  port_open "$CASSANDRA_PORT" &&
+    grep -q "Starting listening for CQL clients" "$LOG_DIR/cassandra.log" 2>/dev/null
+}
+
+start_cassandra() {
+  if running cassandra && cassandra_ready; then say "Cassandra already up on 127.0.0.1:$CASSANDRA_PORT"; return; fi
+  port_open "$CASSANDRA_PORT" && die "port $CASSANDRA_PORT is taken by a process this script did not start (set CASSANDRA_PORT)"
+  write_cassandra_config
+  say "starting Cassandra $CASSANDRA_VERSION on 127.0.0.1:$CASSANDRA_PORT"
+  # Java 17 module flags from Cassandra's own conf/jvm17-server.options.
+  local exports="java.base/jdk.internal.misc java.management.rmi/com.sun.jmx.remote.internal.rmi
+    java.rmi/sun.rmi.registry java.rmi/sun.rmi.server java.sql/java.sql java.base/java.lang.ref
+    jdk.unsupported/sun.misc"
+  local opens="java.base/java.lang.module java.base/jdk.internal.loader java.base/jdk.internal.ref
+    java.base/jdk.internal.reflect java.base/jdk.internal.math java.base/jdk.internal.module
+    java.base/jdk.internal.util.jar jdk.management/com.sun.management.internal java.base/sun.nio.ch
+    java.base/java.io java.base/java.lang.reflect java.base/java.lang java.base/java.util java.base/java.nio"
+  local args=() m
+  for m in $exports; do args+=(--add-exports "$m=ALL-UNNAMED"); done
+  for m in $opens; do args+=(--add-opens "$m=ALL-UNNAMED"); done
+  start_process cassandra "${JAVA17:-java}" "${args[@]}" \
+    "-Xms$CASSANDRA_HEAP" "-Xmx$CASSANDRA_HEAP" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -Xss512k \
+    -Djdk.attach.allowAttachSelf=true -Dio.netty.tryReflectionSetAccessible=true \
+    "-Dcassandra.config=file://$CASSANDRA_DIR/cassandra.yaml" -Dcassandra-foreground=yes \
+    "-Dcassandra.storagedir=$CASSANDRA_DIR/data" "-Dcassandra.logdir=$CASSANDRA_DIR/logs" \
+    "-Dlogback.configurationFile=$CASSANDRA_DIR/logback.xml" \
+    -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=0 \
+    -Dcassandra.unsafesystem=true -Dcassandra.superuser_setup_delay_ms=0 -Dchronicle.analytics.disable=true \
+    -cp "$CASSANDRA_HOME/lib/*" org.apache.cassandra.service.CassandraDaemon
+  wait_ready cassandra cassandra_ready
+}
