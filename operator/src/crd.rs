@@ -1,0 +1,251 @@
+//! The `CassandraSink` custom resource: what a user declares. Doc comments here become the text of
+//! `kubectl explain cassandrasinks.spec…`, so they are written for users.
+//!
+//! The parts a worker reads verbatim (mapping, checkpoint, guarantee, limits…) are the worker's own
+//! configuration types, shared through `cassandra_sink_worker::config`, so the operator renders exactly
+//! what the worker parses. The parts that differ in Kubernetes are credentials and TLS, which here name
+//! Secrets instead of files: the operator mounts them and points the worker at the mounted files.
+
+use cassandra_sink_worker::config::{
+    CheckpointConfig, Consistency, DeadLetterConfig, Guarantee, KafkaProtocol, Limits, Mapping,
+    OnInvalidRecord, SaslMechanism,
+};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the CassandraSink resource.
+pub const GROUP: &str = "cassandra-sink.io";
+
+/// A stream from Kafka written into Apache Cassandra exactly once.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "cassandra-sink.io",
+    version = "v1alpha1",
+    kind = "CassandraSink",
+    plural = "cassandrasinks",
+    shortname = "csink",
+    namespaced,
+    status = "CassandraSinkStatus",
+    scale(
+        spec_replicas_path = ".spec.parallelism",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Parallelism","type":"integer","jsonPath":".spec.parallelism"}"#,
+    printcolumn = r#"{"name":"Committed","type":"integer","description":"Records written by committed checkpoints","jsonPath":".status.progress.recordsCommitted"}"#,
+    printcolumn = r#"{"name":"Lag","type":"integer","jsonPath":".status.progress.lag"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CassandraSinkSpec {
+    /// The Cassandra cluster that receives the data (the seed's "host address").
+    pub cassandra: CassandraConnection,
+    /// A CREATE TABLE (or CREATE TYPE / KEYSPACE) statement run once per change of the spec before the
+    /// workers write; "already exists" is not an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_query: Option<String>,
+    /// The statement each record fills: an INSERT or UPDATE with bind markers (`?` or `:name`).
+    pub insert_query: String,
+    /// The table that keeps completed checkpoints and fencing epochs, one row per source partition.
+    pub committer: Committer,
+    /// Where records come from.
+    pub source: Source,
+    /// How each record fills the bind markers. Default: the record value is a JSON array whose elements
+    /// fill the markers in order.
+    #[serde(default)]
+    pub mapping: Mapping,
+    /// When a checkpoint is sealed and committed.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    /// Number of workers. One Kafka partition is the unit of parallelism: workers beyond the number of
+    /// partitions stand by.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: i32,
+    /// `exactly-once` (default) refuses statements Cassandra cannot apply idempotently;
+    /// `at-least-once` accepts any statement and may apply a record twice after a crash.
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    /// `dead-letter` (default) sets invalid records aside with the reason and goes on; `fail` stops
+    /// the sink with the reason in its status.
+    #[serde(default)]
+    pub on_invalid_record: OnInvalidRecord,
+    /// Where invalid records go: a Cassandra table or a Kafka topic. Default: a table
+    /// `<committer table>_dead_letter` in the committer keyspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterConfig>,
+    /// Bounds on requests in flight and record sizes.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+const fn default_parallelism() -> i32 {
+    1
+}
+
+/// How to reach a Cassandra cluster from inside Kubernetes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CassandraConnection {
+    /// `host:port` (or `host`, port 9042) of one or more nodes, e.g. `cassandra.db.svc:9042`.
+    pub contact_points: Vec<String>,
+    /// The datacenter whose nodes coordinate requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_datacenter: Option<String>,
+    /// Name of a Secret in the sink's namespace with keys `username` and `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// TLS towards Cassandra, with certificates from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SecretTls>,
+    /// Consistency level of data writes (default LOCAL_QUORUM; ANY is not allowed).
+    #[serde(default)]
+    pub consistency: Consistency,
+}
+
+/// TLS files taken from a Secret: `ca.crt`, and `tls.crt` / `tls.key` for mutual TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTls {
+    /// Name of the Secret in the sink's namespace.
+    pub secret_name: String,
+    /// Check that the server certificate names the host connected to.
+    #[serde(default = "default_true")]
+    pub verify_hostname: bool,
+}
+
+const fn default_true() -> bool {
+    true
+}
+
+/// The committer table (the seed's CassandraCommitter).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Committer {
+    /// Keyspace of the committer table; it must exist.
+    pub keyspace: String,
+    /// Committer table name; created if absent.
+    pub table: String,
+    /// A separate cluster for the committer; the data cluster when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cassandra: Option<CassandraConnection>,
+}
+
+/// The source of records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    /// A Kafka topic.
+    pub kafka: KafkaSourceSpec,
+}
+
+/// A Kafka topic, read through a consumer group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSourceSpec {
+    /// `host:port` of one or more brokers.
+    pub bootstrap_servers: Vec<String>,
+    /// The topic to read.
+    pub topic: String,
+    /// Consumer group; `cassandra-sink.<namespace>.<name>` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// `security.protocol` towards the brokers (default PLAINTEXT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_protocol: Option<KafkaProtocol>,
+    /// SASL mechanism and a Secret with keys `username` and `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<KafkaSaslSecret>,
+    /// TLS towards the brokers, with certificates from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SecretTls>,
+    /// Further librdkafka consumer properties, passed through as given.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// SASL towards Kafka with credentials from a Secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSaslSecret {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: SaslMechanism,
+    /// Name of a Secret with keys `username` and `password`.
+    pub secret_name: String,
+}
+
+/// What the operator observed, written only by the operator.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CassandraSinkStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Progressing and Degraded, each with a reason and a message a person can act on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    /// Workers that are running (the scale subresource reads it).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Label selector of the worker pods (the scale subresource reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// How far the sink has got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// Progress read from the committer table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Records written by committed checkpoints, over all partitions.
+    pub records_committed: i64,
+    /// Records in the topic not yet committed, over all partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+    /// When the newest checkpoint was committed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit_time: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn the_crd_has_status_scale_and_a_short_name() {
+        let crd = CassandraSink::crd();
+        assert_eq!(crd.spec.group, GROUP);
+        assert_eq!(crd.spec.names.short_names, Some(vec!["csink".to_owned()]));
+        let version = &crd.spec.versions[0];
+        assert_eq!(version.name, "v1alpha1");
+        let subresources = version.subresources.as_ref().expect("subresources");
+        assert!(subresources.status.is_some());
+        let scale = subresources.scale.as_ref().expect("scale subresource");
+        assert_eq!(scale.spec_replicas_path, ".spec.parallelism");
+    }
+
+    #[test]
+    fn the_seed_example_deserialises_with_defaults() {
+        let sink: CassandraSink = serde_saphyr::from_str(
+            r#"
+apiVersion: cassandra-sink.io/v1alpha1
+kind: CassandraSink
+metadata: { name: values, namespace: analytics }
+spec:
+  cassandra: { contactPoints: ["cassandra.db.svc:9042"], localDatacenter: dc1 }
+  createQuery: "CREATE TABLE example.values (id text PRIMARY KEY, counter int);"
+  insertQuery: "INSERT INTO example.values (id, counter) VALUES (?, ?);"
+  committer: { keyspace: example, table: checkpoints }
+  source: { kafka: { bootstrapServers: ["kafka:9092"], topic: values } }
+"#,
+        )
+        .expect("seed example parses");
+        assert_eq!(sink.spec.parallelism, 1);
+        assert_eq!(sink.spec.guarantee, Guarantee::ExactlyOnce);
+        assert_eq!(sink.spec.mapping, Mapping::JsonArray {});
+    }
+}

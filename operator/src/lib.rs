@@ -1,0 +1,37 @@
+//! The cassandra-sink operator: the `CassandraSink` custom resource and the controller that keeps
+//! worker Deployments matching it.
+
+pub mod crd;
+
+use kube::CustomResourceExt;
+
+/// Path of the generated CRD, relative to the workspace root.
+pub const CRD_PATH: &str = "crds/cassandrasinks.cassandra-sink.io.yaml";
+
+/// The CustomResourceDefinition as committed under `crds/`: a header that says how it is made, then
+/// the YAML generated from the Rust types.
+pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
+    let body = serde_saphyr::to_string(&crd::CassandraSink::crd())?;
+    Ok(format!(
+        "# Generated from operator/src/crd.rs by `cargo run -p cassandra-sink-operator --bin crdgen`.\n\
+         # Do not edit: a test fails when this file and the Rust types disagree.\n---\n{body}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The committed CRD must be what the types generate; regenerate with the crdgen binary.
+    #[test]
+    fn committed_crd_matches_the_rust_types() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(super::CRD_PATH);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        let generated = super::crd_yaml().expect("CRD serialises");
+        assert!(
+            committed == generated,
+            "{} is stale: run `cargo run -p cassandra-sink-operator --bin crdgen`",
+            path.display()
+        );
+    }
+}

@@ -1,0 +1,536 @@
+//! The sink configuration: what a worker reads from `--config sink.yaml`, and what the operator renders
+//! from a `CassandraSink` into the worker's ConfigMap. One set of types serves both, so the two can never
+//! disagree about a field.
+//!
+//! Parsing is strict: an unknown key is an error that names it (`deny_unknown_fields` on every struct),
+//! because a misspelt `onInvalidRecord` silently falling back to a default would be a data-loss bug.
+//! Secrets never appear in this type: credentials are references to files or environment variables,
+//! resolved at connection time and never logged.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Everything a worker needs to move one Kafka topic into one Cassandra statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Stable identity of the sink. The committer table is keyed by it (and by source partition), so it
+    /// must stay the same across restarts, upgrades and rescaling. The operator sets `namespace/name`.
+    pub sink_id: String,
+    /// The Cassandra cluster that receives the data.
+    pub cassandra: CassandraConfig,
+    /// A CREATE TABLE (or CREATE TYPE / CREATE KEYSPACE) statement run once before writing; "already
+    /// exists" is not an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_query: Option<String>,
+    /// The statement each record fills: an INSERT or UPDATE with bind markers.
+    pub insert_query: String,
+    /// Where completed checkpoints (and the fencing epochs) are kept.
+    pub committer: CommitterConfig,
+    /// Where the records come from.
+    pub source: SourceConfig,
+    /// How a record fills the statement's bind markers.
+    #[serde(default)]
+    pub mapping: Mapping,
+    /// When a checkpoint is sealed and committed.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    /// `exactly-once` (the default) or `at-least-once`.
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    /// What happens to a record that does not fit the statement.
+    #[serde(default)]
+    pub on_invalid_record: OnInvalidRecord,
+    /// Where invalid records go under `onInvalidRecord: dead-letter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterConfig>,
+    /// Bounds on requests in flight and record sizes.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A Cassandra cluster to connect to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CassandraConfig {
+    /// `host:port` (or `host`, port 9042) of one or more nodes; the driver discovers the rest.
+    pub contact_points: Vec<String>,
+    /// The datacenter whose nodes coordinate requests (LOCAL_* consistency levels are relative to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_datacenter: Option<String>,
+    /// Username and password for PasswordAuthenticator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Credentials>,
+    /// TLS for the native protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Consistency level of data writes. Never ANY: a write held as a hint is not durable.
+    #[serde(default)]
+    pub consistency: Consistency,
+}
+
+/// Username and password, each read from a file or an environment variable when connecting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Credentials {
+    /// Where the username is.
+    pub username: SecretSource,
+    /// Where the password is.
+    pub password: SecretSource,
+}
+
+/// Where a secret value is read from. The value itself never appears in configuration or logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum SecretSource {
+    /// A file whose content (trailing newline removed) is the value, e.g. a mounted Secret key.
+    File(PathBuf),
+    /// An environment variable that holds the value.
+    Env(String),
+}
+
+/// TLS settings: PEM files, typically mounted from a Secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA bundle that signs the server certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate, for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// Client private key, for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Check that the server certificate names the host connected to.
+    #[serde(default = "default_true")]
+    pub verify_hostname: bool,
+}
+
+/// Cassandra consistency levels a sink may use. ANY is left out on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Consistency {
+    /// One replica.
+    One,
+    /// Two replicas.
+    Two,
+    /// Three replicas.
+    Three,
+    /// A majority of all replicas.
+    Quorum,
+    /// A majority of replicas in the local datacenter.
+    #[default]
+    LocalQuorum,
+    /// A majority in each datacenter.
+    EachQuorum,
+    /// One replica in the local datacenter.
+    LocalOne,
+    /// All replicas.
+    All,
+}
+
+/// The committer table and, optionally, the cluster it lives on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommitterConfig {
+    /// Keyspace of the committer table (it must exist).
+    pub keyspace: String,
+    /// Name of the committer table; created if absent.
+    pub table: String,
+    /// A separate cluster for the committer; the data cluster when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cassandra: Option<CassandraConfig>,
+}
+
+/// The source of records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A Kafka topic.
+    pub kafka: KafkaSource,
+}
+
+/// A Kafka topic read through a consumer group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaSource {
+    /// `host:port` of one or more brokers.
+    pub bootstrap_servers: Vec<String>,
+    /// The topic to read.
+    pub topic: String,
+    /// Consumer group that spreads partitions over workers; derived from the sink id when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// TLS and SASL towards the brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<KafkaSecurity>,
+    /// Further librdkafka consumer properties, passed through as given (for example `fetch.max.bytes`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Kafka security: the protocol, and SASL credentials or TLS files where it needs them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaSecurity {
+    /// `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub protocol: KafkaProtocol,
+    /// SASL mechanism and credentials, for the SASL protocols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<KafkaSasl>,
+    /// TLS files, for the SSL protocols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// Kafka `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum KafkaProtocol {
+    /// No TLS, no SASL.
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL without TLS.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+/// SASL mechanism and credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaSasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: SaslMechanism,
+    /// Where the username is.
+    pub username: SecretSource,
+    /// Where the password is.
+    pub password: SecretSource,
+}
+
+/// SASL mechanisms supported without a Kerberos library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SaslMechanism {
+    /// Username and password in the clear (use with TLS).
+    #[serde(rename = "PLAIN")]
+    Plain,
+    /// SCRAM with SHA-256.
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+/// How a record fills the statement's bind markers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Mapping {
+    /// The record value is a JSON array whose elements fill the markers in order (the seed's `Tuple2`).
+    JsonArray {},
+    /// One field path per marker, in marker order. A path is `value` or `value.<field>.<field>…` into a
+    /// JSON object value, `key`, `key.<field>…`, `headers.<name>`, `timestamp`, `partition` or `offset`.
+    Fields(Vec<String>),
+    /// Named markers (`:name`) each filled from a field path.
+    Named(BTreeMap<String, String>),
+}
+
+impl Default for Mapping {
+    fn default() -> Self {
+        Mapping::JsonArray {}
+    }
+}
+
+/// When a checkpoint is sealed: whichever of the limits is reached first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Longest time records wait in the buffer, e.g. `1s`, `500ms`.
+    #[serde(default = "CheckpointConfig::default_interval")]
+    pub interval: HumanDuration,
+    /// Most records in one checkpoint (over all partitions of the worker).
+    #[serde(default = "CheckpointConfig::default_max_records")]
+    pub max_records: u32,
+    /// Most bytes of record values in one checkpoint.
+    #[serde(default = "CheckpointConfig::default_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl CheckpointConfig {
+    const fn default_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(1))
+    }
+    const fn default_max_records() -> u32 {
+        50_000
+    }
+    const fn default_max_bytes() -> u64 {
+        64 * 1024 * 1024
+    }
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            interval: Self::default_interval(),
+            max_records: Self::default_max_records(),
+            max_bytes: Self::default_max_bytes(),
+        }
+    }
+}
+
+/// The delivery guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Each record has exactly one effect, in offset order per partition, whatever crashes or replays.
+    /// Statements that Cassandra cannot apply idempotently are refused.
+    #[default]
+    ExactlyOnce,
+    /// Each record has at least one effect; replays after a crash may apply a record again. Any statement.
+    AtLeastOnce,
+}
+
+/// What happens to a record that does not fit the statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnInvalidRecord {
+    /// Write it, with its source coordinates and the reason, to the dead-letter destination; go on.
+    #[default]
+    DeadLetter,
+    /// Stop the sink with the reason.
+    Fail,
+}
+
+/// Where invalid records go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum DeadLetterConfig {
+    /// A Cassandra table (created if absent) in the committer's keyspace unless `keyspace` is given.
+    Table {
+        /// Keyspace; the committer's when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keyspace: Option<String>,
+        /// Table name.
+        table: String,
+    },
+    /// A Kafka topic on the source cluster.
+    Topic(String),
+}
+
+/// Bounds that keep the worker and the cluster healthy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Most write requests in flight to one Cassandra node.
+    #[serde(default = "Limits::default_in_flight_per_node")]
+    pub max_in_flight_per_node: u32,
+    /// Largest record value accepted; a larger one is an invalid record.
+    #[serde(default = "Limits::default_max_record_bytes")]
+    pub max_record_bytes: u32,
+    /// A field that is missing or JSON `null` leaves its column unset instead of writing a tombstone.
+    #[serde(default = "default_true")]
+    pub null_means_unset: bool,
+}
+
+impl Limits {
+    const fn default_in_flight_per_node() -> u32 {
+        256
+    }
+    const fn default_max_record_bytes() -> u32 {
+        1024 * 1024
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_in_flight_per_node: Self::default_in_flight_per_node(),
+            max_record_bytes: Self::default_max_record_bytes(),
+            null_means_unset: true,
+        }
+    }
+}
+
+const fn default_true() -> bool {
+    true
+}
+
+/// A duration written the way people write them: `1s`, `250ms`, `2m`, `1h 30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|error| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?} ({error}); write e.g. 1s, 500ms, 2m"
+                ))
+            })
+    }
+}
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HumanDuration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration such as 1s, 500ms, 2m or 1h 30m.",
+            "pattern": "^([0-9]+ ?(ns|us|ms|s|m|h|d) ?)+$"
+        })
+    }
+}
+
+/// Errors from reading a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or does not match the schema (the message names the key and position).
+    #[error("invalid configuration in {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What and where.
+        message: String,
+    },
+}
+
+impl SinkConfig {
+    /// Parses YAML (JSON is YAML too). `origin` names the source in error messages.
+    pub fn from_yaml(text: &str, origin: &std::path::Path) -> Result<Self, ConfigError> {
+        serde_saphyr::from_str(text).map_err(|error| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: error.to_string(),
+        })
+    }
+
+    /// Reads and parses a YAML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text, path)
+    }
+
+    /// The consumer group: the configured one, or one derived from the sink id.
+    pub fn group_id(&self) -> String {
+        self.source
+            .kafka
+            .group_id
+            .clone()
+            .unwrap_or_else(|| format!("cassandra-sink.{}", self.sink_id.replace('/', ".")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"
+sinkId: analytics/values
+cassandra:
+  contactPoints: ["127.0.0.1:9042"]
+  localDatacenter: datacenter1
+createQuery: "CREATE TABLE example.values (id text PRIMARY KEY, counter int);"
+insertQuery: "INSERT INTO example.values (id, counter) VALUES (?, ?);"
+committer: { keyspace: example, table: checkpoints }
+source:
+  kafka: { bootstrapServers: ["127.0.0.1:9092"], topic: values }
+"#;
+
+    fn parse(text: &str) -> Result<SinkConfig, ConfigError> {
+        SinkConfig::from_yaml(text, std::path::Path::new("sink.yaml"))
+    }
+
+    #[test]
+    fn the_seed_example_parses_with_safe_defaults() {
+        let config = parse(SEED).expect("seed config parses");
+        assert_eq!(config.guarantee, Guarantee::ExactlyOnce);
+        assert_eq!(config.on_invalid_record, OnInvalidRecord::DeadLetter);
+        assert_eq!(config.cassandra.consistency, Consistency::LocalQuorum);
+        assert_eq!(config.mapping, Mapping::JsonArray {});
+        assert_eq!(config.checkpoint.interval.0, Duration::from_secs(1));
+        assert_eq!(config.checkpoint.max_records, 50_000);
+        assert!(config.limits.null_means_unset);
+        assert_eq!(config.group_id(), "cassandra-sink.analytics.values");
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it() {
+        let text = SEED.replace("localDatacenter", "localDataCentre");
+        let error = parse(&text).expect_err("misspelt key must be refused");
+        let message = error.to_string();
+        assert!(message.contains("localDataCentre"), "{message}");
+        assert!(message.contains("sink.yaml"), "{message}");
+    }
+
+    #[test]
+    fn consistency_any_is_not_accepted() {
+        let text = SEED.replace(
+            "localDatacenter: datacenter1",
+            "localDatacenter: datacenter1\n  consistency: ANY",
+        );
+        let message = parse(&text).expect_err("ANY refused").to_string();
+        assert!(message.contains("ANY"), "{message}");
+    }
+
+    #[test]
+    fn durations_are_written_as_people_write_them() {
+        let text = format!("{SEED}checkpoint: {{ interval: 250ms, maxRecords: 10 }}\n");
+        let config = parse(&text).expect("parses");
+        assert_eq!(config.checkpoint.interval.0, Duration::from_millis(250));
+        assert_eq!(config.checkpoint.max_records, 10);
+        let bad = format!("{SEED}checkpoint: {{ interval: soon }}\n");
+        let message = parse(&bad).expect_err("bad duration").to_string();
+        assert!(message.contains("soon"), "{message}");
+    }
+
+    #[test]
+    fn mappings_and_secrets_round_trip_through_yaml() {
+        let text = format!(
+            "{SEED}mapping:\n  named: {{ id: value.id, counter: value.counter }}\n\
+             deadLetter: {{ table: {{ table: rejects }} }}\n"
+        )
+        .replace(
+            "localDatacenter: datacenter1",
+            "localDatacenter: datacenter1\n  credentials:\n    username: { env: CASSANDRA_USER }\n    password: { file: /secrets/password }",
+        );
+        let config = parse(&text).expect("parses");
+        let rendered = serde_saphyr::to_string(&config).expect("serialises");
+        let again = parse(&rendered).expect("rendered config parses again");
+        assert_eq!(config, again);
+        assert!(matches!(config.mapping, Mapping::Named(ref fields) if fields["id"] == "value.id"));
+    }
+}
