@@ -1,0 +1,7 @@
+//! One integration-test binary (linking scylla, rdkafka and kube once), one module per area.
+//! Every test here talks to a real server started by `scripts/localenv.sh up`.
+
+mod smoke_cassandra;
+mod smoke_clis;
+mod smoke_kafka;
+mod smoke_kube;
