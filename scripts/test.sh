@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The test command (README, CI): brings up the local servers, then runs the format and lint checks and
+# every test, unit and integration, against real Cassandra, Kafka and kube-apiserver.
+#
+#   scripts/test.sh                  everything
+#   scripts/test.sh -- <filter>      cargo test arguments after --, e.g. `-- smoke_kafka`
+#
+# Servers stay up afterwards for a quick rerun (scripts/localenv.sh down stops them), except under
+# CI=true, where they are stopped on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+if [ "${CI:-}" = "true" ]; then
+  trap 'scripts/localenv.sh down' EXIT
+fi
+
+step "local servers"
+scripts/localenv.sh up
+eval "$(scripts/localenv.sh env)"
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+[ "${1:-}" = "--" ] && shift
+cargo test --workspace --locked -- "$@"
