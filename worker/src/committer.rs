@@ -1,0 +1,522 @@
+//! The committer table: one row per (sink, Kafka partition), each its own Cassandra partition, updated
+//! only through lightweight transactions conditional on the epoch. See [`crate::checkpoint`] for the
+//! protocol; this module is its I/O.
+//!
+//! A second, plain table `<table>_positions` mirrors each commit, clustered by partition under the sink
+//! id, so that listing a sink's positions is one cheap single-partition read (the operator's status and
+//! `positions list` use it). It is informational: the LWT rows are the source of truth.
+
+use std::sync::Arc;
+
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency, SerialConsistency};
+use scylla::value::{CqlTimestamp, CqlValue, Row};
+
+use crate::checkpoint::{Claim, Pending};
+
+/// Errors of the committer table.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitterError {
+    /// Another worker claimed the partition since this one did: this worker must stop using it.
+    #[error(
+        "partition {partition} was claimed by another worker (epoch {current:?} replaced ours, {ours}); \
+         this worker no longer owns it"
+    )]
+    Fenced {
+        /// Kafka partition.
+        partition: i32,
+        /// The epoch this worker held.
+        ours: i64,
+        /// The epoch in the row now, if the row still exists.
+        current: Option<i64>,
+    },
+    /// Claiming kept losing races with other workers.
+    #[error("partition {partition}: could not claim the committer row after {attempts} attempts")]
+    Contended {
+        /// Kafka partition.
+        partition: i32,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Cassandra refused or failed a request.
+    #[error("committer table {table}: {operation} failed: {message}")]
+    Cassandra {
+        /// The table.
+        table: String,
+        /// What was attempted.
+        operation: &'static str,
+        /// The driver's message.
+        message: String,
+    },
+}
+
+/// A committed position as listed for operators and the CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Kafka partition.
+    pub partition: i32,
+    /// Next offset to apply.
+    pub committed: Option<i64>,
+    /// Records covered by committed checkpoints.
+    pub records_committed: i64,
+    /// The epoch of the last commit.
+    pub epoch: i64,
+    /// When it was committed (milliseconds since the epoch).
+    pub committed_at_ms: Option<i64>,
+}
+
+/// Prepared statements on one sink's committer rows.
+pub struct Committer {
+    session: Arc<Session>,
+    table: String,
+    sink_id: String,
+    owner: String,
+    select: PreparedStatement,
+    insert_new: PreparedStatement,
+    bump_epoch: PreparedStatement,
+    record_pending: PreparedStatement,
+    commit: PreparedStatement,
+    mirror: PreparedStatement,
+    list: PreparedStatement,
+    reset: PreparedStatement,
+}
+
+/// The committer table and its positions mirror, created if absent.
+pub fn schema(keyspace: &str, table: &str) -> [String; 2] {
+    [
+        format!(
+            "CREATE TABLE IF NOT EXISTS {keyspace}.{table} (\
+             sink_id text, source_partition int, topic text, epoch bigint, owner text, \
+             committed_offset bigint, pending_start bigint, pending_end bigint, pending_base bigint, \
+             timestamp_ceiling bigint, records_committed bigint, committed_at timestamp, \
+             PRIMARY KEY ((sink_id, source_partition)))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {keyspace}.{table}_positions (\
+             sink_id text, source_partition int, topic text, epoch bigint, committed_offset bigint, \
+             records_committed bigint, committed_at timestamp, \
+             PRIMARY KEY ((sink_id), source_partition))"
+        ),
+    ]
+}
+
+/// How many times a claim retries after losing a race to another claimant.
+const CLAIM_ATTEMPTS: u32 = 20;
+
+impl Committer {
+    /// Prepares the statements. The tables must exist (see [`schema`]).
+    pub async fn new(
+        session: Arc<Session>,
+        keyspace: &str,
+        table: &str,
+        sink_id: &str,
+        owner: &str,
+        consistency: Consistency,
+    ) -> Result<Self, CommitterError> {
+        let qualified = format!("{keyspace}.{table}");
+        let key = "WHERE sink_id = ? AND source_partition = ?";
+        let prepare = |operation: &'static str, cql: String, serial_read: bool| {
+            let session = session.clone();
+            let qualified = qualified.clone();
+            async move {
+                let mut statement =
+                    session
+                        .prepare(cql)
+                        .await
+                        .map_err(|error| CommitterError::Cassandra {
+                            table: qualified,
+                            operation,
+                            message: error.to_string(),
+                        })?;
+                statement.set_consistency(if serial_read {
+                    Consistency::LocalSerial
+                } else {
+                    consistency
+                });
+                statement.set_serial_consistency(Some(SerialConsistency::LocalSerial));
+                Ok::<_, CommitterError>(statement)
+            }
+        };
+        let columns = "epoch, committed_offset, pending_start, pending_end, pending_base, \
+                       timestamp_ceiling, records_committed";
+        Ok(Self {
+            select: prepare(
+                "read",
+                format!("SELECT {columns} FROM {qualified} {key}"),
+                true,
+            )
+            .await?,
+            insert_new: prepare(
+                "claim",
+                format!(
+                    "INSERT INTO {qualified} (sink_id, source_partition, topic, epoch, owner, \
+                     timestamp_ceiling, records_committed) VALUES (?, ?, ?, 1, ?, 0, 0) IF NOT EXISTS"
+                ),
+                false,
+            )
+            .await?,
+            bump_epoch: prepare(
+                "claim",
+                format!("UPDATE {qualified} SET epoch = ?, owner = ? {key} IF epoch = ?"),
+                false,
+            )
+            .await?,
+            record_pending: prepare(
+                "record pending checkpoint",
+                format!(
+                    "UPDATE {qualified} SET pending_start = ?, pending_end = ?, pending_base = ?, \
+                     timestamp_ceiling = ? {key} IF epoch = ?"
+                ),
+                false,
+            )
+            .await?,
+            commit: prepare(
+                "commit",
+                format!(
+                    "UPDATE {qualified} SET committed_offset = ?, pending_start = null, \
+                     pending_end = null, pending_base = null, records_committed = ?, committed_at = ? \
+                     {key} IF epoch = ?"
+                ),
+                false,
+            )
+            .await?,
+            mirror: prepare(
+                "mirror position",
+                format!(
+                    "INSERT INTO {qualified}_positions (sink_id, source_partition, topic, epoch, \
+                     committed_offset, records_committed, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                ),
+                false,
+            )
+            .await?,
+            list: prepare(
+                "list positions",
+                format!(
+                    "SELECT source_partition, committed_offset, records_committed, epoch, committed_at \
+                     FROM {qualified}_positions WHERE sink_id = ?"
+                ),
+                false,
+            )
+            .await?,
+            reset: prepare(
+                "reset position",
+                format!(
+                    "UPDATE {qualified} SET committed_offset = ?, pending_start = null, pending_end = null, \
+                     pending_base = null, epoch = ?, owner = ? {key} IF epoch = ?"
+                ),
+                false,
+            )
+            .await?,
+            session,
+            table: qualified,
+            sink_id: sink_id.to_owned(),
+            owner: owner.to_owned(),
+        })
+    }
+
+    fn error(&self, operation: &'static str, error: impl ToString) -> CommitterError {
+        CommitterError::Cassandra {
+            table: self.table.clone(),
+            operation,
+            message: error.to_string(),
+        }
+    }
+
+    async fn read(&self, partition: i32) -> Result<Option<Row>, CommitterError> {
+        let result = self
+            .session
+            .execute_unpaged(&self.select, (&self.sink_id, partition))
+            .await
+            .map_err(|error| self.error("read", error))?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|error| self.error("read", error))?;
+        rows.maybe_first_row::<Row>()
+            .map_err(|error| self.error("read", error))
+    }
+
+    /// Runs a conditional statement; `Ok(true)` when applied.
+    async fn conditional(
+        &self,
+        operation: &'static str,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<(bool, Option<Row>), CommitterError> {
+        let result = self
+            .session
+            .execute_unpaged(statement, values)
+            .await
+            .map_err(|error| self.error(operation, error))?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|error| self.error(operation, error))?;
+        let row = rows
+            .maybe_first_row::<Row>()
+            .map_err(|error| self.error(operation, error))?
+            .ok_or_else(|| self.error(operation, "no [applied] row in the reply"))?;
+        let applied = matches!(row.columns.first(), Some(Some(CqlValue::Boolean(true))));
+        Ok((applied, Some(row)))
+    }
+
+    /// Claims a partition: bumps its epoch (creating the row for a new partition) and reads where it
+    /// stands. Retries when another claimant wins a race; every earlier holder is fenced afterwards.
+    pub async fn claim(&self, partition: i32, topic: &str) -> Result<Claim, CommitterError> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            let Some(row) = self.read(partition).await? else {
+                let (applied, _) = self
+                    .conditional(
+                        "claim",
+                        &self.insert_new,
+                        (&self.sink_id, partition, topic, &self.owner),
+                    )
+                    .await?;
+                if applied {
+                    return Ok(Claim {
+                        partition,
+                        epoch: 1,
+                        committed: None,
+                        pending: None,
+                        ceiling: 0,
+                        records_committed: 0,
+                    });
+                }
+                continue;
+            };
+            let state = ClaimRow::from_row(&row);
+            let epoch = state.epoch.unwrap_or(0);
+            let (applied, _) = self
+                .conditional(
+                    "claim",
+                    &self.bump_epoch,
+                    (epoch + 1, &self.owner, &self.sink_id, partition, epoch),
+                )
+                .await?;
+            if applied {
+                return Ok(state.into_claim(partition, epoch + 1));
+            }
+        }
+        Err(CommitterError::Contended {
+            partition,
+            attempts: CLAIM_ATTEMPTS,
+        })
+    }
+
+    fn fenced(&self, partition: i32, ours: i64, reply: Option<Row>) -> CommitterError {
+        // A rejected LWT returns the current values of the columns in its condition.
+        let current = reply.and_then(|row| match row.columns.get(1) {
+            Some(Some(CqlValue::BigInt(epoch))) => Some(*epoch),
+            _ => None,
+        });
+        CommitterError::Fenced {
+            partition,
+            ours,
+            current,
+        }
+    }
+
+    /// Records a sealed range as pending and raises the timestamp ceiling, if this worker still holds
+    /// `epoch`. Must succeed before any of the range's data is written.
+    pub async fn record_pending(
+        &self,
+        partition: i32,
+        epoch: i64,
+        pending: &Pending,
+    ) -> Result<(), CommitterError> {
+        let (applied, reply) = self
+            .conditional(
+                "record pending checkpoint",
+                &self.record_pending,
+                (
+                    pending.start,
+                    pending.end,
+                    pending.base_timestamp,
+                    pending.ceiling(),
+                    &self.sink_id,
+                    partition,
+                    epoch,
+                ),
+            )
+            .await?;
+        if applied {
+            Ok(())
+        } else {
+            Err(self.fenced(partition, epoch, reply))
+        }
+    }
+
+    /// Commits a range whose writes were all acknowledged, if this worker still holds `epoch`.
+    pub async fn commit(
+        &self,
+        partition: i32,
+        topic: &str,
+        epoch: i64,
+        end: i64,
+        records_committed: i64,
+        now_ms: i64,
+    ) -> Result<(), CommitterError> {
+        let at = CqlTimestamp(now_ms);
+        let (applied, reply) = self
+            .conditional(
+                "commit",
+                &self.commit,
+                (end, records_committed, at, &self.sink_id, partition, epoch),
+            )
+            .await?;
+        if !applied {
+            return Err(self.fenced(partition, epoch, reply));
+        }
+        self.mirror(partition, topic, epoch, end, records_committed, at)
+            .await?;
+        Ok(())
+    }
+
+    /// Copies a committed position into the positions table that listings read.
+    async fn mirror(
+        &self,
+        partition: i32,
+        topic: &str,
+        epoch: i64,
+        offset: i64,
+        records_committed: i64,
+        at: CqlTimestamp,
+    ) -> Result<(), CommitterError> {
+        self.session
+            .execute_unpaged(
+                &self.mirror,
+                (
+                    &self.sink_id,
+                    partition,
+                    topic,
+                    epoch,
+                    offset,
+                    records_committed,
+                    at,
+                ),
+            )
+            .await
+            .map_err(|error| self.error("mirror position", error))?;
+        Ok(())
+    }
+
+    /// Every committed position of this sink, by partition.
+    pub async fn positions(&self) -> Result<Vec<Position>, CommitterError> {
+        let result = self
+            .session
+            .execute_unpaged(&self.list, (&self.sink_id,))
+            .await
+            .map_err(|error| self.error("list positions", error))?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|error| self.error("list positions", error))?;
+        let mut positions = Vec::new();
+        for row in rows
+            .rows::<(
+                i32,
+                Option<i64>,
+                Option<i64>,
+                Option<i64>,
+                Option<CqlTimestamp>,
+            )>()
+            .map_err(|error| self.error("list positions", error))?
+        {
+            let (partition, committed, records, epoch, at) =
+                row.map_err(|error| self.error("list positions", error))?;
+            positions.push(Position {
+                partition,
+                committed,
+                records_committed: records.unwrap_or(0),
+                epoch: epoch.unwrap_or(0),
+                committed_at_ms: at.map(|at| at.0),
+            });
+        }
+        Ok(positions)
+    }
+
+    /// Sets a partition's committed offset (for an operator resetting a stopped sink). Claims the row
+    /// with a new epoch in the same transaction, so a worker still running on it is fenced.
+    pub async fn reset(
+        &self,
+        partition: i32,
+        topic: &str,
+        offset: i64,
+    ) -> Result<(), CommitterError> {
+        let claim = self.claim(partition, topic).await?;
+        let (applied, reply) = self
+            .conditional(
+                "reset position",
+                &self.reset,
+                (
+                    offset,
+                    claim.epoch + 1,
+                    &self.owner,
+                    &self.sink_id,
+                    partition,
+                    claim.epoch,
+                ),
+            )
+            .await?;
+        if !applied {
+            return Err(self.fenced(partition, claim.epoch, reply));
+        }
+        let now = CqlTimestamp(crate::checkpoint::now_micros() / 1000);
+        self.mirror(
+            partition,
+            topic,
+            claim.epoch + 1,
+            offset,
+            claim.records_committed,
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The columns a claim reads, in the order of the SELECT.
+struct ClaimRow {
+    epoch: Option<i64>,
+    committed: Option<i64>,
+    pending_start: Option<i64>,
+    pending_end: Option<i64>,
+    pending_base: Option<i64>,
+    ceiling: Option<i64>,
+    records_committed: Option<i64>,
+}
+
+impl ClaimRow {
+    fn from_row(row: &Row) -> Self {
+        let column = |index: usize| match row.columns.get(index) {
+            Some(Some(CqlValue::BigInt(value))) => Some(*value),
+            _ => None,
+        };
+        Self {
+            epoch: column(0),
+            committed: column(1),
+            pending_start: column(2),
+            pending_end: column(3),
+            pending_base: column(4),
+            ceiling: column(5),
+            records_committed: column(6),
+        }
+    }
+
+    fn into_claim(self, partition: i32, epoch: i64) -> Claim {
+        let pending = match (self.pending_start, self.pending_end, self.pending_base) {
+            (Some(start), Some(end), Some(base_timestamp)) => Some(Pending {
+                start,
+                end,
+                base_timestamp,
+            }),
+            _ => None,
+        };
+        Claim {
+            partition,
+            epoch,
+            committed: self.committed,
+            pending,
+            ceiling: self.ceiling.unwrap_or(0),
+            records_committed: self.records_committed.unwrap_or(0),
+        }
+    }
+}
