@@ -26,6 +26,9 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "building the worker binary the integration tests run"
+cargo build -p cassandra-sink-worker --locked
+
 step "tests"
 [ "${1:-}" = "--" ] && shift
 cargo test --workspace --locked -- "$@"

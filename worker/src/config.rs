@@ -437,11 +437,39 @@ impl SinkConfig {
 
     /// Reads and parses a YAML file.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        Self::from_file_with_overrides(path, std::iter::empty())
+    }
+
+    /// Reads a YAML file, then applies overrides from environment variables named
+    /// `CASSANDRA_SINK__<KEY>__<KEY>…` (see [`apply_overrides`]). Only variables with that prefix are
+    /// looked at; pass `std::env::vars()`.
+    pub fn from_file_with_overrides(
+        path: &std::path::Path,
+        environment: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_yaml(&text, path)
+        let overrides: Vec<(String, String)> = environment
+            .filter(|(name, _)| name.starts_with(OVERRIDE_PREFIX))
+            .collect();
+        if overrides.is_empty() {
+            // Straight from YAML, so errors carry line and column.
+            return Self::from_yaml(&text, path);
+        }
+        let parse_error = |message: String| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        };
+        let mut tree: serde_json::Value =
+            serde_saphyr::from_str(&text).map_err(|error| parse_error(error.to_string()))?;
+        apply_overrides(&mut tree, &overrides).map_err(parse_error)?;
+        serde_json::from_value(tree).map_err(|error| {
+            parse_error(format!(
+                "{error} (after applying {OVERRIDE_PREFIX}… overrides)"
+            ))
+        })
     }
 
     /// The consumer group: the configured one, or one derived from the sink id.
@@ -454,9 +482,116 @@ impl SinkConfig {
     }
 }
 
+/// Prefix of environment variables that override configuration keys.
+pub const OVERRIDE_PREFIX: &str = "CASSANDRA_SINK__";
+
+/// Applies `CASSANDRA_SINK__CHECKPOINT__INTERVAL=500ms`-style overrides to a configuration tree.
+/// Each `__`-separated segment names a key, matched without regard to case or `_`
+/// (`CONTACT_POINTS` matches `contactPoints`); a segment with no matching key becomes a new camelCase
+/// key, which strict parsing then refuses if it is unknown. The value is read as YAML, so
+/// `["a:9042","b:9042"]`, `500ms` and `true` all work.
+pub fn apply_overrides(
+    tree: &mut serde_json::Value,
+    overrides: &[(String, String)],
+) -> Result<(), String> {
+    for (name, raw) in overrides {
+        let Some(path) = name.strip_prefix(OVERRIDE_PREFIX) else {
+            continue;
+        };
+        let segments: Vec<&str> = path.split("__").collect();
+        if segments.iter().any(|segment| segment.is_empty()) {
+            return Err(format!("environment variable {name}: empty key segment"));
+        }
+        let value: serde_json::Value = serde_saphyr::from_str(raw)
+            .map_err(|error| format!("environment variable {name}: {error}"))?;
+        let mut node = &mut *tree;
+        for (index, segment) in segments.iter().enumerate() {
+            let serde_json::Value::Object(map) = node else {
+                return Err(format!(
+                    "environment variable {name}: `{}` is not a section",
+                    segments[..index].join("__")
+                ));
+            };
+            let wanted: String = segment
+                .chars()
+                .filter(|c| *c != '_')
+                .collect::<String>()
+                .to_lowercase();
+            let key = map
+                .keys()
+                .find(|key| key.to_lowercase() == wanted)
+                .cloned()
+                .unwrap_or_else(|| camel_case(segment));
+            if index + 1 == segments.len() {
+                map.insert(key, value.clone());
+                break;
+            }
+            node = map
+                .entry(key)
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        }
+    }
+    Ok(())
+}
+
+fn camel_case(segment: &str) -> String {
+    let mut out = String::new();
+    for (index, word) in segment.split('_').filter(|w| !w.is_empty()).enumerate() {
+        let lower = word.to_lowercase();
+        if index == 0 {
+            out.push_str(&lower);
+        } else {
+            let mut chars = lower.chars();
+            if let Some(first) = chars.next() {
+                out.extend(first.to_uppercase());
+                out.push_str(chars.as_str());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_overrides_reach_nested_keys_and_stay_strict() {
+        let dir = std::env::temp_dir().join(format!("sink-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("sink.yaml");
+        std::fs::write(&path, SEED).expect("write");
+        let env = vec![
+            (
+                "CASSANDRA_SINK__CASSANDRA__CONTACT_POINTS".to_owned(),
+                "[\"10.0.0.9:9042\"]".to_owned(),
+            ),
+            (
+                "CASSANDRA_SINK__CHECKPOINT__INTERVAL".to_owned(),
+                "250ms".to_owned(),
+            ),
+            (
+                "CASSANDRA_SINK__GUARANTEE".to_owned(),
+                "at-least-once".to_owned(),
+            ),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let config = SinkConfig::from_file_with_overrides(&path, env.into_iter()).expect("parses");
+        assert_eq!(
+            config.cassandra.contact_points,
+            vec!["10.0.0.9:9042".to_owned()]
+        );
+        assert_eq!(config.checkpoint.interval.0, Duration::from_millis(250));
+        assert_eq!(config.guarantee, Guarantee::AtLeastOnce);
+        let unknown = vec![(
+            "CASSANDRA_SINK__CASSANDRA__PORTNUMBER".to_owned(),
+            "1".to_owned(),
+        )];
+        let error = SinkConfig::from_file_with_overrides(&path, unknown.into_iter())
+            .expect_err("unknown key refused");
+        assert!(error.to_string().contains("portnumber"), "{error}");
+        std::fs::remove_dir_all(dir).ok();
+    }
 
     const SEED: &str = r#"
 sinkId: analytics/values

@@ -1,7 +1,29 @@
 //! The cassandra-sink worker: reads a Kafka topic and writes each record into Apache Cassandra exactly
 //! once, keeping its checkpoints in a Cassandra committer table.
 //!
-//! Without the default `runtime` feature this crate is only [`config`], the configuration types the
-//! operator shares.
+//! Without the default `runtime` feature this crate is only [`config`], [`statement`] and
+//! [`checkpoint`]: the configuration types, statement checks and protocol decisions the operator shares.
 
+#[cfg(feature = "runtime")]
+pub mod cassandra;
+pub mod checkpoint;
+#[cfg(feature = "runtime")]
+pub mod committer;
 pub mod config;
+#[cfg(feature = "runtime")]
+pub mod dead_letter;
+#[cfg(feature = "runtime")]
+pub mod fault;
+#[cfg(feature = "runtime")]
+pub mod http;
+#[cfg(feature = "runtime")]
+pub mod mapping;
+#[cfg(feature = "runtime")]
+pub mod metrics;
+#[cfg(feature = "runtime")]
+pub mod sink;
+#[cfg(feature = "runtime")]
+pub mod source;
+#[cfg(feature = "runtime")]
+pub mod startup;
+pub mod statement;

@@ -1,0 +1,527 @@
+//! The Kafka side: a consumer-group member that claims each partition it is assigned in the committer
+//! table *before* reading it, starts it at the position the committer table holds (never Kafka's
+//! committed offsets), and hands records to the write loop in offset order.
+//!
+//! librdkafka runs the rebalance callback on the thread that polls, so polling happens on a dedicated
+//! thread: there the callback can wait for Cassandra (claims) and for the write loop (to finish the
+//! checkpoint in flight for revoked partitions) without blocking the async runtime.
+//!
+//! # Guarantees
+//! * A partition is assigned only once claimed, at the offset the claim decided; a range Kafka no
+//!   longer holds stops the sink with [`SourceError::RangeGone`].
+//! * A revoked partition is released only after the write loop acknowledges it is done with it.
+//! * Back-pressure: when the write loop is behind, partitions are paused (the consumer keeps polling,
+//!   so the group does not evict it), and resumed once the queue drains.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cassandra::read_secret;
+use crate::checkpoint::{Claim, RangeGone, StartAt};
+use crate::committer::{Committer, CommitterError};
+use crate::config::{KafkaProtocol, KafkaSource, SaslMechanism};
+
+/// A record copied out of librdkafka's buffers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Timestamp in milliseconds.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl OwnedRecord {
+    /// Bytes this record holds, for checkpoint size limits.
+    pub fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// What the source tells the write loop, in order.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// These partitions are claimed; their records follow.
+    Assigned(Vec<Claim>),
+    /// These partitions are being taken away: finish with them, then send on `done`.
+    Revoked {
+        /// The partitions.
+        partitions: Vec<i32>,
+        /// Acknowledgement.
+        done: oneshot::Sender<()>,
+    },
+    /// A record.
+    Record(OwnedRecord),
+    /// The source cannot go on.
+    Failed(SourceError),
+}
+
+/// Errors of the Kafka source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A configured property is one the protocol depends on.
+    #[error(
+        "Kafka property `{0}` is set by the sink itself (positions live in the committer table); remove it"
+    )]
+    ReservedProperty(String),
+    /// A Kafka credential could not be read.
+    #[error(transparent)]
+    Secret(#[from] crate::cassandra::ConnectError),
+    /// The consumer could not be created or subscribed.
+    #[error("Kafka consumer for topic {topic}: {source}")]
+    Client {
+        /// Topic.
+        topic: String,
+        /// The librdkafka error.
+        source: KafkaError,
+    },
+    /// A needed range is gone from Kafka.
+    #[error(transparent)]
+    RangeGone(#[from] RangeGone),
+    /// Claiming a partition failed for good.
+    #[error(transparent)]
+    Claim(#[from] CommitterError),
+    /// The position to read from is outside what Kafka holds.
+    #[error("Kafka partition {partition:?}: {message}")]
+    OutOfRange {
+        /// Partition, when known.
+        partition: Option<i32>,
+        /// librdkafka's message.
+        message: String,
+    },
+}
+
+/// Consumer properties the sink sets itself and a user may not override.
+const RESERVED: &[&str] = &[
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "bootstrap.servers",
+    "enable.partition.eof",
+];
+
+/// The librdkafka configuration of the consumer: the sink's fixed settings, security, then the
+/// user's extra properties (which may not touch the reserved ones).
+pub fn client_config(source: &KafkaSource, group_id: &str) -> Result<ClientConfig, SourceError> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", source.bootstrap_servers.join(","))
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A position outside Kafka's range is an error, never a silent jump.
+        .set("auto.offset.reset", "error")
+        .set("isolation.level", "read_committed")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000");
+    if let Some(security) = &source.security {
+        let protocol = match security.protocol {
+            KafkaProtocol::Plaintext => "plaintext",
+            KafkaProtocol::Ssl => "ssl",
+            KafkaProtocol::SaslPlaintext => "sasl_plaintext",
+            KafkaProtocol::SaslSsl => "sasl_ssl",
+        };
+        config.set("security.protocol", protocol);
+        if let Some(sasl) = &security.sasl {
+            let mechanism = match sasl.mechanism {
+                SaslMechanism::Plain => "PLAIN",
+                SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+                SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            };
+            config
+                .set("sasl.mechanism", mechanism)
+                .set("sasl.username", read_secret("username", &sasl.username)?)
+                .set("sasl.password", read_secret("password", &sasl.password)?);
+        }
+        if let Some(tls) = &security.tls {
+            if let Some(ca) = &tls.ca_file {
+                config.set("ssl.ca.location", ca.display().to_string());
+            }
+            if let Some(cert) = &tls.cert_file {
+                config.set("ssl.certificate.location", cert.display().to_string());
+            }
+            if let Some(key) = &tls.key_file {
+                config.set("ssl.key.location", key.display().to_string());
+            }
+            if !tls.verify_hostname {
+                config.set("ssl.endpoint.identification.algorithm", "none");
+            }
+        }
+    }
+    for (key, value) in &source.properties {
+        if RESERVED.contains(&key.as_str()) {
+            return Err(SourceError::ReservedProperty(key.clone()));
+        }
+        config.set(key, value);
+    }
+    Ok(config)
+}
+
+/// The consumer's callbacks: claims on assignment, hand-over on revocation.
+pub struct SourceContext {
+    runtime: Handle,
+    committer: Arc<Committer>,
+    topic: String,
+    events: mpsc::Sender<SourceEvent>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        error: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let numbers: Vec<i32> = partitions
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|element| element.partition())
+            .collect();
+        match error {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let claims = match self.claim_all(consumer, &numbers) {
+                    Ok(claims) => claims,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot take the assigned partitions");
+                        let _ = self.events.blocking_send(SourceEvent::Failed(error));
+                        return;
+                    }
+                };
+                for (claim, start) in &claims {
+                    let offset = match start {
+                        StartAt::Beginning => Offset::Beginning,
+                        StartAt::Offset(offset) => Offset::Offset(*offset),
+                    };
+                    if let Err(error) =
+                        partitions.set_partition_offset(&self.topic, claim.partition, offset)
+                    {
+                        tracing::error!(%error, partition = claim.partition, "cannot set start offset");
+                    }
+                }
+                let claims: Vec<Claim> = claims.into_iter().map(|(claim, _)| claim).collect();
+                if self
+                    .events
+                    .blocking_send(SourceEvent::Assigned(claims))
+                    .is_err()
+                {
+                    return;
+                }
+                let assigned = if cooperative {
+                    consumer.incremental_assign(partitions)
+                } else {
+                    consumer.assign(partitions)
+                };
+                if let Err(error) = assigned {
+                    tracing::error!(%error, "assigning partitions failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let (done, finished) = oneshot::channel();
+                let sent = self.events.blocking_send(SourceEvent::Revoked {
+                    partitions: numbers.clone(),
+                    done,
+                });
+                if sent.is_ok() {
+                    // The write loop finishes (or abandons, if fenced) the checkpoint in flight for
+                    // these partitions before they go to another worker.
+                    let _ = self.runtime.block_on(finished);
+                }
+                tracing::info!(partitions = ?numbers, "partitions released");
+                let released = if cooperative {
+                    consumer.incremental_unassign(partitions)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(error) = released {
+                    tracing::error!(%error, "unassigning partitions failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance failed; releasing partitions");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+impl SourceContext {
+    /// Claims every assigned partition (retrying while Cassandra is unavailable) and decides where
+    /// each starts.
+    fn claim_all(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partitions: &[i32],
+    ) -> Result<Vec<(Claim, StartAt)>, SourceError> {
+        let mut result = Vec::with_capacity(partitions.len());
+        for &partition in partitions {
+            let claim = self.runtime.block_on(async {
+                let mut backoff = Duration::from_millis(200);
+                loop {
+                    match self.committer.claim(partition, &self.topic).await {
+                        Ok(claim) => return Ok(claim),
+                        Err(CommitterError::Cassandra { .. })
+                            if !self.stop.load(Ordering::Relaxed) =>
+                        {
+                            tracing::warn!(
+                                partition,
+                                "claim failed; Cassandra unavailable? retrying"
+                            );
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+            })?;
+            let (low, _high) = consumer
+                .fetch_watermarks(&self.topic, partition, Duration::from_secs(30))
+                .map_err(|source| SourceError::Client {
+                    topic: self.topic.clone(),
+                    source,
+                })?;
+            let start = claim.resume(low)?;
+            tracing::info!(
+                partition,
+                epoch = claim.epoch,
+                committed = ?claim.committed,
+                pending = ?claim.pending,
+                start = ?start,
+                "partition claimed"
+            );
+            result.push((claim, start));
+        }
+        Ok(result)
+    }
+}
+
+/// The running source: its consumer (for offset commits that lag tools read) and its poll thread.
+pub struct Source {
+    consumer: Arc<BaseConsumer<SourceContext>>,
+    topic: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Records and events waiting in the source before the write loop takes them.
+const QUEUE: usize = 8192;
+
+impl Source {
+    /// Joins the group and starts polling; events arrive on the returned receiver.
+    pub fn start(
+        source: &KafkaSource,
+        group_id: &str,
+        committer: Arc<Committer>,
+    ) -> Result<(Self, mpsc::Receiver<SourceEvent>), SourceError> {
+        let (events, receiver) = mpsc::channel(QUEUE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let context = SourceContext {
+            runtime: Handle::current(),
+            committer,
+            topic: source.topic.clone(),
+            events: events.clone(),
+            stop: stop.clone(),
+        };
+        let consumer: BaseConsumer<SourceContext> = client_config(source, group_id)?
+            .create_with_context(context)
+            .map_err(|error| SourceError::Client {
+                topic: source.topic.clone(),
+                source: error,
+            })?;
+        consumer
+            .subscribe(&[&source.topic])
+            .map_err(|error| SourceError::Client {
+                topic: source.topic.clone(),
+                source: error,
+            })?;
+        let consumer = Arc::new(consumer);
+        let thread = std::thread::Builder::new()
+            .name("kafka-poll".to_owned())
+            .spawn({
+                let consumer = consumer.clone();
+                let stop = stop.clone();
+                move || poll_loop(&consumer, &events, &stop)
+            })
+            .map_err(|error| SourceError::Client {
+                topic: source.topic.clone(),
+                source: KafkaError::Subscription(error.to_string()),
+            })?;
+        Ok((
+            Self {
+                consumer,
+                topic: source.topic.clone(),
+                stop,
+                thread: Some(thread),
+            },
+            receiver,
+        ))
+    }
+
+    /// Tells Kafka the committed position too, so consumer-lag tools see the sink's progress. The
+    /// committer table stays the source of truth; a failure here is only logged.
+    pub fn report_position(&self, partition: i32, next_offset: i64) {
+        let mut list = TopicPartitionList::new();
+        if list
+            .add_partition_offset(&self.topic, partition, Offset::Offset(next_offset))
+            .is_ok()
+            && let Err(error) = self.consumer.commit(&list, CommitMode::Async)
+        {
+            tracing::debug!(%error, partition, "reporting the position to Kafka failed");
+        }
+    }
+
+    /// Leaves the group (the revoke callback hands partitions over) and stops polling.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> OwnedRecord {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default();
+    OwnedRecord {
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+        timestamp_ms: message.timestamp().to_millis(),
+    }
+}
+
+/// The poll thread: forwards records, pauses while the write loop is behind, leaves the group on stop.
+fn poll_loop(
+    consumer: &BaseConsumer<SourceContext>,
+    events: &mpsc::Sender<SourceEvent>,
+    stop: &AtomicBool,
+) {
+    let mut held: VecDeque<SourceEvent> = VecDeque::new();
+    let mut paused = false;
+    while !stop.load(Ordering::Relaxed) {
+        while let Some(event) = held.pop_front() {
+            match events.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    held.push_front(event);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        if let Ok(assignment) = consumer.assignment() {
+            if !held.is_empty() && !paused {
+                paused = consumer.pause(&assignment).is_ok();
+            } else if held.is_empty() && paused {
+                paused = consumer.resume(&assignment).is_err();
+            }
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => held.push_back(SourceEvent::Record(owned(&message))),
+            Some(Err(error)) => {
+                if let Some(failure) = fatal(&error) {
+                    tracing::error!(%error, "Kafka source cannot go on");
+                    let _ = events.blocking_send(SourceEvent::Failed(failure));
+                    break;
+                }
+                tracing::warn!(%error, "Kafka consumer error; retrying");
+            }
+            None => {}
+        }
+    }
+    consumer.unsubscribe();
+    // Serve the revoke callback that unsubscribing triggers.
+    let _ = consumer.poll(Duration::from_millis(500));
+}
+
+/// Errors after which reading on would skip or invent data.
+fn fatal(error: &KafkaError) -> Option<SourceError> {
+    match error {
+        KafkaError::MessageConsumption(
+            code @ (RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset),
+        ) => Some(SourceError::OutOfRange {
+            partition: None,
+            message: format!(
+                "{code}: the position the committer table holds is outside what Kafka keeps; \
+                 stopping rather than skipping records"
+            ),
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn source(properties: BTreeMap<String, String>) -> KafkaSource {
+        KafkaSource {
+            bootstrap_servers: vec!["a:9092".into(), "b:9092".into()],
+            topic: "values".into(),
+            group_id: None,
+            security: None,
+            properties,
+        }
+    }
+
+    #[test]
+    fn positions_never_come_from_kafka() {
+        let config = client_config(&source(BTreeMap::new()), "g").expect("config");
+        assert_eq!(config.get("bootstrap.servers"), Some("a:9092,b:9092"));
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
+        assert_eq!(config.get("auto.offset.reset"), Some("error"));
+        assert_eq!(config.get("isolation.level"), Some("read_committed"));
+    }
+
+    #[test]
+    fn reserved_properties_are_refused_by_name() {
+        let properties = BTreeMap::from([("auto.offset.reset".to_owned(), "latest".to_owned())]);
+        let error = client_config(&source(properties), "g").expect_err("refused");
+        assert!(error.to_string().contains("auto.offset.reset"), "{error}");
+        let properties = BTreeMap::from([("fetch.max.bytes".to_owned(), "1048576".to_owned())]);
+        let config = client_config(&source(properties), "g").expect("passed through");
+        assert_eq!(config.get("fetch.max.bytes"), Some("1048576"));
+    }
+}

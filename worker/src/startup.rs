@@ -1,0 +1,298 @@
+//! From a configuration to a running write loop: check the statement, connect, run the DDL, prepare,
+//! check the mapping against the prepared markers, and start the Kafka source.
+//!
+//! Everything that can be wrong with a configuration is found here, before any record is read, and
+//! reported with what to change.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use scylla::client::session::Session;
+use scylla::cluster::metadata::{ColumnType, NativeType};
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::statement::prepared::PreparedStatement;
+
+use crate::cassandra::{ConnectError, connect, driver_consistency};
+use crate::committer::{self, Committer, CommitterError};
+use crate::config::{DeadLetterConfig, Guarantee, SinkConfig};
+use crate::dead_letter::{self, DeadLetter, DeadLetterError};
+use crate::mapping::{MarkerSpec, Plan, PlanError};
+use crate::metrics::Metrics;
+use crate::sink::{Limits, Loop, SinkError, Writer};
+use crate::source::{Source, SourceError};
+use crate::statement::{self, NotIdempotent, StatementError};
+
+/// Why the sink cannot start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `insertQuery` is not a usable statement.
+    #[error("insertQuery: {0}")]
+    Statement(#[from] StatementError),
+    /// `insertQuery` cannot be exactly-once (P5).
+    #[error(
+        "insertQuery cannot be applied exactly once: {}. Use an idempotent statement, or set \
+         `guarantee: at-least-once` to accept duplicates after a crash",
+        reasons.join("; ")
+    )]
+    NotExactlyOnce {
+        /// Each reason.
+        reasons: Vec<String>,
+    },
+    /// Connecting failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A DDL statement failed.
+    #[error("{what} failed: {message}")]
+    Schema {
+        /// Which statement.
+        what: String,
+        /// Cassandra's message.
+        message: String,
+    },
+    /// Preparing `insertQuery` failed (unknown table or column, bad syntax).
+    #[error("Cassandra refused insertQuery: {0}")]
+    Prepare(String),
+    /// The mapping does not fit the statement.
+    #[error("mapping: {0}")]
+    Mapping(#[from] PlanError),
+    /// The committer table failed.
+    #[error(transparent)]
+    Committer(#[from] CommitterError),
+    /// The dead-letter destination failed.
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
+    /// The Kafka source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The write loop stopped with an error.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+impl StartError {
+    /// A short, stable reason for status conditions and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StartError::Statement(_) => "InvalidStatement",
+            StartError::NotExactlyOnce { .. } => "NotExactlyOnce",
+            StartError::Connect(_) => "CassandraUnreachable",
+            StartError::Schema { .. } => "SchemaFailed",
+            StartError::Prepare(_) => "InvalidStatement",
+            StartError::Mapping(_) => "InvalidMapping",
+            StartError::Committer(_) => "CommitterFailed",
+            StartError::DeadLetter(_) => "DeadLetterFailed",
+            StartError::Source(SourceError::RangeGone(_)) => "RangeGone",
+            StartError::Source(_) => "KafkaFailed",
+            StartError::Sink(SinkError::InvalidRecord { .. }) => "InvalidRecord",
+            StartError::Sink(_) => "WriteFailed",
+        }
+    }
+}
+
+/// Checks `insertQuery` against the guarantee without a server: its shape, and P5.
+pub fn check_statement(config: &SinkConfig) -> Result<statement::Analysis, StartError> {
+    let analysis = statement::analyze(&config.insert_query)?;
+    if config.guarantee == Guarantee::ExactlyOnce && !analysis.not_idempotent.is_empty() {
+        return Err(StartError::NotExactlyOnce {
+            reasons: analysis
+                .not_idempotent
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        });
+    }
+    Ok(analysis)
+}
+
+async fn ddl(session: &Session, what: &str, cql: &str) -> Result<(), StartError> {
+    match session.query_unpaged(cql, ()).await {
+        Ok(_) => Ok(()),
+        // createQuery is run on every start; "already exists" means an earlier start ran it.
+        Err(ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::AlreadyExists { .. },
+            _,
+        ))) => Ok(()),
+        Err(error) => Err(StartError::Schema {
+            what: what.to_owned(),
+            message: error.to_string(),
+        }),
+    }
+}
+
+/// The prepared statement's markers, with partition-key flags.
+fn marker_specs(prepared: &PreparedStatement) -> Vec<MarkerSpec> {
+    let key_indexes: Vec<usize> = prepared
+        .get_variable_pk_indexes()
+        .iter()
+        .map(|index| index.index as usize)
+        .collect();
+    prepared
+        .get_variable_col_specs()
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| MarkerSpec {
+            name: spec.name().to_owned(),
+            typ: spec.typ().clone().into_owned(),
+            partition_key: key_indexes.contains(&index),
+        })
+        .collect()
+}
+
+/// A prepared session, committer and loop, ready to run.
+pub struct Prepared {
+    sink: Loop,
+    source_config: crate::config::KafkaSource,
+    group_id: String,
+    committer: Arc<Committer>,
+    /// The data session (for health checks and tests).
+    pub session: Arc<Session>,
+}
+
+/// Connects, runs the DDL and prepares everything; reads no record yet.
+pub async fn prepare(
+    config: &SinkConfig,
+    owner: &str,
+    metrics: Arc<Metrics>,
+) -> Result<Prepared, StartError> {
+    let analysis = check_statement(config)?;
+    let session = Arc::new(connect(&config.cassandra).await?);
+    let committer_session = match &config.committer.cassandra {
+        Some(cluster) => Arc::new(connect(cluster).await?),
+        None => session.clone(),
+    };
+
+    if let Some(create) = &config.create_query {
+        ddl(&session, "createQuery", create).await?;
+    }
+    let keyspace = &config.committer.keyspace;
+    let table = &config.committer.table;
+    for cql in committer::schema(keyspace, table) {
+        ddl(&committer_session, "creating the committer table", &cql).await?;
+    }
+    if let Some((dl_keyspace, dl_table)) = dead_letter::table_name(config) {
+        ddl(
+            &committer_session,
+            "creating the dead-letter table",
+            &dead_letter::schema(&dl_keyspace, &dl_table),
+        )
+        .await?;
+    }
+    for each in [&session, &committer_session] {
+        each.await_schema_agreement()
+            .await
+            .map_err(|error| StartError::Schema {
+                what: "waiting for schema agreement".to_owned(),
+                message: error.to_string(),
+            })?;
+    }
+
+    let mut statement = session
+        .prepare(config.insert_query.as_str())
+        .await
+        .map_err(|error| StartError::Prepare(error.to_string()))?;
+    let specs = marker_specs(&statement);
+    if config.guarantee == Guarantee::ExactlyOnce
+        && let Some(counter) = specs
+            .iter()
+            .find(|spec| spec.typ == ColumnType::Native(NativeType::Counter))
+    {
+        return Err(StartError::NotExactlyOnce {
+            reasons: vec![NotIdempotent::Increment(counter.name.clone()).to_string()],
+        });
+    }
+    let plan = Plan::compile(
+        &config.mapping,
+        &analysis.markers,
+        specs,
+        config.limits.null_means_unset,
+        config.limits.max_record_bytes as usize,
+    )?;
+    statement.set_consistency(driver_consistency(config.cassandra.consistency));
+    statement.set_is_idempotent(analysis.not_idempotent.is_empty());
+
+    let committer_consistency = config
+        .committer
+        .cassandra
+        .as_ref()
+        .map_or(config.cassandra.consistency, |cluster| cluster.consistency);
+    let committer = Arc::new(
+        Committer::new(
+            committer_session.clone(),
+            keyspace,
+            table,
+            &config.sink_id,
+            owner,
+            driver_consistency(committer_consistency),
+        )
+        .await?,
+    );
+    let dead_letter = match &config.dead_letter {
+        Some(DeadLetterConfig::Topic(topic)) => {
+            let producer = crate::source::client_config(&config.source.kafka, &config.group_id())?
+                .create()
+                .map_err(|error| DeadLetterError::Topic {
+                    topic: topic.clone(),
+                    message: error.to_string(),
+                })?;
+            DeadLetter::Topic {
+                producer,
+                topic: topic.clone(),
+                sink_id: config.sink_id.clone(),
+                source_topic: config.source.kafka.topic.clone(),
+            }
+        }
+        _ => {
+            let (dl_keyspace, dl_table) = dead_letter::table_name(config).unwrap_or_default();
+            DeadLetter::table(
+                committer_session.clone(),
+                &dl_keyspace,
+                &dl_table,
+                &config.sink_id,
+                &config.source.kafka.topic,
+            )
+            .await?
+        }
+    };
+
+    let nodes = session.get_cluster_state().get_nodes_info().len().max(1);
+    let writer = Writer {
+        session: session.clone(),
+        statement,
+        plan,
+        committer: committer.clone(),
+        dead_letter,
+        on_invalid: config.on_invalid_record,
+        max_in_flight: config.limits.max_in_flight_per_node as usize * nodes,
+        metrics,
+        topic: config.source.kafka.topic.clone(),
+    };
+    let limits = Limits {
+        interval: config.checkpoint.interval.0,
+        max_records: config.checkpoint.max_records as usize,
+        max_bytes: config.checkpoint.max_bytes as usize,
+    };
+    Ok(Prepared {
+        sink: Loop::new(writer, limits),
+        source_config: config.source.kafka.clone(),
+        group_id: config.group_id(),
+        committer,
+        session,
+    })
+}
+
+impl Prepared {
+    /// The committer, for listing or resetting positions.
+    pub fn committer(&self) -> Arc<Committer> {
+        self.committer.clone()
+    }
+
+    /// Joins the consumer group and runs the write loop until `shutdown` completes or an error stops
+    /// it; on the way out the last buffered records are committed and partitions released.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let (mut source, events) =
+            Source::start(&self.source_config, &self.group_id, self.committer.clone())?;
+        let result = self.sink.run(events, &source, shutdown).await;
+        source.stop();
+        result.map_err(StartError::from)
+    }
+}
