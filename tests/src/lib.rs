@@ -4,6 +4,9 @@
 //! The servers come from `scripts/localenv.sh up`; its `env` command prints the variables read here.
 //! Nothing here falls back to a fake: a test whose server is missing fails with the address it tried.
 
+pub mod fixtures;
+pub mod worker;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,6 +28,13 @@ impl Settings {
             kafka: env_or("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         }
     }
+}
+
+/// Selects ring as the process's TLS crypto provider. The scylla driver's rustls brings aws-lc-rs too,
+/// and with two providers linked rustls cannot pick one for kube's client by itself.
+pub fn install_crypto_provider() {
+    // Err means one is installed already (another test got there first): nothing to do.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The value of an environment variable, or `default` when it is unset or empty.

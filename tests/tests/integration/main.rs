@@ -1,6 +1,11 @@
 //! One integration-test binary (linking scylla, rdkafka and kube once), one module per area.
 //! Every test here talks to a real server started by `scripts/localenv.sh up`.
 
+mod bad_input;
+mod exactly_once;
+mod fencing;
+mod guarantee;
+mod scenario;
 mod smoke_cassandra;
 mod smoke_clis;
 mod smoke_kafka;

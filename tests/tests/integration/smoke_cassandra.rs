@@ -1,29 +1,14 @@
 //! Cassandra is real: a CQL round trip through the scylla driver the worker uses.
 
+use cassandra_sink_tests::fixtures::{cassandra, create_keyspace};
 use cassandra_sink_tests::{Settings, unique_name};
-use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 
 #[tokio::test]
 async fn cql_round_trip_through_the_scylla_driver() -> anyhow::Result<()> {
     let settings = Settings::from_env();
-    let session: Session = SessionBuilder::new()
-        .known_node(&settings.cassandra)
-        .build()
-        .await
-        .map_err(|error| {
-            anyhow::anyhow!("cannot reach Cassandra at {}: {error}", settings.cassandra)
-        })?;
+    let session = cassandra(&settings).await?;
     let keyspace = unique_name("smoke");
-    session
-        .query_unpaged(
-            format!(
-                "CREATE KEYSPACE {keyspace} WITH replication = \
-                 {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-            ),
-            (),
-        )
-        .await?;
+    create_keyspace(&session, &keyspace).await?;
     session
         .query_unpaged(
             format!("CREATE TABLE {keyspace}.values (id text PRIMARY KEY, counter int)"),

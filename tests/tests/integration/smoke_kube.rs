@@ -18,6 +18,7 @@ const GROUP: &str = "smoke.cassandra-sink.test";
 
 #[tokio::test]
 async fn apply_a_crd_then_create_and_read_an_object() -> anyhow::Result<()> {
+    cassandra_sink_tests::install_crypto_provider();
     let client = Client::try_default().await.map_err(|error| {
         anyhow::anyhow!("no kube client from KUBECONFIG (run scripts/localenv.sh up): {error}")
     })?;

@@ -1,0 +1,158 @@
+//! Keyspaces, topics and records for tests, on the real servers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+
+use crate::Settings;
+
+/// A session on the local Cassandra.
+pub async fn cassandra(settings: &Settings) -> anyhow::Result<Session> {
+    SessionBuilder::new()
+        .known_node(&settings.cassandra)
+        .build()
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!("cannot reach Cassandra at {}: {error}", settings.cassandra)
+        })
+}
+
+/// Creates a keyspace replicated once in the node's datacenter.
+pub async fn create_keyspace(session: &Session, keyspace: &str) -> anyhow::Result<()> {
+    let (datacenter,) = session
+        .query_unpaged("SELECT data_center FROM system.local", ())
+        .await?
+        .into_rows_result()?
+        .single_row::<(String,)>()?;
+    session
+        .query_unpaged(
+            format!(
+                "CREATE KEYSPACE {keyspace} WITH replication = \
+                 {{'class': 'NetworkTopologyStrategy', '{datacenter}': 1}}"
+            ),
+            (),
+        )
+        .await?;
+    session.await_schema_agreement().await?;
+    Ok(())
+}
+
+/// Creates a topic with `partitions` partitions.
+pub async fn create_topic(settings: &Settings, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka)
+        .create()?;
+    for result in admin
+        .create_topics(
+            [&NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+        )
+        .await?
+    {
+        result.map_err(|(name, code)| anyhow::anyhow!("creating topic {name}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// Deletes the records of `partition` below `before` (as retention would).
+pub async fn delete_records(
+    settings: &Settings,
+    topic: &str,
+    partition: i32,
+    before: i64,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka)
+        .create()?;
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    offsets.add_partition_offset(topic, partition, rdkafka::Offset::Offset(before))?;
+    admin.delete_records(&offsets, &AdminOptions::new()).await?;
+    Ok(())
+}
+
+/// An idempotent producer (order per partition is kept across retries).
+pub fn producer(settings: &Settings) -> anyhow::Result<FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()?)
+}
+
+/// Sends one record to a partition and waits for the acknowledgement.
+pub async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    key: &str,
+    value: &[u8],
+) -> anyhow::Result<()> {
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .partition(partition)
+                .key(key)
+                .payload(value),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(error, _)| anyhow::anyhow!("producing to {topic}: {error}"))?;
+    Ok(())
+}
+
+/// The end offset (high watermark) of each partition.
+pub fn end_offsets(
+    settings: &Settings,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka)
+        .set("group.id", "end-offsets")
+        .create()?;
+    let mut ends = BTreeMap::new();
+    for partition in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        ends.insert(partition, high);
+    }
+    Ok(ends)
+}
+
+/// Committed offsets of a sink, by partition, read from its committer table.
+pub async fn committed(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+    sink_id: &str,
+    partitions: i32,
+) -> anyhow::Result<BTreeMap<i32, (Option<i64>, i64, Option<i64>)>> {
+    let mut result = BTreeMap::new();
+    for partition in 0..partitions {
+        let row = session
+            .query_unpaged(
+                format!(
+                    "SELECT committed_offset, epoch, records_committed FROM {keyspace}.{table} \
+                     WHERE sink_id = ? AND source_partition = ?"
+                ),
+                (sink_id, partition),
+            )
+            .await?
+            .into_rows_result()?
+            .maybe_first_row::<(Option<i64>, Option<i64>, Option<i64>)>()?;
+        if let Some((offset, epoch, records)) = row {
+            result.insert(partition, (offset, epoch.unwrap_or(0), records));
+        }
+    }
+    Ok(result)
+}

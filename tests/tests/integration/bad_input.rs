@@ -1,0 +1,152 @@
+//! Bad input (design §4): every kind of record that does not fit goes to the dead-letter table with its
+//! coordinates and reason, is counted, and the worker keeps going; under `onInvalidRecord: fail` the
+//! worker stops with the reason and commits nothing past the bad record.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cassandra_sink_tests::worker::Worker;
+
+use crate::scenario::Scenario;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_kind_of_invalid_record_is_dead_lettered_with_its_reason() -> anyhow::Result<()> {
+    let mut scenario = Scenario::new(
+        "badinput",
+        1,
+        "checkpoint: { interval: 100ms }\nlimits: { maxRecordBytes: 100000 }\n",
+    )
+    .await?;
+    let oversized = format!("[\"big\", 1, 5, \"{}\"]", "x".repeat(150_000));
+    let huge_key = format!("[\"{}\", 1, 9]", "k".repeat(70_000));
+    scenario
+        .produce_raw(&[
+            br#"["ok1", 1, 1]"#,
+            b"{not json",
+            br#"["missing", 1]"#,
+            br#"["extra", 1, 2, 3]"#,
+            br#"["wrongtype", "seven", 3]"#,
+            br#"["range", 3000000000, 4]"#,
+            oversized.as_bytes(),
+            br#"[null, 1, 6]"#,
+            huge_key.as_bytes(),
+            br#"["ok2", 2, 7]"#,
+        ])
+        .await?;
+    let worker = Worker::start(&scenario.config, "worker", &[]);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(60))
+        .await?;
+    let dead_lettered = worker.metric("cassandra_sink_records_dead_lettered_total");
+    let ready = worker.get("/readyz").map(|(status, _)| status);
+    assert!(worker.terminate(Duration::from_secs(30)).success());
+
+    let table = scenario.table().await?;
+    assert_eq!(
+        table,
+        BTreeMap::from([("ok1".to_owned(), (1, 1)), ("ok2".to_owned(), (2, 7))]),
+        "only the valid records are written"
+    );
+    let rows = scenario
+        .session
+        .query_unpaged(
+            format!(
+                "SELECT source_offset, kind, reason, record_value FROM {}.checkpoints_dead_letter \
+                 WHERE sink_id = ? AND source_partition = 0",
+                scenario.keyspace
+            ),
+            (&scenario.sink_id,),
+        )
+        .await?
+        .into_rows_result()?
+        .rows::<(i64, String, String, Option<Vec<u8>>)>()?
+        .collect::<Result<Vec<_>, _>>()?;
+    let kinds: Vec<(i64, &str)> = rows
+        .iter()
+        .map(|(offset, kind, _, _)| (*offset, kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (1, "invalid_json"),
+            (2, "wrong_field_count"),
+            (3, "wrong_field_count"),
+            (4, "wrong_type"),
+            (5, "wrong_type"),
+            (6, "oversized"),
+            (7, "missing_field"),
+            (8, "rejected_by_cassandra"),
+        ]
+    );
+    let reasons: Vec<&str> = rows
+        .iter()
+        .map(|(_, _, reason, _)| reason.as_str())
+        .collect();
+    assert!(reasons[0].contains("not valid JSON"), "{}", reasons[0]);
+    assert!(reasons[1].contains("3 elements, got 2"), "{}", reasons[1]);
+    assert!(reasons[3].contains("`counter` (int)"), "{}", reasons[3]);
+    assert!(reasons[4].contains("out of range"), "{}", reasons[4]);
+    assert!(
+        reasons[5].contains("over the limit of 100000"),
+        "{}",
+        reasons[5]
+    );
+    assert!(reasons[6].contains("primary key"), "{}", reasons[6]);
+    assert_eq!(
+        rows[0].3.as_deref(),
+        Some(&b"{not json"[..]),
+        "the record itself is kept"
+    );
+    assert_eq!(
+        dead_lettered,
+        Some(8.0),
+        "dead-lettered records are counted"
+    );
+    assert_eq!(
+        ready,
+        Some(200),
+        "invalid records do not make the worker unready"
+    );
+    let committed = scenario.committed().await?;
+    assert_eq!(committed[&0].0, Some(10), "nothing is skipped or held back");
+    assert_eq!(committed[&0].2, Some(10));
+    scenario.clean_up().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_invalid_record_fail_stops_with_the_reason_before_the_bad_record() -> anyhow::Result<()>
+{
+    let mut scenario = Scenario::new(
+        "failmode",
+        1,
+        "onInvalidRecord: fail\ncheckpoint: { interval: 100ms, maxRecords: 1 }\n",
+    )
+    .await?;
+    scenario
+        .produce_raw(&[
+            br#"["a", 1, 1]"#,
+            br#"["b", 2, 2]"#,
+            br#"["c", "two", 3]"#,
+            br#"["d", 4, 4]"#,
+        ])
+        .await?;
+    let mut worker = Worker::start(&scenario.config, "worker", &[]);
+    let status = worker
+        .wait(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the worker kept running:\n{}", worker.log_text()));
+    assert!(!status.success());
+    let log = worker.log_text();
+    assert!(
+        log.contains("invalid record at partition 0 offset 2")
+            && log.contains("reason=InvalidRecord"),
+        "{log}"
+    );
+    let committed = scenario.committed().await?;
+    assert_eq!(
+        committed[&0].0,
+        Some(2),
+        "committed up to, never past, the bad record"
+    );
+    assert!(!scenario.table().await?.contains_key("d"));
+    scenario.clean_up().await
+}

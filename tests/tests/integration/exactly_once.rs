@@ -1,0 +1,158 @@
+//! P1, P2 and P4 end to end: workers killed with SIGKILL at random moments and aborted at injected
+//! points of the protocol, records updating the same keys many times, and at the end a table that
+//! equals the last update of every key, positions at Kafka's end, and every record counted once.
+
+use std::time::Duration;
+
+use crate::scenario::{RegressionWatch, Scenario};
+use cassandra_sink_tests::worker::Worker;
+
+/// A small deterministic generator, seeded from the clock and printed so a failure can be replayed.
+struct Dice(u64);
+
+impl Dice {
+    fn new() -> Self {
+        let seed = std::env::var("TEST_SEED")
+            .ok()
+            .and_then(|seed| seed.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|elapsed| elapsed.as_nanos() as u64)
+                    .unwrap_or(7)
+            });
+        eprintln!("TEST_SEED={seed}");
+        Self(seed)
+    }
+
+    fn millis(&mut self, low: u64, high: u64) -> Duration {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        Duration::from_millis(low + (self.0 >> 33) % (high - low))
+    }
+}
+
+async fn assert_final_state(scenario: &Scenario, claims_at_least: i64) -> anyhow::Result<()> {
+    let table = scenario.table().await?;
+    assert_eq!(
+        table, scenario.expected,
+        "the table differs from applying every record once, in offset order"
+    );
+    let committed = scenario.committed().await?;
+    let counted: i64 = committed
+        .values()
+        .map(|(_, _, records)| records.unwrap_or(0))
+        .sum();
+    assert_eq!(
+        counted, scenario.produced,
+        "records committed: {committed:?}"
+    );
+    for (partition, (_, epoch, _)) in &committed {
+        assert!(
+            *epoch >= claims_at_least,
+            "partition {partition} was claimed {epoch} times, expected at least {claims_at_least}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_and_repeats_nothing() -> anyhow::Result<()> {
+    let mut scenario = Scenario::new(
+        "killed",
+        3,
+        "checkpoint: { interval: 200ms, maxRecords: 400 }\n",
+    )
+    .await?;
+    scenario.produce(1500, 40).await?;
+    let watch = RegressionWatch::start(&scenario.settings, &scenario.keyspace).await?;
+    let mut dice = Dice::new();
+    let environment = Scenario::worker_env("killed-0");
+    let environment: Vec<(&str, &str)> =
+        environment.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    const KILLS: i64 = 5;
+    for round in 0..KILLS {
+        let worker = Worker::start(&scenario.config, &format!("worker-{round}"), &environment);
+        // Keep the stream moving while the worker runs, so kills land mid-checkpoint.
+        scenario.produce(300, 40).await?;
+        tokio::time::sleep(dice.millis(300, 2500)).await;
+        worker.kill();
+    }
+    let worker = Worker::start(&scenario.config, "worker-final", &environment);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(90))
+        .await?;
+    let status = worker.terminate(Duration::from_secs(30));
+    assert!(status.success(), "graceful stop failed: {status:?}");
+    let regressions = watch.finish().await?;
+    assert!(
+        regressions.is_empty(),
+        "a reader saw rows go back: {regressions:?}"
+    );
+    assert_final_state(&scenario, KILLS + 1).await?;
+    scenario.clean_up().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborts_at_each_protocol_step_recover_from_the_committer_table() -> anyhow::Result<()> {
+    let mut scenario = Scenario::new(
+        "aborted",
+        2,
+        "checkpoint: { interval: 100ms, maxRecords: 150 }\n",
+    )
+    .await?;
+    scenario.produce(2400, 30).await?;
+    let watch = RegressionWatch::start(&scenario.settings, &scenario.keyspace).await?;
+    let environment = Scenario::worker_env("aborted-0");
+    let mut recovered = 0;
+    for (round, point) in [
+        "after-pending",
+        "mid-write",
+        "before-commit",
+        "after-commit",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let fault = format!("{point}:3");
+        let mut with_fault: Vec<(&str, &str)> =
+            environment.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        with_fault.push(("CASSANDRA_SINK_FAULT", fault.as_str()));
+        let mut worker = Worker::start(&scenario.config, &format!("worker-{round}"), &with_fault);
+        let status = worker
+            .wait(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("worker did not reach {point}:\n{}", worker.log_text()));
+        assert!(
+            !status.success() && worker.log_text().contains(&format!("aborting at {point}")),
+            "expected an abort at {point}, got {status:?}:\n{}",
+            worker.log_text()
+        );
+        if round > 0 && worker.log_text().contains("pending=Some") {
+            recovered += 1;
+        }
+        scenario.produce(200, 30).await?;
+    }
+    let environment: Vec<(&str, &str)> =
+        environment.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let worker = Worker::start(&scenario.config, "worker-final", &environment);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(90))
+        .await?;
+    if worker.log_text().contains("pending=Some") {
+        recovered += 1;
+    }
+    assert!(worker.terminate(Duration::from_secs(30)).success());
+    assert!(
+        recovered >= 2,
+        "aborts after the pending record must leave pending ranges that the next worker recovers"
+    );
+    let regressions = watch.finish().await?;
+    assert!(
+        regressions.is_empty(),
+        "a reader saw rows go back: {regressions:?}"
+    );
+    assert_final_state(&scenario, 5).await?;
+    scenario.clean_up().await
+}

@@ -1,0 +1,193 @@
+//! P3: a worker that lost a partition can never commit for it again and cannot make the table regress.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cassandra_sink_tests::worker::Worker;
+use cassandra_sink_worker::checkpoint::{Pending, next_base, now_micros};
+use cassandra_sink_worker::committer::{self, Committer, CommitterError};
+use scylla::statement::Consistency;
+
+use crate::scenario::{RegressionWatch, Scenario};
+
+#[tokio::test]
+async fn a_fenced_owner_can_neither_record_nor_commit_and_its_late_writes_lose()
+-> anyhow::Result<()> {
+    let scenario = Scenario::new("fence", 1, "").await?;
+    let session = Arc::new(cassandra_sink_tests::fixtures::cassandra(&scenario.settings).await?);
+    for cql in committer::schema(&scenario.keyspace, "checkpoints") {
+        session.query_unpaged(cql, ()).await?;
+    }
+    session.await_schema_agreement().await?;
+    let committer = |owner: &'static str| {
+        let session = session.clone();
+        let keyspace = scenario.keyspace.clone();
+        let sink = scenario.sink_id.clone();
+        async move {
+            Committer::new(
+                session,
+                &keyspace,
+                "checkpoints",
+                &sink,
+                owner,
+                Consistency::LocalQuorum,
+            )
+            .await
+        }
+    };
+    let old = committer("old").await?;
+    let new = committer("new").await?;
+    let topic = &scenario.topic;
+
+    let first = old.claim(0, topic).await?;
+    assert_eq!(first.epoch, 1);
+    let old_range = Pending {
+        start: 0,
+        end: 10,
+        base_timestamp: next_base(first.ceiling, now_micros()),
+    };
+    old.record_pending(0, first.epoch, &old_range).await?;
+
+    // Another worker takes the partition (a rebalance, or Kubernetes replacing a pod it thinks dead).
+    let second = new.claim(0, topic).await?;
+    assert_eq!(second.epoch, 2);
+    assert_eq!(
+        second.pending,
+        Some(old_range),
+        "the new owner sees the pending range"
+    );
+    assert!(
+        second.ceiling >= old_range.ceiling(),
+        "and the timestamps the old owner may use"
+    );
+
+    let late = Pending {
+        start: 10,
+        end: 20,
+        base_timestamp: old_range.ceiling() + 1,
+    };
+    match old.record_pending(0, first.epoch, &late).await {
+        Err(CommitterError::Fenced {
+            partition: 0,
+            ours: 1,
+            current: Some(2),
+        }) => {}
+        other => {
+            panic!("the old owner recorded a pending range after losing the partition: {other:?}")
+        }
+    }
+    match old.commit(0, topic, first.epoch, 10, 10, 0).await {
+        Err(CommitterError::Fenced { .. }) => {}
+        other => panic!("the old owner committed after losing the partition: {other:?}"),
+    }
+
+    // Every timestamp the new owner uses is above every timestamp the old one may still write with,
+    // so a zombie's late write loses in Cassandra whatever order they arrive in.
+    let new_range = Pending {
+        start: 0,
+        end: 10,
+        base_timestamp: next_base(second.ceiling, 0),
+    };
+    assert!(new_range.base_timestamp > old_range.ceiling());
+    session
+        .query_unpaged(
+            format!(
+                "CREATE TABLE {}.cells (id text PRIMARY KEY, v text)",
+                scenario.keyspace
+            ),
+            (),
+        )
+        .await?;
+    session.await_schema_agreement().await?;
+    let insert = format!(
+        "INSERT INTO {}.cells (id, v) VALUES ('k', ?) USING TIMESTAMP ?",
+        scenario.keyspace
+    );
+    session
+        .query_unpaged(insert.as_str(), ("new", new_range.timestamp_of(0)))
+        .await?;
+    session
+        .query_unpaged(insert.as_str(), ("zombie", old_range.timestamp_of(9)))
+        .await?;
+    let (value,) = session
+        .query_unpaged(
+            format!("SELECT v FROM {}.cells WHERE id = 'k'", scenario.keyspace),
+            (),
+        )
+        .await?
+        .into_rows_result()?
+        .single_row::<(String,)>()?;
+    assert_eq!(value, "new");
+
+    new.record_pending(0, second.epoch, &new_range).await?;
+    new.commit(0, topic, second.epoch, 10, 10, 0).await?;
+    let positions = new.positions().await?;
+    assert_eq!(positions.len(), 1);
+    assert_eq!((positions[0].committed, positions[0].epoch), (Some(10), 2));
+
+    // Resetting a position fences whoever runs the partition.
+    new.reset(0, topic, 5).await?;
+    assert!(matches!(
+        new.commit(0, topic, second.epoch, 20, 20, 0).await,
+        Err(CommitterError::Fenced { .. })
+    ));
+    assert_eq!(new.positions().await?[0].committed, Some(5));
+    scenario.clean_up().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_worker_that_wakes_after_losing_its_partition_changes_nothing()
+-> anyhow::Result<()> {
+    let mut scenario = Scenario::new(
+        "zombie",
+        1,
+        "checkpoint: { interval: 100ms, maxRecords: 100 }\n",
+    )
+    .await?;
+    scenario.produce(800, 20).await?;
+    let watch = RegressionWatch::start(&scenario.settings, &scenario.keyspace).await?;
+    let env_a = Scenario::worker_env("zombie-a");
+    let env_b = Scenario::worker_env("zombie-b");
+    let env_a: Vec<(&str, &str)> = env_a.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env_b: Vec<(&str, &str)> = env_b.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let zombie = Worker::start(&scenario.config, "worker-a", &env_a);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(60))
+        .await?;
+    // More records, and freeze A while it works on them: a pod that Kubernetes thinks is gone.
+    scenario.produce(400, 20).await?;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    zombie.freeze();
+    let successor = Worker::start(&scenario.config, "worker-b", &env_b);
+    scenario.produce(400, 20).await?;
+    scenario
+        .wait_until_caught_up(Duration::from_secs(90))
+        .await?;
+    let epoch_b = scenario.committed().await?[&0].1;
+    assert!(epoch_b >= 2, "B claimed the partition after A");
+
+    // A wakes up with its old epoch and a checkpoint in hand.
+    zombie.thaw();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    scenario.produce(200, 20).await?;
+    scenario
+        .wait_until_caught_up(Duration::from_secs(90))
+        .await?;
+    let log_a = zombie.log_text();
+    assert!(successor.terminate(Duration::from_secs(30)).success());
+    let _ = zombie.terminate(Duration::from_secs(30));
+    let regressions = watch.finish().await?;
+    assert!(
+        regressions.is_empty(),
+        "the table went back: {regressions:?}\nA's log:\n{log_a}"
+    );
+    assert_eq!(scenario.table().await?, scenario.expected);
+    let committed = scenario.committed().await?;
+    assert_eq!(
+        committed[&0].2,
+        Some(scenario.produced),
+        "every record counted once: {committed:?}"
+    );
+    scenario.clean_up().await
+}

@@ -1,0 +1,122 @@
+//! P5: statements that cannot be exactly-once in Cassandra are refused under `guarantee: exactly-once`
+//! with the reason, and accepted under `at-least-once`, which then runs them.
+
+use std::process::Command;
+use std::time::Duration;
+
+use cassandra_sink_tests::worker::{Worker, binary};
+
+use crate::scenario::Scenario;
+
+fn check(config: &std::path::Path) -> (bool, String) {
+    let output = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("run the worker binary");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn each_non_idempotent_statement_is_refused_with_its_reason() {
+    let dir = std::env::temp_dir().join(cassandra_sink_tests::unique_name("p5"));
+    std::fs::create_dir_all(&dir).expect("folder");
+    let cases = [
+        ("UPDATE ks.hits SET n = n + ? WHERE id = ?", "increments"),
+        (
+            "UPDATE ks.t SET events = events + ['x'] WHERE id = ?",
+            "appending or prepending to list `events`",
+        ),
+        (
+            "UPDATE ks.t SET events = ? + events WHERE id = ?",
+            "appending or prepending",
+        ),
+        (
+            "INSERT INTO ks.t (id, at) VALUES (?, now())",
+            "`now()` is evaluated by the server",
+        ),
+        ("INSERT INTO ks.t (id, u) VALUES (?, uuid())", "`uuid()`"),
+        (
+            "INSERT INTO ks.t (id, v) VALUES (?, ?) USING TIMESTAMP 5",
+            "`USING TIMESTAMP`",
+        ),
+        (
+            "INSERT INTO ks.t (id, v) VALUES (?, ?) IF NOT EXISTS",
+            "conditional",
+        ),
+    ];
+    for (statement, reason) in cases {
+        let config = dir.join("sink.yaml");
+        let base = format!(
+            "sinkId: t/p5\ncassandra: {{ contactPoints: [\"127.0.0.1:9042\"] }}\n\
+             insertQuery: \"{statement}\"\ncommitter: {{ keyspace: ks, table: checkpoints }}\n\
+             source: {{ kafka: {{ bootstrapServers: [\"127.0.0.1:9092\"], topic: t }} }}\n"
+        );
+        std::fs::write(&config, &base).expect("config");
+        let (accepted, message) = check(&config);
+        assert!(!accepted, "exactly-once accepted {statement}");
+        assert!(
+            message.contains("cannot be applied exactly once") && message.contains(reason),
+            "{statement}: {message}"
+        );
+        std::fs::write(&config, format!("{base}guarantee: at-least-once\n")).expect("config");
+        let (accepted, message) = check(&config);
+        assert!(accepted, "at-least-once refused {statement}: {message}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_runs_a_counter_update_that_exactly_once_refuses() -> anyhow::Result<()> {
+    let mut scenario = Scenario::new("counter", 1, "checkpoint: { interval: 100ms }\n").await?;
+    let keyspace = scenario.keyspace.clone();
+    let counter_config = |guarantee: &str| {
+        format!(
+            "sinkId: {sink}\ncassandra: {{ contactPoints: [\"{cassandra}\"] }}\n\
+             createQuery: \"CREATE TABLE IF NOT EXISTS {keyspace}.hits (id text PRIMARY KEY, n counter)\"\n\
+             insertQuery: \"UPDATE {keyspace}.hits SET n = n + ? WHERE id = ?\"\n\
+             committer: {{ keyspace: {keyspace}, table: checkpoints }}\n\
+             source: {{ kafka: {{ bootstrapServers: [\"{kafka}\"], topic: {topic} }} }}\n\
+             checkpoint: {{ interval: 100ms }}\nguarantee: {guarantee}\n",
+            sink = scenario.sink_id,
+            cassandra = scenario.settings.cassandra,
+            kafka = scenario.settings.kafka,
+            topic = scenario.topic,
+        )
+    };
+    let exactly_once = counter_config("exactly-once");
+    let at_least_once = counter_config("at-least-once");
+    std::fs::write(&scenario.config, exactly_once)?;
+    let mut refused = Worker::start(&scenario.config, "refused", &[]);
+    let status = refused.wait(Duration::from_secs(30)).expect("exits");
+    assert!(!status.success());
+    assert!(
+        refused.log_text().contains("reason=NotExactlyOnce"),
+        "{}",
+        refused.log_text()
+    );
+
+    for index in 0..50 {
+        let value = format!("[1, \"id{}\"]", index % 5);
+        scenario.produce_raw(&[value.as_bytes()]).await?;
+    }
+    std::fs::write(&scenario.config, at_least_once)?;
+    let worker = Worker::start(&scenario.config, "counting", &[]);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(60))
+        .await?;
+    assert!(worker.terminate(Duration::from_secs(30)).success());
+    let counts = scenario
+        .session
+        .query_unpaged(format!("SELECT id, n FROM {keyspace}.hits"), ())
+        .await?
+        .into_rows_result()?
+        .rows::<(String, scylla::value::Counter)>()?
+        .collect::<Result<Vec<_>, _>>()?;
+    assert_eq!(counts.len(), 5);
+    assert!(counts.iter().all(|(_, n)| n.0 == 10), "{counts:?}");
+    scenario.clean_up().await
+}

@@ -1,0 +1,227 @@
+//! A sink under test: its own keyspace, topic and folder, the seed's table with a sequence column, and
+//! the expected final state computed from what was produced.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cassandra_sink_tests::fixtures::{self, create_keyspace, create_topic};
+use cassandra_sink_tests::{Settings, unique_name};
+use rdkafka::producer::FutureProducer;
+use scylla::client::session::Session;
+
+/// One sink's servers-side fixtures.
+pub struct Scenario {
+    pub settings: Settings,
+    pub session: Session,
+    pub keyspace: String,
+    pub topic: String,
+    pub sink_id: String,
+    pub partitions: i32,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    producer: FutureProducer,
+    /// Last (counter, seq) produced per id: the state the table must end in.
+    pub expected: BTreeMap<String, (i32, i64)>,
+    counters: BTreeMap<String, i32>,
+    pub produced: i64,
+}
+
+impl Scenario {
+    /// Keyspace, topic and a config with the seed's statement extended by a `seq` column, plus `extra`
+    /// YAML appended to the configuration.
+    pub async fn new(name: &str, partitions: i32, extra: &str) -> anyhow::Result<Self> {
+        let settings = Settings::from_env();
+        let session = fixtures::cassandra(&settings).await?;
+        let keyspace = unique_name(name);
+        create_keyspace(&session, &keyspace).await?;
+        let topic = keyspace.replace('_', "-");
+        create_topic(&settings, &topic, partitions).await?;
+        let dir = std::env::temp_dir().join(&keyspace);
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("sink.yaml");
+        let sink_id = format!("tests/{keyspace}");
+        std::fs::write(
+            &config,
+            format!(
+                r#"sinkId: {sink_id}
+cassandra:
+  contactPoints: ["{cassandra}"]
+  localDatacenter: datacenter1
+createQuery: "CREATE TABLE IF NOT EXISTS {keyspace}.values (id text PRIMARY KEY, counter int, seq bigint);"
+insertQuery: "INSERT INTO {keyspace}.values (id, counter, seq) VALUES (?, ?, ?);"
+committer: {{ keyspace: {keyspace}, table: checkpoints }}
+source:
+  kafka: {{ bootstrapServers: ["{kafka}"], topic: {topic} }}
+{extra}"#,
+                cassandra = settings.cassandra,
+                kafka = settings.kafka,
+            ),
+        )?;
+        let producer = fixtures::producer(&settings)?;
+        Ok(Self {
+            settings,
+            session,
+            keyspace,
+            topic,
+            sink_id,
+            partitions,
+            dir,
+            config,
+            producer,
+            expected: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            produced: 0,
+        })
+    }
+
+    /// Environment for a worker with a static group membership `instance` (a restarted worker gets its
+    /// partitions back at once instead of waiting for its old session to expire).
+    pub fn worker_env(instance: &str) -> Vec<(&'static str, String)> {
+        vec![(
+            "CASSANDRA_SINK__SOURCE__KAFKA__PROPERTIES",
+            format!("{{group.instance.id: {instance}, session.timeout.ms: \"6000\"}}"),
+        )]
+    }
+
+    /// Produces `count` updates over `keys` ids (each id always on the same partition), as JSON arrays
+    /// `[id, counter, seq]`; `counter` counts the updates of that id.
+    pub async fn produce(&mut self, count: i64, keys: usize) -> anyhow::Result<()> {
+        for _ in 0..count {
+            let seq = self.produced;
+            let index = (seq as usize) % keys;
+            let id = format!("id{index}");
+            let counter = self.counters.entry(id.clone()).or_insert(0);
+            *counter += 1;
+            let value = serde_json::json!([id, *counter, seq]).to_string();
+            let partition = (index as i32) % self.partitions;
+            fixtures::send(
+                &self.producer,
+                &self.topic,
+                partition,
+                &id,
+                value.as_bytes(),
+            )
+            .await?;
+            self.expected.insert(id, (*counter, seq));
+            self.produced += 1;
+        }
+        Ok(())
+    }
+
+    /// Produces raw values to partition 0.
+    pub async fn produce_raw(&mut self, values: &[&[u8]]) -> anyhow::Result<()> {
+        for value in values {
+            fixtures::send(&self.producer, &self.topic, 0, "raw", value).await?;
+            self.produced += 1;
+        }
+        Ok(())
+    }
+
+    /// The table's rows: id → (counter, seq).
+    pub async fn table(&self) -> anyhow::Result<BTreeMap<String, (i32, i64)>> {
+        let rows = self
+            .session
+            .query_unpaged(
+                format!("SELECT id, counter, seq FROM {}.values", self.keyspace),
+                (),
+            )
+            .await?
+            .into_rows_result()?
+            .rows::<(String, Option<i32>, Option<i64>)>()?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, counter, seq)| (id, (counter.unwrap_or(0), seq.unwrap_or(-1))))
+            .collect())
+    }
+
+    /// Committed offset, epoch and records per partition.
+    pub async fn committed(
+        &self,
+    ) -> anyhow::Result<BTreeMap<i32, (Option<i64>, i64, Option<i64>)>> {
+        fixtures::committed(
+            &self.session,
+            &self.keyspace,
+            "checkpoints",
+            &self.sink_id,
+            self.partitions,
+        )
+        .await
+    }
+
+    /// Waits until every partition's committed offset reaches Kafka's end offset.
+    pub async fn wait_until_caught_up(&self, timeout: Duration) -> anyhow::Result<()> {
+        let ends = fixtures::end_offsets(&self.settings, &self.topic, self.partitions)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Until the worker has created the committer table, there is nothing committed.
+            let committed = self.committed().await.unwrap_or_default();
+            let caught_up = ends.iter().all(|(partition, end)| {
+                *end == 0
+                    || committed.get(partition).and_then(|(offset, _, _)| *offset) == Some(*end)
+            });
+            if caught_up {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "not caught up after {timeout:?}: Kafka ends {ends:?}, committed {committed:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Drops the keyspace and the folder.
+    pub async fn clean_up(self) -> anyhow::Result<()> {
+        self.session
+            .query_unpaged(format!("DROP KEYSPACE {}", self.keyspace), ())
+            .await?;
+        std::fs::remove_dir_all(&self.dir).ok();
+        Ok(())
+    }
+}
+
+/// Watches the table while workers crash and restart, and records any row whose `seq` went backwards
+/// between two reads: a regression a reader could see.
+pub struct RegressionWatch {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<Vec<String>>>,
+}
+
+impl RegressionWatch {
+    /// Starts reading the table every 50 ms.
+    pub async fn start(settings: &Settings, keyspace: &str) -> anyhow::Result<Self> {
+        let session = fixtures::cassandra(settings).await?;
+        let query = format!("SELECT id, seq FROM {keyspace}.values");
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut seen: BTreeMap<String, i64> = BTreeMap::new();
+            let mut regressions = Vec::new();
+            while !*stopped.borrow() {
+                if let Ok(result) = session.query_unpaged(query.as_str(), ()).await
+                    && let Ok(rows) = result.into_rows_result()
+                {
+                    for (id, seq) in rows.rows::<(String, Option<i64>)>()?.flatten() {
+                        let seq = seq.unwrap_or(-1);
+                        let previous = seen.entry(id.clone()).or_insert(seq);
+                        if seq < *previous {
+                            regressions.push(format!("{id}: seq {previous} then {seq}"));
+                        }
+                        *previous = (*previous).max(seq);
+                    }
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(50), stopped.changed()).await;
+            }
+            Ok(regressions)
+        });
+        Ok(Self { stop, task })
+    }
+
+    /// Stops watching; returns every regression seen.
+    pub async fn finish(self) -> anyhow::Result<Vec<String>> {
+        let _ = self.stop.send(true);
+        self.task.await?
+    }
+}
