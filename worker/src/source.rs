@@ -242,6 +242,13 @@ impl ConsumerContext for SourceContext {
                     tracing::error!(%error, "assigning partitions failed");
                 }
             }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
+                if Handle::try_current().is_ok() =>
+            {
+                // Called on a runtime thread (a consumer closed there): waiting would stall the
+                // runtime, and the write loop is gone anyway.
+                let _ = consumer.unassign();
+            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let (done, finished) = oneshot::channel();
                 let sent = self.events.blocking_send(SourceEvent::Revoked {
@@ -323,7 +330,9 @@ impl SourceContext {
 
 /// The running source: its consumer (for offset commits that lag tools read) and its poll thread.
 pub struct Source {
-    consumer: Arc<BaseConsumer<SourceContext>>,
+    /// Shared with the poll thread, which must hold the last reference: closing the consumer runs the
+    /// revoke callback, and that may block only off the async runtime.
+    consumer: Option<Arc<BaseConsumer<SourceContext>>>,
     topic: String,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -366,7 +375,11 @@ impl Source {
             .spawn({
                 let consumer = consumer.clone();
                 let stop = stop.clone();
-                move || poll_loop(&consumer, &events, &stop)
+                move || {
+                    poll_loop(&consumer, &events, &stop);
+                    // The last reference, dropped here: closing runs the revoke callback.
+                    drop(consumer);
+                }
             })
             .map_err(|error| SourceError::Client {
                 topic: source.topic.clone(),
@@ -374,7 +387,7 @@ impl Source {
             })?;
         Ok((
             Self {
-                consumer,
+                consumer: Some(consumer),
                 topic: source.topic.clone(),
                 stop,
                 thread: Some(thread),
@@ -386,11 +399,14 @@ impl Source {
     /// Tells Kafka the committed position too, so consumer-lag tools see the sink's progress. The
     /// committer table stays the source of truth; a failure here is only logged.
     pub fn report_position(&self, partition: i32, next_offset: i64) {
+        let Some(consumer) = &self.consumer else {
+            return;
+        };
         let mut list = TopicPartitionList::new();
         if list
             .add_partition_offset(&self.topic, partition, Offset::Offset(next_offset))
             .is_ok()
-            && let Err(error) = self.consumer.commit(&list, CommitMode::Async)
+            && let Err(error) = consumer.commit(&list, CommitMode::Async)
         {
             tracing::debug!(%error, partition, "reporting the position to Kafka failed");
         }
@@ -399,6 +415,7 @@ impl Source {
     /// Leaves the group (the revoke callback hands partitions over) and stops polling.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.consumer = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -81,10 +81,13 @@ impl StartError {
             StartError::Mapping(_) => "InvalidMapping",
             StartError::Committer(_) => "CommitterFailed",
             StartError::DeadLetter(_) => "DeadLetterFailed",
-            StartError::Source(SourceError::RangeGone(_)) => "RangeGone",
-            StartError::Source(_) => "KafkaFailed",
+            StartError::Source(SourceError::RangeGone(_))
+            | StartError::Sink(SinkError::Source(SourceError::RangeGone(_))) => "RangeGone",
+            StartError::Source(SourceError::OutOfRange { .. })
+            | StartError::Sink(SinkError::Source(SourceError::OutOfRange { .. })) => "RangeGone",
+            StartError::Source(_) | StartError::Sink(SinkError::Source(_)) => "KafkaFailed",
             StartError::Sink(SinkError::InvalidRecord { .. }) => "InvalidRecord",
-            StartError::Sink(_) => "WriteFailed",
+            StartError::Sink(SinkError::DeadLetter(_)) => "DeadLetterFailed",
         }
     }
 }

@@ -5,6 +5,7 @@ mod bad_input;
 mod exactly_once;
 mod fencing;
 mod guarantee;
+mod lifecycle;
 mod scenario;
 mod smoke_cassandra;
 mod smoke_clis;

@@ -1,0 +1,80 @@
+//! The worker's life: a graceful stop commits what it buffered, and a range Kafka no longer holds
+//! stops it with a clear error instead of a silent skip.
+
+use std::time::Duration;
+
+use cassandra_sink_tests::fixtures::delete_records;
+use cassandra_sink_tests::worker::Worker;
+
+use crate::scenario::Scenario;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_commits_what_is_buffered_and_releases_the_partitions() -> anyhow::Result<()> {
+    // Checkpoints only by time, and not for a minute: whatever is committed was committed by the stop.
+    let mut scenario = Scenario::new(
+        "sigterm",
+        2,
+        "checkpoint: { interval: 60s, maxRecords: 1000000 }\n",
+    )
+    .await?;
+    scenario.produce(500, 25).await?;
+    let worker = Worker::start(&scenario.config, "worker", &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while worker.metric("cassandra_sink_records_read_total") != Some(500.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(worker.get("/readyz").map(|(status, _)| status), Some(200));
+    assert!(
+        scenario
+            .committed()
+            .await?
+            .values()
+            .all(|(offset, _, _)| offset.is_none())
+    );
+    let log = worker.log.clone();
+    let status = worker.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(log)?;
+    assert!(text.contains("partitions released"), "{text}");
+    scenario
+        .wait_until_caught_up(Duration::from_secs(1))
+        .await?;
+    assert_eq!(scenario.table().await?, scenario.expected);
+    scenario.clean_up().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_deleted_from_kafka_stops_the_sink_instead_of_skipping_it() -> anyhow::Result<()> {
+    let mut scenario = Scenario::new("gone", 1, "checkpoint: { interval: 100ms }\n").await?;
+    scenario.produce(100, 10).await?;
+    let worker = Worker::start(&scenario.config, "first", &[]);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(60))
+        .await?;
+    assert!(worker.terminate(Duration::from_secs(30)).success());
+
+    // Records 100..200 arrive while the sink is stopped; retention removes 100..150 before it is back.
+    scenario.produce(100, 10).await?;
+    delete_records(&scenario.settings, &scenario.topic, 0, 150).await?;
+    let mut worker = Worker::start(&scenario.config, "second", &[]);
+    let status = worker
+        .wait(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the worker went on:\n{}", worker.log_text()));
+    assert!(!status.success());
+    let log = worker.log_text();
+    assert!(
+        log.contains("offsets 100..150 are no longer in Kafka") && log.contains("reason=RangeGone"),
+        "{log}"
+    );
+    assert_eq!(
+        scenario.committed().await?[&0].0,
+        Some(100),
+        "nothing skipped"
+    );
+    scenario.clean_up().await
+}
