@@ -127,6 +127,12 @@ pub fn now_micros() -> i64 {
         })
 }
 
+/// Something whose size in bytes counts against checkpoint limits.
+pub trait Sizable {
+    /// Bytes.
+    fn size(&self) -> usize;
+}
+
 /// A sealed range and its records, ready to be recorded as pending and written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sealed<R> {
@@ -171,6 +177,14 @@ impl<R> PartitionBuffer<R> {
         self.position = Some(offset + 1);
         self.records.push((offset, record));
         true
+    }
+
+    /// Sizes of the buffered records, by a measure the caller chooses.
+    pub fn sizes(&self) -> impl Iterator<Item = usize> + '_
+    where
+        R: Sized + Sizable,
+    {
+        self.records.iter().map(|(_, record)| record.size())
     }
 
     /// Records buffered.

@@ -2,6 +2,9 @@
 //! buffer is full), records it as pending, writes it with offset-derived timestamps, and commits it
 //! only once every write has been acknowledged. See [`crate::checkpoint`] for the protocol.
 //!
+//! One checkpoint is in flight at a time, written by its own task, while the loop goes on reading
+//! records into the next one (up to a checkpoint's worth): consumption and writing overlap.
+//!
 //! # Guarantees
 //! * A checkpoint commits only after all its writes (and dead-letter rows) landed; on a Cassandra fault
 //!   the same checkpoint is retried with the same timestamps until it lands or the worker stops. The
@@ -21,9 +24,10 @@ use futures::StreamExt;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::cassandra::{Failure, classify};
-use crate::checkpoint::{Claim, PartitionBuffer, Sealed, now_micros};
+use crate::checkpoint::{Claim, PartitionBuffer, Sealed, Sizable, now_micros};
 use crate::committer::{Committer, CommitterError};
 use crate::config::OnInvalidRecord;
 use crate::dead_letter::{DeadLetter, Rejected};
@@ -94,14 +98,33 @@ struct Owned {
     records_committed: i64,
 }
 
+/// Sealed ranges on their way to Cassandra.
+struct Checkpoint {
+    id: u64,
+    sealed_at: Instant,
+    /// `(epoch, range, records committed before it)`.
+    ranges: Vec<(i64, Sealed<OwnedRecord>, i64)>,
+}
+
+/// What a checkpoint achieved.
+struct Outcome {
+    /// `(partition, committed end, records committed in total)`.
+    committed: Vec<(i32, i64, i64)>,
+    /// Partitions another worker took.
+    fenced: Vec<i32>,
+    /// Records taken out of the buffers by this checkpoint.
+    records: usize,
+}
+
 /// The loop's state: claimed partitions and their buffers.
 pub struct Loop {
-    writer: Writer,
+    writer: Arc<Writer>,
     limits: Limits,
     owned: BTreeMap<i32, Owned>,
     buffered_records: usize,
     buffered_bytes: usize,
     checkpoint_id: u64,
+    in_flight: Option<JoinHandle<Result<Outcome, SinkError>>>,
 }
 
 enum Step {
@@ -113,12 +136,13 @@ impl Loop {
     /// A loop that owns nothing yet.
     pub fn new(writer: Writer, limits: Limits) -> Self {
         Self {
-            writer,
+            writer: Arc::new(writer),
             limits,
             owned: BTreeMap::new(),
             buffered_records: 0,
             buffered_bytes: 0,
             checkpoint_id: 0,
+            in_flight: None,
         }
     }
 
@@ -132,38 +156,56 @@ impl Loop {
     ) -> Result<(), SinkError> {
         tokio::pin!(shutdown);
         let mut next_seal = tokio::time::Instant::now() + self.limits.interval;
+        let mut seal_due = false;
         self.writer.metrics.set_ready(true);
         loop {
+            // Read ahead by at most one checkpoint's worth while another is in flight.
+            let room = self.buffered_records < self.limits.max_records
+                && self.buffered_bytes < self.limits.max_bytes;
             let step = tokio::select! {
                 biased;
                 () = &mut shutdown => {
                     tracing::info!("shutting down: committing what is buffered");
-                    self.checkpoint(source, None).await?;
+                    self.finish_in_flight(source).await?;
+                    self.checkpoint_now(source, None).await?;
                     Step::Stop
                 }
-                event = events.recv() => match event {
+                outcome = async { self.in_flight.as_mut().expect("guarded by the condition").await },
+                    if self.in_flight.is_some() =>
+                {
+                    self.in_flight = None;
+                    self.apply(flatten(outcome)?, source);
+                    Step::Continue
+                }
+                event = events.recv(), if room => match event {
                     None => Step::Stop,
                     Some(event) => self.handle(event, source).await?,
                 },
                 () = tokio::time::sleep_until(next_seal) => {
                     next_seal = tokio::time::Instant::now() + self.limits.interval;
-                    self.checkpoint(source, None).await?;
+                    seal_due = true;
                     Step::Continue
                 }
             };
             if let Step::Stop = step {
+                self.finish_in_flight(source).await?;
                 return Ok(());
             }
+            let full = !room
+                || self.buffered_records >= self.limits.max_records
+                || self.buffered_bytes >= self.limits.max_bytes;
             let recovery_ready = self
                 .owned
                 .values()
                 .any(|owned| owned.buffer.recovery_complete());
-            if self.buffered_records >= self.limits.max_records
-                || self.buffered_bytes >= self.limits.max_bytes
-                || recovery_ready
+            if self.in_flight.is_none()
+                && (seal_due || full || recovery_ready)
+                && let Some(checkpoint) = self.seal(None)
             {
-                self.checkpoint(source, None).await?;
+                seal_due = false;
                 next_seal = tokio::time::Instant::now() + self.limits.interval;
+                let writer = self.writer.clone();
+                self.in_flight = Some(tokio::spawn(writer.execute(checkpoint)));
             }
         }
     }
@@ -187,7 +229,10 @@ impl Loop {
                     .set(self.owned.len() as i64);
             }
             SourceEvent::Revoked { partitions, done } => {
-                self.checkpoint(source, Some(&partitions)).await?;
+                // Hand over cleanly: the checkpoint in flight and what is buffered for these
+                // partitions are committed before another worker may take them.
+                self.finish_in_flight(source).await?;
+                self.checkpoint_now(source, Some(&partitions)).await?;
                 for partition in &partitions {
                     self.drop_partition(*partition);
                 }
@@ -211,7 +256,9 @@ impl Loop {
 
     fn drop_partition(&mut self, partition: i32) {
         if let Some(owned) = self.owned.remove(&partition) {
+            let bytes: usize = owned.buffer.sizes().sum();
             self.buffered_records = self.buffered_records.saturating_sub(owned.buffer.len());
+            self.buffered_bytes = self.buffered_bytes.saturating_sub(bytes);
             self.writer
                 .metrics
                 .commit_lag
@@ -223,69 +270,141 @@ impl Loop {
             .set(self.owned.len() as i64);
     }
 
-    /// Seals, records, writes and commits one checkpoint over all partitions, or over `only`.
-    async fn checkpoint(&mut self, source: &Source, only: Option<&[i32]>) -> Result<(), SinkError> {
-        let started = Instant::now();
+    /// Waits for the checkpoint in flight, if any, and applies its outcome.
+    async fn finish_in_flight(&mut self, source: &Source) -> Result<(), SinkError> {
+        if let Some(task) = self.in_flight.take() {
+            let outcome = flatten(task.await)?;
+            self.apply(outcome, source);
+        }
+        Ok(())
+    }
+
+    /// Seals and runs a checkpoint to the end, here and now (hand-over and shutdown).
+    async fn checkpoint_now(
+        &mut self,
+        source: &Source,
+        only: Option<&[i32]>,
+    ) -> Result<(), SinkError> {
+        if let Some(checkpoint) = self.seal(only) {
+            let outcome = self.writer.clone().execute(checkpoint).await?;
+            self.apply(outcome, source);
+        }
+        Ok(())
+    }
+
+    /// Seals the buffers of all partitions, or of `only`, into a checkpoint.
+    fn seal(&mut self, only: Option<&[i32]>) -> Option<Checkpoint> {
         let now = now_micros();
-        let mut sealed: Vec<(i64, Sealed<OwnedRecord>)> = Vec::new();
+        let mut ranges = Vec::new();
         for (partition, owned) in &mut self.owned {
             if only.is_some_and(|only| !only.contains(partition)) {
                 continue;
             }
             if let Some(range) = owned.buffer.seal(now) {
-                sealed.push((owned.claim.epoch, range));
+                ranges.push((owned.claim.epoch, range, owned.records_committed));
             }
         }
-        if sealed.is_empty() {
-            return Ok(());
+        if ranges.is_empty() {
+            return None;
         }
-        self.checkpoint_id += 1;
-        let records: usize = sealed.iter().map(|(_, s)| s.records.len()).sum();
-        let bytes: usize = sealed
+        let records: usize = ranges.iter().map(|(_, range, _)| range.records.len()).sum();
+        let bytes: usize = ranges
             .iter()
-            .flat_map(|(_, s)| s.records.iter().map(|(_, record)| record.size()))
+            .flat_map(|(_, range, _)| range.records.iter().map(|(_, record)| record.size()))
             .sum();
         self.buffered_records = self.buffered_records.saturating_sub(records);
         self.buffered_bytes = self.buffered_bytes.saturating_sub(bytes);
+        self.checkpoint_id += 1;
+        Some(Checkpoint {
+            id: self.checkpoint_id,
+            sealed_at: Instant::now(),
+            ranges,
+        })
+    }
 
-        // Bind every record first: under `fail`, an invalid record stops the sink before anything of
-        // this checkpoint is recorded or written.
-        let mut writes = Vec::with_capacity(records);
-        let mut rejected = Vec::new();
-        for (_, range) in &sealed {
+    /// Records what a checkpoint committed, and drops the partitions it found fenced.
+    fn apply(&mut self, outcome: Outcome, source: &Source) {
+        for (partition, end, total) in &outcome.committed {
+            if let Some(owned) = self.owned.get_mut(partition) {
+                owned.records_committed = *total;
+                owned.claim.committed = Some(*end);
+            }
+            source.report_position(*partition, *end);
+        }
+        self.writer
+            .metrics
+            .commit_lag
+            .dec_by(outcome.records as i64);
+        for partition in outcome.fenced {
+            self.drop_partition(partition);
+        }
+    }
+}
+
+/// The mapping's view of a buffered record.
+fn view(record: &OwnedRecord) -> SourceRecord<'_> {
+    SourceRecord {
+        key: record.key.as_deref(),
+        value: record.value.as_deref(),
+        headers: &record.headers,
+        timestamp_ms: record.timestamp_ms,
+        partition: record.partition,
+        offset: record.offset,
+    }
+}
+
+/// A task's result, with a panic in it turned into a panic here (a bug, not a condition to handle).
+fn flatten(
+    joined: Result<Result<Outcome, SinkError>, tokio::task::JoinError>,
+) -> Result<Outcome, SinkError> {
+    match joined {
+        Ok(result) => result,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
+
+impl Writer {
+    /// Binds, records as pending, writes and commits one checkpoint.
+    async fn execute(self: Arc<Self>, checkpoint: Checkpoint) -> Result<Outcome, SinkError> {
+        let Checkpoint {
+            id,
+            sealed_at: started,
+            ranges,
+        } = checkpoint;
+        let records: usize = ranges.iter().map(|(_, range, _)| range.records.len()).sum();
+
+        // Records are bound to values as they are written, so a checkpoint's bound values never sit in
+        // memory all at once. Under `fail`, a first pass finds an invalid record before anything of this
+        // checkpoint is recorded or written.
+        let mut writes: Vec<(&OwnedRecord, i64)> = Vec::with_capacity(records);
+        for (_, range, _) in &ranges {
             for (offset, record) in &range.records {
-                let timestamp = range.pending.timestamp_of(*offset);
-                let view = SourceRecord {
-                    key: record.key.as_deref(),
-                    value: record.value.as_deref(),
-                    headers: &record.headers,
-                    timestamp_ms: record.timestamp_ms,
-                    partition: record.partition,
-                    offset: *offset,
-                };
-                match self.writer.plan.bind(&view) {
-                    Ok(values) => writes.push((record, timestamp, values)),
-                    Err(invalid) => self.reject(
-                        record,
-                        invalid.kind(),
-                        invalid.to_string(),
-                        timestamp,
-                        &mut rejected,
-                    )?,
+                writes.push((record, range.pending.timestamp_of(*offset)));
+            }
+        }
+        if self.on_invalid == OnInvalidRecord::Fail {
+            for (record, _) in &writes {
+                if let Err(invalid) = self.plan.bind(&view(record)) {
+                    self.metrics.error(invalid.kind());
+                    return Err(SinkError::InvalidRecord {
+                        partition: record.partition,
+                        offset: record.offset,
+                        reason: invalid.to_string(),
+                    });
                 }
             }
         }
+        let mut rejected = Vec::new();
 
         // Record pending ranges; a fenced partition is dropped with its records.
         let mut fenced = Vec::new();
-        for (epoch, range) in &sealed {
+        for (epoch, range, _) in &ranges {
             if range.recovery {
                 continue;
             }
             let result = self
                 .retry("record pending checkpoint", || {
-                    self.writer
-                        .committer
+                    self.committer
                         .record_pending(range.partition, *epoch, &range.pending)
                 })
                 .await;
@@ -295,28 +414,20 @@ impl Loop {
             }
         }
         crate::fault::point("after-pending");
-        writes.retain(|(record, _, _)| !fenced.contains(&record.partition));
-        rejected.retain(|r| !fenced.contains(&r.record.partition));
+        writes.retain(|(record, _)| !fenced.contains(&record.partition));
 
-        // Write everything, bounded in flight; records Cassandra itself refuses are rejected too.
+        // Write everything, bounded in flight; records that do not fit, or that Cassandra itself
+        // refuses, are rejected.
         let refused = self.write_all(&writes).await;
-        for (index, reason) in refused {
-            let (record, timestamp, _) = &writes[index];
-            self.reject(
-                record,
-                "rejected_by_cassandra",
-                reason,
-                *timestamp,
-                &mut rejected,
-            )?;
+        for (index, kind, reason) in refused {
+            let (record, timestamp) = writes[index];
+            self.reject(record, kind, reason, timestamp, &mut rejected)?;
         }
         for record in &rejected {
-            self.retry("write dead letter", || {
-                self.writer.dead_letter.write(record)
-            })
-            .await?;
-            self.writer.metrics.records_dead_lettered.inc();
-            self.writer.metrics.error(record.kind);
+            self.retry("write dead letter", || self.dead_letter.write(record))
+                .await?;
+            self.metrics.records_dead_lettered.inc();
+            self.metrics.error(record.kind);
             tracing::warn!(
                 partition = record.record.partition,
                 offset = record.record.offset,
@@ -330,21 +441,19 @@ impl Loop {
         // Commit each partition whose range fully landed.
         let commit_started = Instant::now();
         let now_ms = now_micros() / 1000;
-        let mut committed = 0usize;
+        let mut committed = Vec::new();
+        let mut committed_records = 0usize;
         let mut written = 0usize;
-        for (epoch, range) in &sealed {
+        for (epoch, range, before) in &ranges {
             if fenced.contains(&range.partition) {
                 continue;
             }
-            let Some(owned) = self.owned.get(&range.partition) else {
-                continue;
-            };
-            let total = owned.records_committed + range.records.len() as i64;
+            let total = before + range.records.len() as i64;
             let result = self
                 .retry("commit", || {
-                    self.writer.committer.commit(
+                    self.committer.commit(
                         range.partition,
-                        &self.writer.topic,
+                        &self.topic,
                         *epoch,
                         range.pending.end,
                         total,
@@ -354,17 +463,13 @@ impl Loop {
                 .await;
             match result {
                 Ok(()) => {
-                    if let Some(owned) = self.owned.get_mut(&range.partition) {
-                        owned.records_committed = total;
-                        owned.claim.committed = Some(range.pending.end);
-                    }
-                    committed += range.records.len();
+                    committed.push((range.partition, range.pending.end, total));
+                    committed_records += range.records.len();
                     written += range.records.len()
                         - rejected
                             .iter()
                             .filter(|r| r.record.partition == range.partition)
                             .count();
-                    source.report_position(range.partition, range.pending.end);
                 }
                 Err(error) => {
                     self.fenced(range.partition, &error);
@@ -373,33 +478,33 @@ impl Loop {
             }
         }
         crate::fault::point("after-commit");
-        for partition in fenced {
-            self.drop_partition(partition);
-        }
-        let metrics = &self.writer.metrics;
-        metrics
-            .commit_latency
-            .observe(commit_started.elapsed().as_secs_f64());
+        let commit_time = commit_started.elapsed();
+        let metrics = &self.metrics;
+        metrics.commit_latency.observe(commit_time.as_secs_f64());
         metrics
             .checkpoint_duration
             .observe(started.elapsed().as_secs_f64());
         metrics.records_written.inc_by(written as u64);
-        metrics.commit_lag.dec_by(records as i64);
         metrics.checkpoints.inc();
         metrics.committed_at(now_ms);
-        let ranges: Vec<String> = sealed
+        let described: Vec<String> = ranges
             .iter()
-            .map(|(_, s)| format!("{}:{}..{}", s.partition, s.pending.start, s.pending.end))
+            .map(|(_, s, _)| format!("{}:{}..{}", s.partition, s.pending.start, s.pending.end))
             .collect();
         tracing::info!(
-            checkpoint = self.checkpoint_id,
-            records = committed,
+            checkpoint = id,
+            records = committed_records,
             dead_lettered = rejected.len(),
-            ranges = %ranges.join(" "),
+            ranges = %described.join(" "),
             millis = started.elapsed().as_millis() as u64,
+            commit_micros = commit_time.as_micros() as u64,
             "checkpoint committed"
         );
-        Ok(())
+        Ok(Outcome {
+            committed,
+            fenced,
+            records,
+        })
     }
 
     fn reject(
@@ -410,8 +515,8 @@ impl Loop {
         write_timestamp: i64,
         rejected: &mut Vec<Rejected>,
     ) -> Result<(), SinkError> {
-        if self.writer.on_invalid == OnInvalidRecord::Fail {
-            self.writer.metrics.error(kind);
+        if self.on_invalid == OnInvalidRecord::Fail {
+            self.metrics.error(kind);
             return Err(SinkError::InvalidRecord {
                 partition: record.partition,
                 offset: record.offset,
@@ -429,27 +534,34 @@ impl Loop {
 
     fn fenced(&self, partition: i32, error: &CommitterError) {
         tracing::warn!(partition, %error, "partition lost to another worker; dropping it");
-        self.writer.metrics.error("fenced");
+        self.metrics.error("fenced");
     }
 
     /// Writes every record with its timestamp; returns the records Cassandra refused for good, by
     /// index, with the reason. Transient failures are retried until they succeed.
     async fn write_all(
         &self,
-        writes: &[(&OwnedRecord, i64, crate::mapping::BoundValues)],
-    ) -> Vec<(usize, String)> {
-        let writer = &self.writer;
+        writes: &[(&OwnedRecord, i64)],
+    ) -> Vec<(usize, &'static str, String)> {
+        let writer = self;
         let acknowledged = std::sync::atomic::AtomicUsize::new(0);
         let acknowledged = &acknowledged;
         let half = writes.len() / 2;
-        let results = futures::stream::iter(writes.iter().enumerate())
-            .map(|(index, (_, timestamp, values))| async move {
+        // Indexes rather than borrowed items: the future must be `Send` for any lifetime to be
+        // spawned, which closures over borrowed tuples do not prove to the compiler.
+        let results = futures::stream::iter(0..writes.len())
+            .map(|index| async move {
+                let (record, timestamp) = writes[index];
+                let values = match writer.plan.bind(&view(record)) {
+                    Ok(values) => values,
+                    Err(invalid) => return Some((index, invalid.kind(), invalid.to_string())),
+                };
                 let mut statement = writer.statement.clone();
-                statement.set_timestamp(Some(*timestamp));
+                statement.set_timestamp(Some(timestamp));
                 let mut backoff = Duration::from_millis(100);
                 loop {
                     writer.metrics.requests_in_flight.inc();
-                    let result = writer.session.execute_unpaged(&statement, values).await;
+                    let result = writer.session.execute_unpaged(&statement, &values).await;
                     writer.metrics.requests_in_flight.dec();
                     match result {
                         Ok(_) => {
@@ -461,7 +573,9 @@ impl Loop {
                             return None;
                         }
                         Err(error) => match classify(&error) {
-                            Failure::Rejected(reason) => return Some((index, reason)),
+                            Failure::Rejected(reason) => {
+                                return Some((index, "rejected_by_cassandra", reason));
+                            }
                             Failure::Transient(message) => {
                                 writer.metrics.error("cassandra_unavailable");
                                 writer.metrics.set_ready(false);
@@ -493,12 +607,12 @@ impl Loop {
         loop {
             match attempt().await {
                 Ok(value) => {
-                    self.writer.metrics.set_ready(true);
+                    self.metrics.set_ready(true);
                     return Ok(value);
                 }
                 Err(error) if error.transient() => {
-                    self.writer.metrics.set_ready(false);
-                    self.writer.metrics.error("cassandra_unavailable");
+                    self.metrics.set_ready(false);
+                    self.metrics.error("cassandra_unavailable");
                     tracing::warn!(%error, operation, "retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));

@@ -50,9 +50,9 @@ pub struct OwnedRecord {
     pub timestamp_ms: Option<i64>,
 }
 
-impl OwnedRecord {
-    /// Bytes this record holds, for checkpoint size limits.
-    pub fn size(&self) -> usize {
+impl crate::checkpoint::Sizable for OwnedRecord {
+    /// Bytes of key and value, for checkpoint size limits.
+    fn size(&self) -> usize {
         self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len)
     }
 }
@@ -133,7 +133,10 @@ pub fn client_config(source: &KafkaSource, group_id: &str) -> Result<ClientConfi
         .set("auto.offset.reset", "error")
         .set("isolation.level", "read_committed")
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000");
+        .set("heartbeat.interval.ms", "1000")
+        // librdkafka prefetches up to 64 MiB per consumer by default; the write loop buffers a
+        // checkpoint's worth itself, so a smaller prefetch keeps the worker's memory bounded.
+        .set("queued.max.messages.kbytes", "8192");
     if let Some(security) = &source.security {
         let protocol = match security.protocol {
             KafkaProtocol::Plaintext => "plaintext",
@@ -467,11 +470,19 @@ fn poll_loop(
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
         }
-        if let Ok(assignment) = consumer.assignment() {
-            if !held.is_empty() && !paused {
-                paused = consumer.pause(&assignment).is_ok();
-            } else if held.is_empty() && paused {
-                paused = consumer.resume(&assignment).is_err();
+        // Only on a change: asking librdkafka for the assignment on every poll costs more than the
+        // poll itself.
+        let behind = !held.is_empty();
+        if behind != paused
+            && let Ok(assignment) = consumer.assignment()
+        {
+            let changed = if behind {
+                consumer.pause(&assignment)
+            } else {
+                consumer.resume(&assignment)
+            };
+            if changed.is_ok() {
+                paused = behind;
             }
         }
         match consumer.poll(Duration::from_millis(100)) {
