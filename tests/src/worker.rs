@@ -43,6 +43,16 @@ pub struct Worker {
 impl Worker {
     /// Starts `cassandra-sink-worker run --config <config>` with extra environment variables.
     pub fn start(config: &Path, name: &str, environment: &[(&str, &str)]) -> Self {
+        Self::start_binary(&binary(), config, name, environment)
+    }
+
+    /// Like [`Worker::start`], with another build of the worker (the benchmark runs a release build).
+    pub fn start_binary(
+        binary: &Path,
+        config: &Path,
+        name: &str,
+        environment: &[(&str, &str)],
+    ) -> Self {
         let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = config.with_file_name(format!("{name}.log"));
         let file = std::fs::OpenOptions::new()
@@ -50,7 +60,7 @@ impl Worker {
             .append(true)
             .open(&log)
             .expect("worker log file");
-        let child = Command::new(binary())
+        let child = Command::new(binary)
             .args(["run", "--config"])
             .arg(config)
             .args(["--listen", &address.to_string(), "--worker-id", name])

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Benchmark: the worker end to end (exactly-once, release build) against the Cassandra write ceiling of
+# the scylla driver alone, in one run on the local servers. Prints a Markdown table for docs/benchmarks.md.
+#
+#   scripts/bench.sh [-- --records N --keys K --partitions P --concurrency 64,256,1024]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/localenv.sh up
+eval "$(scripts/localenv.sh env)"
+cargo build --release --locked -p cassandra-sink-worker -p cassandra-sink-tests --bin cassandra-sink-worker --bin cassandra-sink-bench
+[ "${1:-}" = "--" ] && shift
+printf 'machine: %s cores, %s, %s\n' "$(nproc)" "$(free -g | awk '/Mem:/ {print $2 " GiB"}')" "$(date -u +%F)" >&2
+exec target/release/cassandra-sink-bench --worker target/release/cassandra-sink-worker "$@"
