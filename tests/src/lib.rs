@@ -5,6 +5,7 @@
 //! Nothing here falls back to a fake: a test whose server is missing fails with the address it tried.
 
 pub mod fixtures;
+pub mod scenario;
 pub mod worker;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -85,7 +85,7 @@ pub async fn connect(config: &CassandraConfig) -> Result<Session, ConnectError> 
     let profile = ExecutionProfile::builder()
         .load_balancing_policy(policy.build())
         .consistency(driver_consistency(config.consistency))
-        .request_timeout(Some(Duration::from_secs(12)))
+        .request_timeout(Some(config.request_timeout.0))
         .build();
     let mut builder = SessionBuilder::new()
         .known_nodes(&config.contact_points)

@@ -72,6 +72,15 @@ pub struct CassandraConfig {
     /// Consistency level of data writes. Never ANY: a write held as a hint is not durable.
     #[serde(default)]
     pub consistency: Consistency,
+    /// How long one request may take before it counts as failed and is retried.
+    #[serde(default = "CassandraConfig::default_request_timeout")]
+    pub request_timeout: HumanDuration,
+}
+
+impl CassandraConfig {
+    const fn default_request_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(12))
+    }
 }
 
 /// Username and password, each read from a file or an environment variable when connecting.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cassandra_sink_tests::worker::Worker;
 
-use crate::scenario::Scenario;
+use cassandra_sink_tests::scenario::Scenario;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_kind_of_invalid_record_is_dead_lettered_with_its_reason() -> anyhow::Result<()> {

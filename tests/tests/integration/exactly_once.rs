@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::scenario::{RegressionWatch, Scenario};
+use cassandra_sink_tests::scenario::{RegressionWatch, Scenario};
 use cassandra_sink_tests::worker::Worker;
 
 /// A small deterministic generator, seeded from the clock and printed so a failure can be replayed.

@@ -8,7 +8,7 @@ use cassandra_sink_worker::checkpoint::{Pending, next_base, now_micros};
 use cassandra_sink_worker::committer::{self, Committer, CommitterError};
 use scylla::statement::Consistency;
 
-use crate::scenario::{RegressionWatch, Scenario};
+use cassandra_sink_tests::scenario::{RegressionWatch, Scenario};
 
 #[tokio::test]
 async fn a_fenced_owner_can_neither_record_nor_commit_and_its_late_writes_lose()

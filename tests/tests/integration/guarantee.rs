@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cassandra_sink_tests::worker::{Worker, binary};
 
-use crate::scenario::Scenario;
+use cassandra_sink_tests::scenario::Scenario;
 
 fn check(config: &std::path::Path) -> (bool, String) {
     let output = Command::new(binary())

@@ -6,7 +6,7 @@ use std::time::Duration;
 use cassandra_sink_tests::fixtures::delete_records;
 use cassandra_sink_tests::worker::Worker;
 
-use crate::scenario::Scenario;
+use cassandra_sink_tests::scenario::Scenario;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_commits_what_is_buffered_and_releases_the_partitions() -> anyhow::Result<()> {

@@ -6,7 +6,6 @@ mod exactly_once;
 mod fencing;
 mod guarantee;
 mod lifecycle;
-mod scenario;
 mod smoke_cassandra;
 mod smoke_clis;
 mod smoke_kafka;

@@ -5,25 +5,34 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cassandra_sink_tests::fixtures::{self, create_keyspace, create_topic};
-use cassandra_sink_tests::{Settings, unique_name};
+use crate::fixtures::{self, create_keyspace, create_topic};
+use crate::{Settings, unique_name};
 use rdkafka::producer::FutureProducer;
 use scylla::client::session::Session;
 
 /// One sink's servers-side fixtures.
 pub struct Scenario {
+    /// Where the servers are.
     pub settings: Settings,
+    /// A session on the local Cassandra.
     pub session: Session,
+    /// The scenario's own keyspace (also the committer's).
     pub keyspace: String,
+    /// The scenario's own topic.
     pub topic: String,
+    /// The sink id in the configuration.
     pub sink_id: String,
+    /// Partitions of the topic.
     pub partitions: i32,
+    /// A folder for the configuration and worker logs.
     pub dir: PathBuf,
+    /// The worker configuration file.
     pub config: PathBuf,
     producer: FutureProducer,
     /// Last (counter, seq) produced per id: the state the table must end in.
     pub expected: BTreeMap<String, (i32, i64)>,
     counters: BTreeMap<String, i32>,
+    /// Records produced so far.
     pub produced: i64,
 }
 
