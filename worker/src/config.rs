@@ -277,7 +277,7 @@ impl CheckpointConfig {
         HumanDuration(Duration::from_secs(1))
     }
     const fn default_max_records() -> u32 {
-        50_000
+        10_000
     }
     const fn default_max_bytes() -> u64 {
         64 * 1024 * 1024
@@ -626,7 +626,7 @@ source:
         assert_eq!(config.cassandra.consistency, Consistency::LocalQuorum);
         assert_eq!(config.mapping, Mapping::JsonArray {});
         assert_eq!(config.checkpoint.interval.0, Duration::from_secs(1));
-        assert_eq!(config.checkpoint.max_records, 50_000);
+        assert_eq!(config.checkpoint.max_records, 10_000);
         assert!(config.limits.null_means_unset);
         assert_eq!(config.group_id(), "cassandra-sink.analytics.values");
     }

@@ -11,6 +11,11 @@ use cassandra_sink_worker::{http, startup};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::watch;
 
+/// jemalloc returns freed memory to the system and does not grow an arena per thread, which keeps
+/// the worker's resident memory close to what it actually holds (measured in docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Moves a Kafka topic into Apache Cassandra exactly once.
 #[derive(Debug, Parser)]
 #[command(version, about)]

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// Benchmark of the sink worker against the Cassandra write ceiling.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 struct Options {
     /// Records to write in each part.
     #[arg(long, default_value_t = 200_000)]
@@ -33,6 +33,9 @@ struct Options {
     /// Concurrencies tried for the ceiling.
     #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
     concurrency: Vec<usize>,
+    /// The worker's `checkpoint.maxRecords`.
+    #[arg(long, default_value_t = 10_000)]
+    max_records: usize,
     /// The worker binary (a release build).
     #[arg(long, default_value = "target/release/cassandra-sink-worker")]
     worker: PathBuf,
@@ -174,11 +177,13 @@ async fn main() -> anyhow::Result<()> {
     let topic = keyspace.replace('_', "-");
     create_topic(&settings, &topic, options.partitions).await?;
 
+    eprintln!("warming Cassandra up (not measured)");
+    ceiling(&session, &keyspace, &options).await?;
     eprintln!(
-        "(a) write ceiling: the driver alone, {} records",
+        "(a1) write ceiling: the driver alone, {} records",
         options.records
     );
-    let (best_concurrency, ceiling_rate) = ceiling(&session, &keyspace, &options).await?;
+    let (best_concurrency, first_ceiling) = ceiling(&session, &keyspace, &options).await?;
 
     eprintln!("pre-filling topic {topic} with {} records", options.records);
     prefill(&settings, &topic, &options).await?;
@@ -195,9 +200,10 @@ async fn main() -> anyhow::Result<()> {
              insertQuery: \"INSERT INTO {keyspace}.values (id, counter, seq) VALUES (?, ?, ?)\"\n\
              committer: {{ keyspace: {keyspace}, table: checkpoints }}\n\
              source: {{ kafka: {{ bootstrapServers: [\"{kafka}\"], topic: {topic} }} }}\n\
-             checkpoint: {{ interval: 1s, maxRecords: 50000 }}\nguarantee: exactly-once\n",
+             checkpoint: {{ interval: 1s, maxRecords: {max_records} }}\nguarantee: exactly-once\n",
             cassandra = settings.cassandra,
             kafka = settings.kafka,
+            max_records = options.max_records,
         ),
     )?;
     let started = Instant::now();
@@ -234,6 +240,26 @@ async fn main() -> anyhow::Result<()> {
     let log = worker.log_text();
     assert!(worker.terminate(Duration::from_secs(30)).success());
     let worker_rate = options.records as f64 / elapsed.as_secs_f64();
+    eprintln!("(a2) write ceiling again, after the worker");
+    let again = Options {
+        concurrency: vec![best_concurrency],
+        ..options.clone()
+    };
+    let (_, second_ceiling) = ceiling(&session, &keyspace, &again).await?;
+    // The machine drifts between runs: compare the worker with the ceiling measured around it.
+    let ceiling_rate = (first_ceiling + second_ceiling) / 2.0;
+    for line in log
+        .lines()
+        .filter(|line| line.contains("checkpoint committed"))
+    {
+        eprintln!(
+            "  {}",
+            line.split("cassandra_sink_worker::sink:")
+                .nth(1)
+                .unwrap_or(line)
+                .trim()
+        );
+    }
     let mut commits: Vec<f64> = log
         .lines()
         .filter_map(|line| line.split("commit_micros=").nth(1))
@@ -271,7 +297,7 @@ async fn main() -> anyhow::Result<()> {
         options.records, options.keys, options.partitions
     );
     println!(
-        "| (a) driver write ceiling | {ceiling_rate:.0} records/s (concurrency {best_concurrency}) |"
+        "| (a) driver write ceiling, before / after (b) | {first_ceiling:.0} / {second_ceiling:.0} records/s (concurrency {best_concurrency}); mean {ceiling_rate:.0} |"
     );
     println!(
         "| (b) worker end to end, exactly-once | {worker_rate:.0} records/s ({:.1} s incl. start-up) |",
