@@ -11,8 +11,8 @@ use cassandra_sink_worker::{http, startup};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::watch;
 
-/// jemalloc returns freed memory to the system and does not grow an arena per thread, which keeps
-/// the worker's resident memory close to what it actually holds (measured in docs/benchmarks.md).
+/// jemalloc: its thread caches and decay return freed memory to the system, where glibc grows an
+/// arena per thread; the worker's memory budget is small (see docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

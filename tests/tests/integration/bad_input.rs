@@ -150,3 +150,57 @@ async fn on_invalid_record_fail_stops_with_the_reason_before_the_bad_record() ->
     assert!(!scenario.table().await?.contains_key("d"));
     scenario.clean_up().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_records_can_go_to_a_dead_letter_topic_with_their_coordinates() -> anyhow::Result<()>
+{
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+
+    let scenario_name = "dltopic";
+    let mut scenario = Scenario::new(scenario_name, 1, "checkpoint: { interval: 100ms }\n").await?;
+    let dead_letters = format!("{}-rejects", scenario.topic);
+    cassandra_sink_tests::fixtures::create_topic(&scenario.settings, &dead_letters, 1).await?;
+    let mut text = std::fs::read_to_string(&scenario.config)?;
+    text.push_str(&format!("deadLetter: {{ topic: {dead_letters} }}\n"));
+    std::fs::write(&scenario.config, text)?;
+    scenario
+        .produce_raw(&[br#"["ok", 1, 1]"#, b"{broken", br#"["ok", 2, 2]"#])
+        .await?;
+    let worker = Worker::start(&scenario.config, "worker", &[]);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(60))
+        .await?;
+    assert!(worker.terminate(Duration::from_secs(30)).success());
+    assert_eq!(scenario.table().await?["ok"], (2, 2));
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &scenario.settings.kafka)
+        .set("group.id", &dead_letters)
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[&dead_letters])?;
+    let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await??;
+    assert_eq!(message.payload(), Some(&b"{broken"[..]));
+    let headers: BTreeMap<String, String> = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(headers["cassandra-sink.partition"], "0");
+    assert_eq!(headers["cassandra-sink.offset"], "1");
+    assert_eq!(headers["cassandra-sink.kind"], "invalid_json");
+    assert!(headers["cassandra-sink.reason"].contains("not valid JSON"));
+    assert_eq!(headers["cassandra-sink.topic"], scenario.topic);
+    scenario.clean_up().await
+}

@@ -72,12 +72,21 @@ async fn sigkill_at_random_moments_loses_and_repeats_nothing() -> anyhow::Result
     let environment = Scenario::worker_env("killed-0");
     let environment: Vec<(&str, &str)> =
         environment.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    const KILLS: i64 = 5;
-    for round in 0..KILLS {
+    // TEST_KILL_ROUNDS raises the number of kills for a longer soak.
+    let kills: i64 = std::env::var("TEST_KILL_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(5);
+    // Workers that claimed their partitions before being killed: each bumped every epoch.
+    let mut claimed = 1;
+    for round in 0..kills {
         let worker = Worker::start(&scenario.config, &format!("worker-{round}"), &environment);
         // Keep the stream moving while the worker runs, so kills land mid-checkpoint.
         scenario.produce(300, 40).await?;
         tokio::time::sleep(dice.millis(300, 2500)).await;
+        if worker.log_text().contains("partition claimed") {
+            claimed += 1;
+        }
         worker.kill();
     }
     let worker = Worker::start(&scenario.config, "worker-final", &environment);
@@ -91,7 +100,7 @@ async fn sigkill_at_random_moments_loses_and_repeats_nothing() -> anyhow::Result
         regressions.is_empty(),
         "a reader saw rows go back: {regressions:?}"
     );
-    assert_final_state(&scenario, KILLS + 1).await?;
+    assert_final_state(&scenario, claimed).await?;
     scenario.clean_up().await
 }
 
