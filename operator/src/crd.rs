@@ -210,6 +210,35 @@ pub struct Progress {
     pub last_commit_time: Option<String>,
 }
 
+/// Fixtures for the operator's unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// The seed's example as a spec.
+    pub fn seed_spec() -> CassandraSinkSpec {
+        seed_sink().spec
+    }
+
+    /// The seed's example as an object the API server returned (namespace, name and uid set).
+    pub fn seed_sink() -> CassandraSink {
+        serde_saphyr::from_str(
+            r#"
+apiVersion: cassandra-sink.io/v1alpha1
+kind: CassandraSink
+metadata: { name: values, namespace: analytics, uid: 7d3c0a52-4c43-4b8e-9d5a-0c1d2e3f4a5b }
+spec:
+  cassandra: { contactPoints: ["cassandra.db.svc:9042"], localDatacenter: dc1 }
+  createQuery: "CREATE TABLE example.values (id text PRIMARY KEY, counter int);"
+  insertQuery: "INSERT INTO example.values (id, counter) VALUES (?, ?);"
+  committer: { keyspace: example, table: checkpoints }
+  source: { kafka: { bootstrapServers: ["kafka.streams.svc:9092"], topic: values } }
+"#,
+        )
+        .expect("the seed example parses")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
