@@ -1,7 +1,11 @@
 //! The cassandra-sink operator: the `CassandraSink` custom resource and the controller that keeps
 //! worker Deployments matching it.
 
+pub mod build;
+pub mod controller;
 pub mod crd;
+pub mod status;
+pub mod validate;
 
 use kube::CustomResourceExt;
 

@@ -6,6 +6,7 @@ mod exactly_once;
 mod fencing;
 mod guarantee;
 mod lifecycle;
+mod operator;
 mod smoke_cassandra;
 mod smoke_clis;
 mod smoke_kafka;

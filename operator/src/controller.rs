@@ -1,0 +1,193 @@
+//! The reconcile pipeline: validate → build → apply → status. Only the ends touch the API server; the
+//! middle ([`crate::validate`], [`crate::build`], [`crate::status`]) is pure.
+//!
+//! Children are applied with server-side apply under one field manager and owned by the sink, so the
+//! controller is woken by any change to them (an edited Deployment is put back) and Kubernetes garbage
+//! collection removes them with the sink.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::build::{self, Settings};
+use crate::crd::{CassandraSink, CassandraSinkStatus};
+use crate::status::{self, Workers};
+use crate::validate::validate;
+
+/// The field manager of everything the operator writes.
+pub const MANAGER: &str = "cassandra-sink-operator";
+
+/// Errors of one reconcile; each variant's name is its metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Building the children failed.
+    #[error(transparent)]
+    Build(#[from] build::BuildError),
+    /// The API server refused or failed a request.
+    #[error("{operation}: {source}")]
+    Kube {
+        /// What was attempted.
+        operation: String,
+        /// The client error.
+        source: kube::Error,
+    },
+}
+
+impl ReconcileError {
+    /// A stable label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReconcileError::Build(_) => "build",
+            ReconcileError::Kube { .. } => "kube",
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// How children are shaped.
+    pub settings: Settings,
+}
+
+async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, ReconcileError>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(|source| ReconcileError::Kube {
+        operation: format!("applying {} {namespace}/{name}", K::kind(&())),
+        source,
+    })
+}
+
+/// Brings the children in line with the sink and reports what is observed in its status.
+pub async fn reconcile(
+    sink: Arc<CassandraSink>,
+    context: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let namespace = sink.namespace().unwrap_or_default();
+    let name = sink.name_any();
+    let previous = sink
+        .status
+        .as_ref()
+        .map(|status| status.conditions.clone())
+        .unwrap_or_default();
+
+    let problems = validate(&sink.spec);
+    let (desired, replicas) = if problems.is_empty() {
+        let children = build::children(&sink, &context.settings)?;
+        apply(&context.client, &namespace, &children.config_map).await?;
+        apply(&context.client, &namespace, &children.service).await?;
+        let deployment = apply(&context.client, &namespace, &children.deployment).await?;
+        let observed = deployment.status.clone().unwrap_or_default();
+        let workers = Workers {
+            wanted: sink.spec.parallelism,
+            ready: observed.ready_replicas.unwrap_or(0),
+            updated: observed.updated_replicas.unwrap_or(0),
+            observed: observed.observed_generation >= deployment.metadata.generation,
+        };
+        (status::running(workers), workers.ready)
+    } else {
+        tracing::info!(sink = %name, namespace = %namespace, problems = ?problems, "invalid spec");
+        (status::invalid(&problems), 0)
+    };
+
+    let status = CassandraSinkStatus {
+        observed_generation: sink.metadata.generation,
+        conditions: status::conditions(
+            &previous,
+            desired,
+            sink.metadata.generation,
+            Time(k8s_openapi::jiff::Timestamp::now()),
+        ),
+        replicas,
+        selector: Some(build::selector_string(&name)),
+        progress: sink
+            .status
+            .as_ref()
+            .and_then(|status| status.progress.clone()),
+    };
+    if sink.status.as_ref() != Some(&status) {
+        let api: Api<CassandraSink> = Api::namespaced(context.client.clone(), &namespace);
+        let patch = serde_json::json!({
+            "apiVersion": "cassandra-sink.io/v1alpha1",
+            "kind": "CassandraSink",
+            "status": status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| ReconcileError::Kube {
+            operation: format!("writing the status of {namespace}/{name}"),
+            source,
+        })?;
+    }
+    // Changes to the sink and its children wake the controller; nothing to poll.
+    Ok(Action::await_change())
+}
+
+/// Retries a failed reconcile after a pause.
+pub fn error_policy(sink: Arc<CassandraSink>, error: &ReconcileError, _: Arc<Context>) -> Action {
+    tracing::warn!(sink = %sink.name_any(), kind = error.kind(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(10))
+}
+
+/// Runs the controller until the stream of reconciles ends. `namespace` limits it to one namespace.
+pub async fn run(client: Client, settings: Settings, namespace: Option<String>) {
+    let (sinks, deployments, config_maps, services) = match &namespace {
+        Some(namespace) => (
+            Api::<CassandraSink>::namespaced(client.clone(), namespace),
+            Api::<Deployment>::namespaced(client.clone(), namespace),
+            Api::<ConfigMap>::namespaced(client.clone(), namespace),
+            Api::<Service>::namespaced(client.clone(), namespace),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let children =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=cassandra-sink-operator");
+    let context = Arc::new(Context { client, settings });
+    Controller::new(sinks, watcher::Config::default())
+        .owns(deployments, children.clone())
+        .owns(config_maps, children.clone())
+        .owns(services, children)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(sink = %object.name, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile error"),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,259 @@
+//! The operator against the real kube-apiserver (no kubelet: the test plays the Deployment controller
+//! by writing Deployment status): children created and updated from the spec, drift put back, status
+//! conditions that tell the truth, an invalid spec shown as a condition instead of workers.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use cassandra_sink_operator::build::Settings;
+use cassandra_sink_operator::controller;
+use cassandra_sink_operator::crd::CassandraSink;
+use cassandra_sink_tests::unique_name;
+use cassandra_sink_worker::config::SinkConfig;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::json;
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` with `what`.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn condition(sink: &CassandraSink, kind: &str) -> Option<(String, String)> {
+    sink.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|condition| condition.type_ == kind)
+        .map(|condition| (condition.status.clone(), condition.reason.clone()))
+}
+
+async fn install_crd(client: &Client) -> anyhow::Result<()> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(cassandra_sink_operator::CRD_PATH);
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&std::fs::read_to_string(path)?)?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    crds.patch(
+        &name,
+        &PatchParams::apply("cassandra-sink-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await??;
+    Ok(())
+}
+
+fn sink(name: &str, insert: &str) -> anyhow::Result<CassandraSink> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "cassandra-sink.io/v1alpha1",
+        "kind": "CassandraSink",
+        "metadata": { "name": name },
+        "spec": {
+            "cassandra": { "contactPoints": ["cassandra.db.svc:9042"], "localDatacenter": "dc1" },
+            "insertQuery": insert,
+            "committer": { "keyspace": "example", "table": "checkpoints" },
+            "source": { "kafka": { "bootstrapServers": ["kafka:9092"], "topic": "values" } }
+        }
+    }))?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> anyhow::Result<()> {
+    cassandra_sink_tests::install_crypto_provider();
+    let client = Client::try_default().await?;
+    install_crd(&client).await?;
+    let namespace = unique_name("operator").replace('_', "-");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": namespace } }))?,
+        )
+        .await?;
+    let controller = tokio::spawn(controller::run(
+        client.clone(),
+        Settings {
+            worker_image: "cassandra-sink-worker:test".to_owned(),
+            image_pull_policy: "Never".to_owned(),
+        },
+        Some(namespace.clone()),
+    ));
+
+    let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    sinks
+        .create(
+            &PostParams::default(),
+            &sink(
+                "values",
+                "INSERT INTO example.values (id, counter) VALUES (?, ?);",
+            )?,
+        )
+        .await?;
+
+    // Children from the spec; the worker configuration is what the worker parses.
+    let deployment = eventually("the worker Deployment", Duration::from_secs(30), || async {
+        deployments.get_opt("values-worker").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(
+        deployment.spec.as_ref().and_then(|spec| spec.replicas),
+        Some(1)
+    );
+    let config_map = config_maps.get("values-worker-config").await?;
+    let yaml = &config_map.data.unwrap_or_default()["sink.yaml"];
+    let config = SinkConfig::from_yaml(yaml, std::path::Path::new("sink.yaml"))?;
+    assert_eq!(config.sink_id, format!("{namespace}/values"));
+
+    // No worker is running yet: not Ready, and the status says why, for this generation.
+    let status = eventually("a status", Duration::from_secs(30), || async {
+        let sink = sinks.get("values").await.ok()?;
+        condition(&sink, "Ready").map(|ready| (ready, sink))
+    })
+    .await;
+    assert_eq!(status.0, ("False".to_owned(), "WorkersNotReady".to_owned()));
+    assert_eq!(
+        status.1.status.as_ref().and_then(|s| s.observed_generation),
+        Some(1)
+    );
+
+    // The spec changes parallelism; the Deployment follows.
+    sinks
+        .patch(
+            "values",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "parallelism": 3 } })),
+        )
+        .await?;
+    let deployment = eventually("3 replicas", Duration::from_secs(30), || async {
+        let deployment = deployments.get("values-worker").await.ok()?;
+        (deployment.spec.as_ref()?.replicas == Some(3)).then_some(deployment)
+    })
+    .await;
+
+    // Play the Deployment controller: three ready workers of the current template.
+    let generation = deployment.metadata.generation;
+    deployments
+        .patch_status(
+            "values-worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": {
+                "observedGeneration": generation, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3
+            }})),
+        )
+        .await?;
+    let ready = eventually("Ready", Duration::from_secs(30), || async {
+        let sink = sinks.get("values").await.ok()?;
+        let ready = condition(&sink, "Ready")?;
+        (ready.0 == "True").then_some(sink)
+    })
+    .await;
+    assert_eq!(ready.status.as_ref().map(|s| s.replicas), Some(3));
+    assert_eq!(
+        ready.status.as_ref().and_then(|s| s.observed_generation),
+        Some(2)
+    );
+
+    // Someone edits the Deployment by hand: the operator puts it back.
+    deployments
+        .patch(
+            "values-worker",
+            &PatchParams::apply("someone-else").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": { "name": "values-worker" },
+                "spec": { "replicas": 7 }
+            })),
+        )
+        .await?;
+    eventually("the drift healed", Duration::from_secs(30), || async {
+        let deployment = deployments.get("values-worker").await.ok()?;
+        (deployment.spec.as_ref()?.replicas == Some(3)).then_some(())
+    })
+    .await;
+
+    // A statement that cannot be exactly-once: a Degraded condition naming why, and no workers.
+    sinks
+        .create(
+            &PostParams::default(),
+            &sink("counts", "UPDATE example.hits SET n = n + ? WHERE id = ?")?,
+        )
+        .await?;
+    let degraded = eventually("Degraded", Duration::from_secs(30), || async {
+        let sink = sinks.get("counts").await.ok()?;
+        let degraded = condition(&sink, "Degraded")?;
+        (degraded.0 == "True").then_some(sink)
+    })
+    .await;
+    assert_eq!(
+        condition(&degraded, "Degraded").map(|c| c.1),
+        Some("NotExactlyOnce".to_owned())
+    );
+    let message = degraded
+        .status
+        .as_ref()
+        .map(|s| {
+            s.conditions
+                .iter()
+                .map(|c| c.message.clone())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    assert!(message.contains("at-least-once"), "{message}");
+    assert!(deployments.get_opt("counts-worker").await?.is_none());
+
+    // An operator restart rewrites nothing: same Deployment generation and resource versions.
+    let settle = || tokio::time::sleep(Duration::from_secs(2));
+    settle().await;
+    let deployment_before = deployments.get("values-worker").await?.metadata;
+    let sink_before = sinks.get("values").await?.metadata.resource_version;
+    controller.abort();
+    let restarted = tokio::spawn(controller::run(
+        client.clone(),
+        Settings {
+            worker_image: "cassandra-sink-worker:test".to_owned(),
+            image_pull_policy: "Never".to_owned(),
+        },
+        Some(namespace.clone()),
+    ));
+    settle().await;
+    let deployment_after = deployments.get("values-worker").await?.metadata;
+    assert_eq!(deployment_before.generation, deployment_after.generation);
+    assert_eq!(
+        deployment_before.resource_version,
+        deployment_after.resource_version
+    );
+    assert_eq!(
+        sink_before,
+        sinks.get("values").await?.metadata.resource_version
+    );
+
+    restarted.abort();
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
