@@ -10,7 +10,7 @@ use cassandra_sink_worker::config::{
     CheckpointConfig, Consistency, DeadLetterConfig, Guarantee, KafkaProtocol, Limits, Mapping,
     OnInvalidRecord, SaslMechanism,
 };
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "cassandra-sink.io";
 
 /// A stream from Kafka written into Apache Cassandra exactly once.
-#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "cassandra-sink.io",
     version = "v1alpha1",
@@ -45,8 +45,10 @@ pub struct CassandraSinkSpec {
     /// A CREATE TABLE (or CREATE TYPE / KEYSPACE) statement run once per change of the spec before the
     /// workers write; "already exists" is not an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(r"self.matches('(?i)^\\s*create\\s')").message("createQuery must be a CREATE statement"))]
     pub create_query: Option<String>,
     /// The statement each record fills: an INSERT or UPDATE with bind markers (`?` or `:name`).
+    #[x_kube(validation = Rule::new(r"self.matches('(?i)^\\s*(insert|update|delete)\\s')").message("insertQuery must be an INSERT, UPDATE or DELETE statement"))]
     pub insert_query: String,
     /// The table that keeps completed checkpoints and fencing epochs, one row per source partition.
     pub committer: Committer,
@@ -62,6 +64,7 @@ pub struct CassandraSinkSpec {
     /// Number of workers. One Kafka partition is the unit of parallelism: workers beyond the number of
     /// partitions stand by.
     #[serde(default = "default_parallelism")]
+    #[schemars(range(min = 1))]
     pub parallelism: i32,
     /// `exactly-once` (default) refuses statements Cassandra cannot apply idempotently;
     /// `at-least-once` accepts any statement and may apply a record twice after a crash.
@@ -89,6 +92,7 @@ const fn default_parallelism() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct CassandraConnection {
     /// `host:port` (or `host`, port 9042) of one or more nodes, e.g. `cassandra.db.svc:9042`.
+    #[schemars(length(min = 1))]
     pub contact_points: Vec<String>,
     /// The datacenter whose nodes coordinate requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,8 +128,10 @@ const fn default_true() -> bool {
 #[serde(rename_all = "camelCase")]
 pub struct Committer {
     /// Keyspace of the committer table; it must exist.
+    #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,47}$"))]
     pub keyspace: String,
     /// Committer table name; created if absent.
+    #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,47}$"))]
     pub table: String,
     /// A separate cluster for the committer; the data cluster when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +151,7 @@ pub struct Source {
 #[serde(rename_all = "camelCase")]
 pub struct KafkaSourceSpec {
     /// `host:port` of one or more brokers.
+    #[schemars(length(min = 1))]
     pub bootstrap_servers: Vec<String>,
     /// The topic to read.
     pub topic: String,

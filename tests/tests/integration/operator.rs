@@ -101,6 +101,48 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     ));
 
     let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
+
+    // What the schema can check statically, the API server refuses at once (CEL and schema rules).
+    let refused = sinks
+        .create(
+            &PostParams::default(),
+            &sink("select", "SELECT * FROM example.values")?,
+        )
+        .await;
+    match refused {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422);
+            assert!(
+                status
+                    .message
+                    .contains("insertQuery must be an INSERT, UPDATE or DELETE statement"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("a SELECT was accepted: {other:?}"),
+    }
+    let mut zero = sink(
+        "zero",
+        "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+    )?;
+    zero.spec.parallelism = 0;
+    zero.spec.committer.table = "check-points".to_owned();
+    match sinks.create(&PostParams::default(), &zero).await {
+        Err(kube::Error::Api(status)) => {
+            assert!(
+                status.message.contains("spec.parallelism"),
+                "{}",
+                status.message
+            );
+            assert!(
+                status.message.contains("spec.committer.table"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("parallelism 0 was accepted: {other:?}"),
+    }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     sinks
