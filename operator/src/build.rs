@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{CassandraConnection, CassandraSink, SecretTls};
+use crate::crd::{CassandraConnection, CassandraSink, RESTART_ANNOTATION, SecretTls, SinkState};
 
 /// Where the worker container finds its configuration.
 pub const CONFIG_DIR: &str = "/etc/cassandra-sink/config";
@@ -240,6 +240,32 @@ fn worker_config(
     }
 }
 
+/// Workers wanted: the parallelism while running, none while paused or stopped.
+pub fn replicas(sink: &CassandraSink) -> i32 {
+    match sink.spec.state {
+        SinkState::Running => sink.spec.parallelism,
+        SinkState::Paused | SinkState::Stopped => 0,
+    }
+}
+
+fn pod_annotations(
+    sink: &CassandraSink,
+    config_hash: String,
+    secrets_version: &str,
+) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([
+        ("cassandra-sink.io/config-hash".to_owned(), config_hash),
+        (
+            "cassandra-sink.io/secrets-hash".to_owned(),
+            hash(secrets_version),
+        ),
+    ]);
+    if let Some(restart) = sink.annotations().get(RESTART_ANNOTATION) {
+        annotations.insert(RESTART_ANNOTATION.to_owned(), restart.clone());
+    }
+    annotations
+}
+
 /// A short stable hash, for the pod-template annotation that rolls the workers on a change.
 fn hash(text: &str) -> String {
     // FNV-1a: stable across builds and platforms, unlike std's default hasher.
@@ -259,8 +285,50 @@ fn hash(text: &str) -> String {
     format!("{:016x}", hasher.finish())
 }
 
-/// The children of a sink.
-pub fn children(sink: &CassandraSink, settings: &Settings) -> Result<Children, BuildError> {
+/// The Secrets a sink references, with the spec field that names each (for messages).
+pub fn referenced_secrets(sink: &CassandraSink) -> Vec<(&'static str, String)> {
+    let spec = &sink.spec;
+    let mut secrets = Vec::new();
+    let mut connection =
+        |field_credentials: &'static str, field_tls: &'static str, c: &CassandraConnection| {
+            if let Some(secret) = &c.credentials_secret {
+                secrets.push((field_credentials, secret.clone()));
+            }
+            if let Some(tls) = &c.tls {
+                secrets.push((field_tls, tls.secret_name.clone()));
+            }
+        };
+    connection(
+        "spec.cassandra.credentialsSecret",
+        "spec.cassandra.tls.secretName",
+        &spec.cassandra,
+    );
+    if let Some(committer) = &spec.committer.cassandra {
+        connection(
+            "spec.committer.cassandra.credentialsSecret",
+            "spec.committer.cassandra.tls.secretName",
+            committer,
+        );
+    }
+    if let Some(sasl) = &spec.source.kafka.sasl {
+        secrets.push((
+            "spec.source.kafka.sasl.secretName",
+            sasl.secret_name.clone(),
+        ));
+    }
+    if let Some(tls) = &spec.source.kafka.tls {
+        secrets.push(("spec.source.kafka.tls.secretName", tls.secret_name.clone()));
+    }
+    secrets
+}
+
+/// The children of a sink. `secrets_version` identifies the content of the referenced Secrets (for
+/// example their resource versions): when it changes, the pod template changes and the workers roll.
+pub fn children(
+    sink: &CassandraSink,
+    settings: &Settings,
+    secrets_version: &str,
+) -> Result<Children, BuildError> {
     let namespace = sink.namespace().ok_or(BuildError::Missing("namespace"))?;
     let name = sink
         .meta()
@@ -378,7 +446,7 @@ pub fn children(sink: &CassandraSink, settings: &Settings) -> Result<Children, B
     let deployment = Deployment {
         metadata: metadata(deployment_name(&name)),
         spec: Some(DeploymentSpec {
-            replicas: Some(sink.spec.parallelism),
+            replicas: Some(replicas(sink)),
             selector: LabelSelector {
                 match_labels: Some(selector(&name)),
                 ..LabelSelector::default()
@@ -395,10 +463,7 @@ pub fn children(sink: &CassandraSink, settings: &Settings) -> Result<Children, B
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(template_labels),
-                    annotations: Some(BTreeMap::from([(
-                        "cassandra-sink.io/config-hash".to_owned(),
-                        config_hash,
-                    )])),
+                    annotations: Some(pod_annotations(sink, config_hash, secrets_version)),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -475,7 +540,7 @@ mod tests {
 
     #[test]
     fn the_seed_sink_builds_these_children() {
-        let children = children(&seed_sink(), &settings()).expect("children");
+        let children = children(&seed_sink(), &settings(), "").expect("children");
         let rendered = [
             serde_saphyr::to_string(&children.config_map).expect("yaml"),
             serde_saphyr::to_string(&children.deployment).expect("yaml"),
@@ -487,7 +552,7 @@ mod tests {
 
     #[test]
     fn the_rendered_configuration_is_what_the_worker_reads() {
-        let children = children(&seed_sink(), &settings()).expect("children");
+        let children = children(&seed_sink(), &settings(), "").expect("children");
         let yaml = &children.config_map.data.expect("data")["sink.yaml"];
         let parsed =
             SinkConfig::from_yaml(yaml, std::path::Path::new("sink.yaml")).expect("parses");
@@ -499,7 +564,7 @@ mod tests {
     fn secrets_are_mounted_not_copied_and_changes_roll_the_pods() {
         let mut sink = seed_sink();
         sink.spec.cassandra.credentials_secret = Some("cassandra-creds".into());
-        let with_secret = children(&sink, &settings()).expect("children");
+        let with_secret = children(&sink, &settings(), "").expect("children");
         let yaml = &with_secret.config_map.data.as_ref().expect("data")["sink.yaml"];
         assert!(
             yaml.contains("/etc/cassandra-sink/secrets/cassandra-credentials/password"),
@@ -535,15 +600,82 @@ mod tests {
                 .expect("annotations")["cassandra-sink.io/config-hash"]
                 .clone()
         };
-        let plain = children(&seed_sink(), &settings()).expect("children");
+        let plain = children(&seed_sink(), &settings(), "").expect("children");
         assert_ne!(annotation(&plain), annotation(&with_secret));
+    }
+
+    #[test]
+    fn secret_and_restart_changes_roll_the_pods_and_stopping_scales_to_zero() {
+        let template = |children: &Children| {
+            children
+                .deployment
+                .spec
+                .as_ref()
+                .expect("spec")
+                .template
+                .metadata
+                .clone()
+                .expect("meta")
+        };
+        let base = children(&seed_sink(), &settings(), "v1").expect("children");
+        let rotated = children(&seed_sink(), &settings(), "v2").expect("children");
+        assert_ne!(
+            template(&base),
+            template(&rotated),
+            "a Secret change rolls the workers"
+        );
+        let mut restarted = seed_sink();
+        restarted.annotations_mut().insert(
+            RESTART_ANNOTATION.to_owned(),
+            "2026-11-25T10:00:00Z".to_owned(),
+        );
+        let restarted = children(&restarted, &settings(), "v1").expect("children");
+        assert_ne!(
+            template(&base),
+            template(&restarted),
+            "the restart annotation rolls the workers"
+        );
+        for state in [SinkState::Paused, SinkState::Stopped] {
+            let mut sink = seed_sink();
+            sink.spec.state = state;
+            let built = children(&sink, &settings(), "v1").expect("children");
+            assert_eq!(
+                built.deployment.spec.expect("spec").replicas,
+                Some(0),
+                "{state:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn referenced_secrets_name_their_fields() {
+        let mut sink = seed_sink();
+        assert!(referenced_secrets(&sink).is_empty());
+        sink.spec.cassandra.credentials_secret = Some("cassandra-creds".into());
+        sink.spec.source.kafka.sasl = Some(crate::crd::KafkaSaslSecret {
+            mechanism: cassandra_sink_worker::config::SaslMechanism::ScramSha512,
+            secret_name: "kafka-creds".into(),
+        });
+        assert_eq!(
+            referenced_secrets(&sink),
+            vec![
+                (
+                    "spec.cassandra.credentialsSecret",
+                    "cassandra-creds".to_owned()
+                ),
+                (
+                    "spec.source.kafka.sasl.secretName",
+                    "kafka-creds".to_owned()
+                ),
+            ]
+        );
     }
 
     #[test]
     fn parallelism_is_the_replica_count() {
         let mut sink = seed_sink();
         sink.spec.parallelism = 3;
-        let built = children(&sink, &settings()).expect("children");
+        let built = children(&sink, &settings(), "").expect("children");
         assert_eq!(built.deployment.spec.expect("spec").replicas, Some(3));
     }
 }

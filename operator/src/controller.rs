@@ -10,19 +10,20 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::build::{self, Settings};
-use crate::crd::{CassandraSink, CassandraSinkStatus};
+use crate::crd::{CassandraSink, CassandraSinkStatus, SinkState};
 use crate::status::{self, Workers};
-use crate::validate::validate;
+use crate::validate::{Problem, validate};
 
 /// The field manager of everything the operator writes.
 pub const MANAGER: &str = "cassandra-sink-operator";
@@ -96,20 +97,25 @@ pub async fn reconcile(
         .map(|status| status.conditions.clone())
         .unwrap_or_default();
 
-    let problems = validate(&sink.spec);
+    let mut problems = validate(&sink.spec);
+    let secrets_version = check_secrets(&context.client, &sink, &namespace, &mut problems).await?;
     let (desired, replicas) = if problems.is_empty() {
-        let children = build::children(&sink, &context.settings)?;
+        let children = build::children(&sink, &context.settings, &secrets_version)?;
         apply(&context.client, &namespace, &children.config_map).await?;
         apply(&context.client, &namespace, &children.service).await?;
         let deployment = apply(&context.client, &namespace, &children.deployment).await?;
         let observed = deployment.status.clone().unwrap_or_default();
         let workers = Workers {
-            wanted: sink.spec.parallelism,
+            wanted: build::replicas(&sink),
             ready: observed.ready_replicas.unwrap_or(0),
             updated: observed.updated_replicas.unwrap_or(0),
             observed: observed.observed_generation >= deployment.metadata.generation,
         };
-        (status::running(workers), workers.ready)
+        let desired = match sink.spec.state {
+            SinkState::Running => status::running(workers),
+            state => status::halted(state, workers),
+        };
+        (desired, workers.ready)
     } else {
         tracing::info!(sink = %name, namespace = %namespace, problems = ?problems, "invalid spec");
         (status::invalid(&problems), 0)
@@ -152,6 +158,69 @@ pub async fn reconcile(
     Ok(Action::await_change())
 }
 
+/// Checks that every referenced Secret exists with the keys the workers read; adds a problem for each
+/// that does not. Returns their names and resource versions, which roll the workers when they change.
+async fn check_secrets(
+    client: &Client,
+    sink: &CassandraSink,
+    namespace: &str,
+    problems: &mut Vec<Problem>,
+) -> Result<String, ReconcileError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut version = String::new();
+    for (field, name) in build::referenced_secrets(sink) {
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(|source| ReconcileError::Kube {
+                operation: format!("reading Secret {namespace}/{name}"),
+                source,
+            })?;
+        let needed: &[&str] = if field.ends_with("tls.secretName") {
+            &["ca.crt"]
+        } else {
+            &["username", "password"]
+        };
+        match secret {
+            None => problems.push(Problem {
+                reason: "SecretMissing",
+                message: format!(
+                    "{field} names Secret {name:?}, which does not exist in namespace {namespace}; \
+                     create it with keys {}",
+                    needed.join(", ")
+                ),
+            }),
+            Some(secret) => {
+                let keys: Vec<&String> = secret
+                    .data
+                    .iter()
+                    .flat_map(|data| data.keys())
+                    .chain(secret.string_data.iter().flat_map(|data| data.keys()))
+                    .collect();
+                let missing: Vec<&str> = needed
+                    .iter()
+                    .filter(|key| !keys.iter().any(|have| have.as_str() == **key))
+                    .copied()
+                    .collect();
+                if !missing.is_empty() {
+                    problems.push(Problem {
+                        reason: "SecretKeyMissing",
+                        message: format!(
+                            "Secret {namespace}/{name} ({field}) has no key {}",
+                            missing.join(", ")
+                        ),
+                    });
+                }
+                version.push_str(&format!(
+                    "{name}={};",
+                    secret.metadata.resource_version.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    Ok(version)
+}
+
 /// Retries a failed reconcile after a pause.
 pub fn error_policy(sink: Arc<CassandraSink>, error: &ReconcileError, _: Arc<Context>) -> Action {
     tracing::warn!(sink = %sink.name_any(), kind = error.kind(), %error, "reconcile failed");
@@ -174,13 +243,39 @@ pub async fn run(client: Client, settings: Settings, namespace: Option<String>) 
             Api::all(client.clone()),
         ),
     };
+    let secrets = match &namespace {
+        Some(namespace) => Api::<Secret>::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
     let children =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=cassandra-sink-operator");
     let context = Arc::new(Context { client, settings });
-    Controller::new(sinks, watcher::Config::default())
+    let controller = Controller::new(sinks, watcher::Config::default());
+    let store = controller.store();
+    controller
         .owns(deployments, children.clone())
         .owns(config_maps, children.clone())
         .owns(services, children)
+        // A changed or created Secret wakes the sinks that reference it (rolls or un-degrades them).
+        .watches(
+            secrets,
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let namespace = secret.namespace().unwrap_or_default();
+                let name = secret.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|sink| {
+                        sink.namespace().as_deref() == Some(namespace.as_str())
+                            && build::referenced_secrets(sink)
+                                .iter()
+                                .any(|(_, secret)| *secret == name)
+                    })
+                    .map(|sink| ObjectRef::from_obj(&*sink))
+                    .collect::<Vec<_>>()
+            },
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {

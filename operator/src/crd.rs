@@ -81,7 +81,28 @@ pub struct CassandraSinkSpec {
     /// Bounds on requests in flight and record sizes.
     #[serde(default)]
     pub limits: Limits,
+    /// `running` (default); `paused` or `stopped` scale the workers to zero after they commit what
+    /// they buffered, keeping every committed position. A stopped sink's positions can be listed and
+    /// reset with `cassandra-sink-worker positions` / `reset-position`.
+    #[serde(default)]
+    pub state: SinkState,
 }
+
+/// Whether the workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkState {
+    /// Workers run.
+    #[default]
+    Running,
+    /// Workers scaled to zero for a while.
+    Paused,
+    /// Workers scaled to zero until further notice.
+    Stopped,
+}
+
+/// Annotation on a CassandraSink whose change restarts its workers (any value, e.g. a time).
+pub const RESTART_ANNOTATION: &str = "cassandra-sink.io/restart";
 
 const fn default_parallelism() -> i32 {
     1

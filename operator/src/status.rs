@@ -4,6 +4,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::crd::SinkState;
 use crate::validate::Problem;
 
 /// What the operator observed about the workers.
@@ -106,6 +107,50 @@ pub fn running(workers: Workers) -> Vec<Desired> {
     vec![
         ready,
         progressing,
+        desired(
+            "Degraded",
+            false,
+            "AsExpected",
+            "the spec is valid".to_owned(),
+        ),
+    ]
+}
+
+/// Conditions for a paused or stopped sink: not Ready, by design, once its workers are gone.
+pub fn halted(state: SinkState, workers: Workers) -> Vec<Desired> {
+    let reason = match state {
+        SinkState::Paused => "Paused",
+        _ => "Stopped",
+    };
+    let gone = workers.ready == 0 && workers.updated == 0;
+    vec![
+        desired(
+            "Ready",
+            false,
+            reason,
+            format!(
+                "spec.state is {}; committed positions are kept",
+                reason.to_lowercase()
+            ),
+        ),
+        if gone {
+            desired(
+                "Progressing",
+                false,
+                reason,
+                "all workers stopped".to_owned(),
+            )
+        } else {
+            desired(
+                "Progressing",
+                true,
+                "Stopping",
+                format!(
+                    "{} workers still committing and releasing their partitions",
+                    workers.ready
+                ),
+            )
+        },
         desired(
             "Degraded",
             false,

@@ -11,7 +11,7 @@ use cassandra_sink_operator::crd::CassandraSink;
 use cassandra_sink_tests::unique_name;
 use cassandra_sink_worker::config::SinkConfig;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -266,6 +266,97 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
         .unwrap_or_default();
     assert!(message.contains("at-least-once"), "{message}");
     assert!(deployments.get_opt("counts-worker").await?.is_none());
+
+    // A Secret that does not exist yet: Degraded, naming it; once created, the workers appear; when it
+    // changes, they roll.
+    let mut secured = sink(
+        "secured",
+        "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+    )?;
+    secured.spec.cassandra.credentials_secret = Some("cassandra-creds".to_owned());
+    sinks.create(&PostParams::default(), &secured).await?;
+    let missing = eventually("SecretMissing", Duration::from_secs(30), || async {
+        let sink = sinks.get("secured").await.ok()?;
+        (condition(&sink, "Degraded")?.1 == "SecretMissing").then_some(sink)
+    })
+    .await;
+    let message = missing
+        .status
+        .as_ref()
+        .map(|s| s.conditions[2].message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("spec.cassandra.credentialsSecret") && message.contains("cassandra-creds"),
+        "{message}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let secret = |password: &str| -> anyhow::Result<Secret> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "cassandra-creds" },
+            "stringData": { "username": "sink", "password": password }
+        }))?)
+    };
+    secrets
+        .create(&PostParams::default(), &secret("first")?)
+        .await?;
+    let hash = |deployment: &Deployment| {
+        deployment
+            .spec
+            .as_ref()?
+            .template
+            .metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get("cassandra-sink.io/secrets-hash")
+            .cloned()
+    };
+    let first = eventually(
+        "workers once the Secret exists",
+        Duration::from_secs(30),
+        || async {
+            let deployment = deployments.get_opt("secured-worker").await.ok().flatten()?;
+            hash(&deployment)
+        },
+    )
+    .await;
+    secrets
+        .replace("cassandra-creds", &PostParams::default(), &{
+            let mut next = secrets.get("cassandra-creds").await?;
+            next.string_data = Some([("password".to_owned(), "second".to_owned())].into());
+            next
+        })
+        .await?;
+    eventually(
+        "a rollout after the Secret changed",
+        Duration::from_secs(30),
+        || async {
+            let deployment = deployments.get("secured-worker").await.ok()?;
+            (hash(&deployment)? != first).then_some(())
+        },
+    )
+    .await;
+
+    // Stopping scales the workers to zero and says so.
+    sinks
+        .patch(
+            "values",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "state": "stopped" } })),
+        )
+        .await?;
+    let stopped = eventually("Stopped", Duration::from_secs(30), || async {
+        let deployment = deployments.get("values-worker").await.ok()?;
+        let sink = sinks.get("values").await.ok()?;
+        (deployment.spec.as_ref()?.replicas == Some(0) && condition(&sink, "Ready")?.1 == "Stopped")
+            .then_some(sink)
+    })
+    .await;
+    assert_eq!(
+        condition(&stopped, "Ready").map(|c| c.0),
+        Some("False".to_owned())
+    );
 
     // An operator restart rewrites nothing: same Deployment generation and resource versions.
     let settle = || tokio::time::sleep(Duration::from_secs(2));
