@@ -26,8 +26,8 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "building the worker binary the integration tests run"
-cargo build -p cassandra-sink-worker --locked
+step "building the worker and operator binaries the integration tests run"
+cargo build -p cassandra-sink-worker -p cassandra-sink-operator --bins --locked
 
 step "tests"
 [ "${1:-}" = "--" ] && shift

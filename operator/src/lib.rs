@@ -4,6 +4,7 @@
 pub mod build;
 pub mod controller;
 pub mod crd;
+pub mod leader;
 pub mod status;
 pub mod validate;
 

@@ -1,7 +1,7 @@
 //! The `cassandra-sink-operator` command.
 
 use cassandra_sink_operator::build::Settings;
-use cassandra_sink_operator::controller;
+use cassandra_sink_operator::{controller, leader};
 use clap::Parser;
 
 /// Keeps sink workers matching each CassandraSink.
@@ -21,6 +21,21 @@ struct Cli {
         default_value = "IfNotPresent"
     )]
     image_pull_policy: String,
+    /// Run without leader election (only when a single replica can ever run).
+    #[arg(long)]
+    no_leader_election: bool,
+    /// Namespace of the leader-election Lease (defaults to the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "cassandra-sink-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease (defaults to the host name, i.e. the pod name).
+    #[arg(long, env = "HOSTNAME")]
+    identity: Option<String>,
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
 }
 
 #[tokio::main]
@@ -36,14 +51,26 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default().await?;
     tracing::info!(namespace = ?cli.namespace, image = %cli.worker_image, "starting");
-    controller::run(
-        client,
+    let work = controller::run(
+        client.clone(),
         Settings {
             worker_image: cli.worker_image,
             image_pull_policy: cli.image_pull_policy,
         },
         cli.namespace,
-    )
-    .await;
+    );
+    if cli.no_leader_election {
+        work.await;
+        return Ok(());
+    }
+    let election = leader::Election {
+        name: cli.lease_name,
+        namespace: cli.lease_namespace,
+        identity: cli
+            .identity
+            .unwrap_or_else(|| format!("cassandra-sink-operator-{}", std::process::id())),
+        duration_seconds: cli.lease_seconds,
+    };
+    leader::while_leader(client, election, work).await?;
     Ok(())
 }

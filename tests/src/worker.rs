@@ -9,15 +9,20 @@ use std::time::{Duration, Instant};
 /// The worker binary next to the test binary (`target/<profile>/cassandra-sink-worker`). The test
 /// command builds it before the tests run.
 pub fn binary() -> PathBuf {
+    project_binary("cassandra-sink-worker")
+}
+
+/// A binary of this workspace next to the test binary (`target/<profile>/<name>`).
+pub fn project_binary(name: &str) -> PathBuf {
     let test_binary = std::env::current_exe().expect("test binary path");
     let profile_dir = test_binary
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>/deps/<test>");
-    let binary = profile_dir.join("cassandra-sink-worker");
+    let binary = profile_dir.join(name);
     assert!(
         binary.is_file(),
-        "{} is missing: run `cargo build -p cassandra-sink-worker` (scripts/test.sh does)",
+        "{} is missing: run `cargo build --bins` (scripts/test.sh does)",
         binary.display()
     );
     binary

@@ -390,3 +390,104 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
         .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operator_processes_elect_one_leader_and_fail_over() -> anyhow::Result<()> {
+    use std::process::{Command, Stdio};
+
+    cassandra_sink_tests::install_crypto_provider();
+    let client = Client::try_default().await?;
+    install_crd(&client).await?;
+    let namespace = unique_name("leader").replace('_', "-");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": namespace } }))?,
+        )
+        .await?;
+    let dir = std::env::temp_dir().join(&namespace);
+    std::fs::create_dir_all(&dir)?;
+    let start = |identity: &str| -> anyhow::Result<std::process::Child> {
+        let log = std::fs::File::create(dir.join(format!("{identity}.log")))?;
+        Ok(Command::new(cassandra_sink_tests::worker::project_binary(
+            "cassandra-sink-operator",
+        ))
+        .args(["--namespace", &namespace, "--lease-namespace", &namespace])
+        .args(["--identity", identity, "--lease-seconds", "4"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?)
+    };
+    let log = |identity: &str| {
+        std::fs::read_to_string(dir.join(format!("{identity}.log"))).unwrap_or_default()
+    };
+    let mut first = start("replica-a")?;
+    let mut second = start("replica-b")?;
+
+    let leader = eventually("a leader", Duration::from_secs(30), || async {
+        ["replica-a", "replica-b"]
+            .into_iter()
+            .find(|identity| log(identity).contains("leading: reconciling"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let leaders = ["replica-a", "replica-b"]
+        .iter()
+        .filter(|identity| log(identity).contains("leading: reconciling"))
+        .count();
+    assert_eq!(leaders, 1, "exactly one replica leads");
+
+    let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    sinks
+        .create(
+            &PostParams::default(),
+            &sink(
+                "one",
+                "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+            )?,
+        )
+        .await?;
+    eventually("the leader reconciles", Duration::from_secs(30), || async {
+        deployments.get_opt("one-worker").await.ok().flatten()
+    })
+    .await;
+
+    // The leader dies; the other takes the lease and reconciles.
+    let (dead, survivor, other) = if leader == "replica-a" {
+        (&mut first, &mut second, "replica-b")
+    } else {
+        (&mut second, &mut first, "replica-a")
+    };
+    dead.kill()?;
+    dead.wait()?;
+    eventually("fail-over", Duration::from_secs(30), || async {
+        log(other).contains("leading: reconciling").then_some(())
+    })
+    .await;
+    sinks
+        .create(
+            &PostParams::default(),
+            &sink(
+                "two",
+                "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+            )?,
+        )
+        .await?;
+    eventually(
+        "the new leader reconciles",
+        Duration::from_secs(30),
+        || async { deployments.get_opt("two-worker").await.ok().flatten() },
+    )
+    .await;
+    survivor.kill()?;
+    survivor.wait()?;
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await?;
+    std::fs::remove_dir_all(dir).ok();
+    Ok(())
+}
