@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::build::{self, Settings};
 use crate::crd::{CassandraSink, CassandraSinkStatus, SinkState};
+use crate::metrics::Metrics;
 use crate::status::{self, Workers};
 use crate::validate::{Problem, validate};
 
@@ -60,6 +62,10 @@ pub struct Context {
     pub client: Client,
     /// How children are shaped.
     pub settings: Settings,
+    /// Reconcile metrics.
+    pub metrics: Arc<Metrics>,
+    /// Publishes an Event on each condition transition.
+    pub recorder: Recorder,
 }
 
 async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, ReconcileError>
@@ -89,6 +95,20 @@ pub async fn reconcile(
     sink: Arc<CassandraSink>,
     context: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    let started = std::time::Instant::now();
+    context.metrics.reconciles.inc();
+    let result = reconcile_inner(&sink, &context).await;
+    context
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_inner(
+    sink: &CassandraSink,
+    context: &Context,
+) -> Result<Action, ReconcileError> {
     let namespace = sink.namespace().unwrap_or_default();
     let name = sink.name_any();
     let previous = sink
@@ -98,15 +118,15 @@ pub async fn reconcile(
         .unwrap_or_default();
 
     let mut problems = validate(&sink.spec);
-    let secrets_version = check_secrets(&context.client, &sink, &namespace, &mut problems).await?;
+    let secrets_version = check_secrets(&context.client, sink, &namespace, &mut problems).await?;
     let (desired, replicas) = if problems.is_empty() {
-        let children = build::children(&sink, &context.settings, &secrets_version)?;
+        let children = build::children(sink, &context.settings, &secrets_version)?;
         apply(&context.client, &namespace, &children.config_map).await?;
         apply(&context.client, &namespace, &children.service).await?;
         let deployment = apply(&context.client, &namespace, &children.deployment).await?;
         let observed = deployment.status.clone().unwrap_or_default();
         let workers = Workers {
-            wanted: build::replicas(&sink),
+            wanted: build::replicas(sink),
             ready: observed.ready_replicas.unwrap_or(0),
             updated: observed.updated_replicas.unwrap_or(0),
             observed: observed.observed_generation >= deployment.metadata.generation,
@@ -136,6 +156,7 @@ pub async fn reconcile(
             .as_ref()
             .and_then(|status| status.progress.clone()),
     };
+    publish_transitions(context, sink, &status).await;
     if sink.status.as_ref() != Some(&status) {
         let api: Api<CassandraSink> = Api::namespaced(context.client.clone(), &namespace);
         let patch = serde_json::json!({
@@ -156,6 +177,53 @@ pub async fn reconcile(
     }
     // Changes to the sink and its children wake the controller; nothing to poll.
     Ok(Action::await_change())
+}
+
+/// Publishes an Event for each condition whose status changed (Ready became True, Degraded became
+/// True…), so `kubectl describe` and event collectors show the sink's history.
+async fn publish_transitions(
+    context: &Context,
+    sink: &CassandraSink,
+    status: &CassandraSinkStatus,
+) {
+    let before = sink
+        .status
+        .as_ref()
+        .map(|status| status.conditions.as_slice())
+        .unwrap_or_default();
+    for condition in &status.conditions {
+        let changed = !before
+            .iter()
+            .any(|old| old.type_ == condition.type_ && old.status == condition.status);
+        if !changed {
+            continue;
+        }
+        let warning = (condition.type_ == "Degraded" && condition.status == "True")
+            || (condition.type_ == "Ready"
+                && condition.status == "False"
+                && condition.reason != "WorkersNotReady");
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: condition.reason.clone(),
+            note: Some(format!(
+                "{}={}: {}",
+                condition.type_, condition.status, condition.message
+            )),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = context
+            .recorder
+            .publish(&event, &sink.object_ref(&()))
+            .await
+        {
+            tracing::debug!(%error, "publishing an event failed");
+        }
+    }
 }
 
 /// Checks that every referenced Secret exists with the keys the workers read; adds a problem for each
@@ -222,13 +290,23 @@ async fn check_secrets(
 }
 
 /// Retries a failed reconcile after a pause.
-pub fn error_policy(sink: Arc<CassandraSink>, error: &ReconcileError, _: Arc<Context>) -> Action {
+pub fn error_policy(
+    sink: Arc<CassandraSink>,
+    error: &ReconcileError,
+    context: Arc<Context>,
+) -> Action {
+    context.metrics.error(error.kind());
     tracing::warn!(sink = %sink.name_any(), kind = error.kind(), %error, "reconcile failed");
     Action::requeue(Duration::from_secs(10))
 }
 
 /// Runs the controller until the stream of reconciles ends. `namespace` limits it to one namespace.
-pub async fn run(client: Client, settings: Settings, namespace: Option<String>) {
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    namespace: Option<String>,
+    metrics: Arc<Metrics>,
+) {
     let (sinks, deployments, config_maps, services) = match &namespace {
         Some(namespace) => (
             Api::<CassandraSink>::namespaced(client.clone(), namespace),
@@ -249,7 +327,19 @@ pub async fn run(client: Client, settings: Settings, namespace: Option<String>) 
     };
     let children =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=cassandra-sink-operator");
-    let context = Arc::new(Context { client, settings });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.to_owned(),
+            instance: std::env::var("HOSTNAME").ok(),
+        },
+    );
+    let context = Arc::new(Context {
+        client,
+        settings,
+        metrics,
+        recorder,
+    });
     let controller = Controller::new(sinks, watcher::Config::default());
     let store = controller.store();
     controller

@@ -1,6 +1,10 @@
 //! The `cassandra-sink-operator` command.
 
 use cassandra_sink_operator::build::Settings;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cassandra_sink_operator::metrics::{self, Metrics};
 use cassandra_sink_operator::{controller, leader};
 use clap::Parser;
 
@@ -33,6 +37,13 @@ struct Cli {
     /// This replica's identity in the Lease (defaults to the host name, i.e. the pod name).
     #[arg(long, env = "HOSTNAME")]
     identity: Option<String>,
+    /// Address of /healthz and /metrics.
+    #[arg(
+        long,
+        env = "CASSANDRA_SINK_OPERATOR_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    listen: SocketAddr,
     /// Seconds a Lease stays valid without renewal.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
@@ -51,6 +62,8 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default().await?;
     tracing::info!(namespace = ?cli.namespace, image = %cli.worker_image, "starting");
+    let metrics = Arc::new(Metrics::new());
+    let server = tokio::spawn(metrics::serve(cli.listen, metrics.clone()));
     let work = controller::run(
         client.clone(),
         Settings {
@@ -58,9 +71,11 @@ async fn main() -> anyhow::Result<()> {
             image_pull_policy: cli.image_pull_policy,
         },
         cli.namespace,
+        metrics,
     );
     if cli.no_leader_election {
         work.await;
+        server.abort();
         return Ok(());
     }
     let election = leader::Election {
@@ -71,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| format!("cassandra-sink-operator-{}", std::process::id())),
         duration_seconds: cli.lease_seconds,
     };
-    leader::while_leader(client, election, work).await?;
-    Ok(())
+    let result = leader::while_leader(client, election, work).await;
+    server.abort();
+    Ok(result?)
 }

@@ -91,6 +91,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
             &serde_json::from_value(json!({ "metadata": { "name": namespace } }))?,
         )
         .await?;
+    let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
     let controller = tokio::spawn(controller::run(
         client.clone(),
         Settings {
@@ -98,6 +99,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
             image_pull_policy: "Never".to_owned(),
         },
         Some(namespace.clone()),
+        metrics.clone(),
     ));
 
     let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
@@ -266,6 +268,33 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
         .unwrap_or_default();
     assert!(message.contains("at-least-once"), "{message}");
     assert!(deployments.get_opt("counts-worker").await?.is_none());
+    // The transition is an Event too, for `kubectl describe` and event collectors.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), &namespace);
+    eventually(
+        "a NotExactlyOnce event",
+        Duration::from_secs(30),
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .into_iter()
+                .find(|event| {
+                    event.reason.as_deref() == Some("NotExactlyOnce")
+                        && event.regarding.as_ref().and_then(|r| r.name.as_deref())
+                            == Some("counts")
+                        && event.type_.as_deref() == Some("Warning")
+                })
+                .map(|_| ())
+        },
+    )
+    .await;
+    assert!(
+        metrics
+            .encode()
+            .contains("cassandra_sink_operator_reconciles_total"),
+        "reconciles are counted"
+    );
+    assert!(metrics.reconciles.get() > 0);
 
     // A Secret that does not exist yet: Degraded, naming it; once created, the workers appear; when it
     // changes, they roll.
@@ -371,6 +400,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
             image_pull_policy: "Never".to_owned(),
         },
         Some(namespace.clone()),
+        std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new()),
     ));
     settle().await;
     let deployment_after = deployments.get("values-worker").await?.metadata;
