@@ -14,6 +14,10 @@ use kube::CustomResourceExt;
 /// Path of the generated CRD, relative to the workspace root.
 pub const CRD_PATH: &str = "crds/cassandrasinks.cassandra-sink.io.yaml";
 
+/// The same CRD, shipped in the Helm chart's `crds/` folder.
+pub const CHART_CRD_PATH: &str =
+    "charts/cassandra-sink-operator/crds/cassandrasinks.cassandra-sink.io.yaml";
+
 /// The CustomResourceDefinition as committed under `crds/`: a header that says how it is made, then
 /// the YAML generated from the Rust types.
 pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
@@ -26,18 +30,21 @@ pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
 
 #[cfg(test)]
 mod tests {
-    /// The committed CRD must be what the types generate; regenerate with the crdgen binary.
+    /// The committed CRDs (in crds/ and in the chart) must be what the types generate; regenerate
+    /// with the crdgen binary.
     #[test]
-    fn committed_crd_matches_the_rust_types() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(super::CRD_PATH);
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    fn committed_crds_match_the_rust_types() {
         let generated = super::crd_yaml().expect("CRD serialises");
-        assert!(
-            committed == generated,
-            "{} is stale: run `cargo run -p cassandra-sink-operator --bin crdgen`",
-            path.display()
-        );
+        for relative in [super::CRD_PATH, super::CHART_CRD_PATH] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(relative);
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == generated,
+                "{} is stale: run `cargo run -p cassandra-sink-operator --bin crdgen`",
+                path.display()
+            );
+        }
     }
 }

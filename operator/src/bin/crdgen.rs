@@ -1,4 +1,5 @@
-//! Writes the CassandraSink CRD generated from the Rust types to `crds/`, or to stdout with `-`.
+//! Writes the CassandraSink CRD generated from the Rust types to `crds/` and to the Helm chart's
+//! `crds/`, or to stdout with `-`.
 
 use std::path::Path;
 
@@ -7,11 +8,16 @@ fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("-") => print!("{yaml}"),
         _ => {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join(cassandra_sink_operator::CRD_PATH);
-            std::fs::write(&path, yaml)?;
-            eprintln!("wrote {}", path.display());
+            for relative in [
+                cassandra_sink_operator::CRD_PATH,
+                cassandra_sink_operator::CHART_CRD_PATH,
+            ] {
+                let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("..")
+                    .join(relative);
+                std::fs::write(&path, &yaml)?;
+                eprintln!("wrote {}", path.display());
+            }
         }
     }
     Ok(())
