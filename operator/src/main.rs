@@ -37,6 +37,9 @@ struct Cli {
     /// This replica's identity in the Lease (defaults to the host name, i.e. the pod name).
     #[arg(long, env = "HOSTNAME")]
     identity: Option<String>,
+    /// Log as JSON lines (for log collectors).
+    #[arg(long, env = "CASSANDRA_SINK_LOG_JSON")]
+    log_json: bool,
     /// Address of /healthz and /metrics.
     #[arg(
         long,
@@ -52,12 +55,17 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
     // kube's rustls needs a process-wide crypto provider (ring, as kube's feature selects).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default().await?;

@@ -142,3 +142,87 @@ async fn helm_install_creates_the_operator_in_the_api_server() -> anyhow::Result
     .await?;
     Ok(())
 }
+
+fn kubectl(args: &[&str]) -> (bool, String) {
+    let output = Command::new(tool("KUBECTL"))
+        .args(args)
+        .output()
+        .expect("run kubectl");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[test]
+fn plain_manifests_match_the_chart_and_the_api_server_accepts_them() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = Command::new(root.join("scripts/render-manifests.sh"))
+        .arg("-")
+        .output()
+        .expect("run scripts/render-manifests.sh");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let committed = std::fs::read_to_string(root.join("deploy/cassandra-sink-operator.yaml"))
+        .expect("deploy/cassandra-sink-operator.yaml");
+    assert!(
+        committed == String::from_utf8_lossy(&output.stdout),
+        "deploy/cassandra-sink-operator.yaml is stale: run scripts/render-manifests.sh"
+    );
+    let manifests = root.join("deploy/cassandra-sink-operator.yaml");
+    // A server-side dry run cannot create objects in a namespace that does not exist yet.
+    let (created, report) = kubectl(&["create", "namespace", "cassandra-sink-system"]);
+    assert!(created || report.contains("AlreadyExists"), "{report}");
+    let (accepted, report) = kubectl(&[
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-f",
+        manifests.to_str().expect("utf-8"),
+    ]);
+    assert!(accepted, "{report}");
+}
+
+#[test]
+fn the_examples_are_accepted_by_the_api_server() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let crd = root.join(cassandra_sink_operator::CRD_PATH);
+    let (installed, report) = kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        crd.to_str().expect("utf-8"),
+    ]);
+    assert!(installed, "{report}");
+    let (_, _) = kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/cassandrasinks.cassandra-sink.io",
+        "--timeout=30s",
+    ]);
+    let namespace = unique_name("examples").replace('_', "-");
+    let (created, report) = kubectl(&["create", "namespace", &namespace]);
+    assert!(created, "{report}");
+    for example in ["seed.yaml", "json-object.yaml", "secured.yaml"] {
+        let path = root.join("examples").join(example);
+        let (accepted, report) = kubectl(&[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-n",
+            &namespace,
+            "-f",
+            path.to_str().expect("utf-8"),
+        ]);
+        assert!(accepted, "{example}: {report}");
+    }
+    kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
+}
