@@ -1,8 +1,9 @@
 # Toolchains and system packages the servers and the Rust build need. Sourced by localenv.sh.
 
 # Debian packages: OpenSSL headers and pkg-config for librdkafka's TLS/SASL (built by the rdkafka crate),
-# zlib for its compression, openssl and curl for certificates and readiness checks.
-APT_PACKAGES="libssl-dev pkg-config zlib1g-dev openssl curl ca-certificates build-essential"
+# zlib for its compression, openssl and curl for certificates and readiness checks, Lua for the tests
+# of the Argo CD health check.
+APT_PACKAGES="libssl-dev pkg-config zlib1g-dev openssl curl ca-certificates build-essential lua5.4"
 
 ensure_prereqs() {
   local missing="" pkg
