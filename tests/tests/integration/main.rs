@@ -6,6 +6,7 @@ mod chart;
 mod exactly_once;
 mod fencing;
 mod guarantee;
+mod images;
 mod lifecycle;
 mod operator;
 mod smoke_cassandra;
