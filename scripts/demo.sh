@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job (README): brings up real Cassandra, Kafka, etcd and kube-apiserver on this machine, then
-# runs the seed's example end to end — a worker moving a generated stream from Kafka into
-# example.values exactly once, killed with -9 half-way — showing progress, and ends by checking that the
-# table holds exactly the last value sent for every key.
+# runs the seed's example end to end through the operator: a CassandraSink applied to the API server,
+# the operator rendering the workers, the workers (local processes, as there is no kubelet here) moving
+# a generated stream from Kafka into example.values exactly once with one killed -9 half-way, progress
+# shown, and a final check that the table holds exactly the last value sent for every key.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,13 +14,14 @@ scripts/localenv.sh up
 eval "$(scripts/localenv.sh env)"
 scripts/localenv.sh status
 
-step "2/4 building the worker and the demo"
-cargo build --locked -p cassandra-sink-worker -p cassandra-sink-tests --bin cassandra-sink-worker --bin cassandra-sink-demo
+step "2/4 building the operator, the worker and the demo"
+cargo build --locked -p cassandra-sink-operator -p cassandra-sink-worker -p cassandra-sink-tests \
+  --bin cassandra-sink-operator --bin cassandra-sink-worker --bin cassandra-sink-demo
 
 step "3/4 round trips through the clients the product uses: CQL, Kafka, a CRD on the API server, the CLIs"
 cargo test -p cassandra-sink-tests --test integration --locked -- smoke_ --test-threads=2
 
-step "4/4 the seed's example: Kafka -> worker -> example.values, exactly once"
+step "4/4 the seed's example: CassandraSink -> operator -> workers, Kafka -> example.values, exactly once"
 target/debug/cassandra-sink-demo
 
 step "done"
