@@ -6,6 +6,7 @@ pub mod controller;
 pub mod crd;
 pub mod leader;
 pub mod metrics;
+pub mod reference;
 pub mod status;
 pub mod validate;
 
@@ -13,6 +14,15 @@ use kube::CustomResourceExt;
 
 /// Path of the generated CRD, relative to the workspace root.
 pub const CRD_PATH: &str = "crds/cassandrasinks.cassandra-sink.io.yaml";
+
+/// The CassandraSink reference page generated from the CRD.
+pub const REFERENCE_PATH: &str = "docs/reference.md";
+
+/// The reference page for the current CRD.
+pub fn reference_markdown() -> String {
+    let crd = serde_json::to_value(crd::CassandraSink::crd()).unwrap_or_default();
+    reference::markdown(&crd)
+}
 
 /// The same CRD, shipped in the Helm chart's `crds/` folder.
 pub const CHART_CRD_PATH: &str =
@@ -30,6 +40,22 @@ pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
 
 #[cfg(test)]
 mod tests {
+    /// The committed reference page must be what the CRD generates.
+    #[test]
+    fn committed_reference_matches_the_crd() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(super::REFERENCE_PATH);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        let generated = super::reference_markdown();
+        assert!(generated.contains("| `spec.insertQuery` | string, required |"), "{generated}");
+        assert!(
+            committed == generated,
+            "{} is stale: run `cargo run -p cassandra-sink-operator --bin crdgen`",
+            path.display()
+        );
+    }
+
     /// The committed CRDs (in crds/ and in the chart) must be what the types generate; regenerate
     /// with the crdgen binary.
     #[test]

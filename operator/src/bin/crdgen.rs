@@ -1,5 +1,5 @@
 //! Writes the CassandraSink CRD generated from the Rust types to `crds/` and to the Helm chart's
-//! `crds/`, or to stdout with `-`.
+//! `crds/`, and the reference page `docs/reference.md`; or the CRD to stdout with `-`.
 
 use std::path::Path;
 
@@ -18,6 +18,11 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(&path, &yaml)?;
                 eprintln!("wrote {}", path.display());
             }
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(cassandra_sink_operator::REFERENCE_PATH);
+            std::fs::write(&path, cassandra_sink_operator::reference_markdown())?;
+            eprintln!("wrote {}", path.display());
         }
     }
     Ok(())
