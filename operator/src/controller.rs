@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizing, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -22,7 +23,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::build::{self, Settings};
-use crate::crd::{CassandraSink, CassandraSinkStatus, SinkState};
+use crate::committer::{self, Sessions};
+use crate::crd::{CassandraSink, CassandraSinkStatus, DeletionPolicy, SinkState};
 use crate::metrics::Metrics;
 use crate::status::{self, Workers};
 use crate::validate::{Problem, validate};
@@ -36,6 +38,12 @@ pub enum ReconcileError {
     /// Building the children failed.
     #[error(transparent)]
     Build(#[from] build::BuildError),
+    /// Adding or removing the finalizer failed, or the clean-up did.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    /// The committer rows could not be deleted (`deletionPolicy: Delete`).
+    #[error(transparent)]
+    Cleanup(#[from] committer::CommitterError),
     /// The API server refused or failed a request.
     #[error("{operation}: {source}")]
     Kube {
@@ -51,6 +59,8 @@ impl ReconcileError {
     pub fn kind(&self) -> &'static str {
         match self {
             ReconcileError::Build(_) => "build",
+            ReconcileError::Finalizer(_) => "finalizer",
+            ReconcileError::Cleanup(_) => "cleanup",
             ReconcileError::Kube { .. } => "kube",
         }
     }
@@ -66,7 +76,14 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Publishes an Event on each condition transition.
     pub recorder: Recorder,
+    /// Sessions on committer tables, for progress and clean-up.
+    pub sessions: Sessions,
+    /// How often a running sink's progress is read from its committer table.
+    pub progress_interval: Duration,
 }
+
+/// The finalizer that lets the operator apply the deletion policy to the committer rows.
+pub const FINALIZER: &str = "cassandra-sink.io/committer-rows";
 
 async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, ReconcileError>
 where
@@ -97,12 +114,39 @@ pub async fn reconcile(
 ) -> Result<Action, ReconcileError> {
     let started = std::time::Instant::now();
     context.metrics.reconciles.inc();
-    let result = reconcile_inner(&sink, &context).await;
+    let namespace = sink.namespace().unwrap_or_default();
+    let api: Api<CassandraSink> = Api::namespaced(context.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, sink, |event| async {
+        match event {
+            Finalizing::Apply(sink) => reconcile_inner(&sink, &context).await,
+            Finalizing::Cleanup(sink) => cleanup(&sink, &context).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        kube::runtime::finalizer::Error::ApplyFailed(error)
+        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        other => ReconcileError::Finalizer(other.to_string()),
+    });
     context
         .metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
     result
+}
+
+/// A sink is being deleted: apply its deletion policy to the committer rows. The children go with it
+/// through their owner references.
+async fn cleanup(sink: &CassandraSink, context: &Context) -> Result<Action, ReconcileError> {
+    if sink.spec.deletion_policy == DeletionPolicy::Delete {
+        let session = context
+            .sessions
+            .committer_session(&context.client, sink)
+            .await?;
+        let rows = committer::delete(&session, sink).await?;
+        tracing::info!(sink = %sink.name_any(), rows, "committer rows deleted (deletionPolicy: Delete)");
+    }
+    Ok(Action::await_change())
 }
 
 async fn reconcile_inner(
@@ -118,8 +162,10 @@ async fn reconcile_inner(
         .unwrap_or_default();
 
     let mut problems = validate(&sink.spec);
+    let running = sink.spec.state == SinkState::Running;
     let secrets_version = check_secrets(&context.client, sink, &namespace, &mut problems).await?;
-    let (desired, replicas) = if problems.is_empty() {
+    let problems_empty = problems.is_empty();
+    let (desired, replicas) = if problems_empty {
         let children = build::children(sink, &context.settings, &secrets_version)?;
         apply(&context.client, &namespace, &children.config_map).await?;
         apply(&context.client, &namespace, &children.service).await?;
@@ -151,10 +197,16 @@ async fn reconcile_inner(
         ),
         replicas,
         selector: Some(build::selector_string(&name)),
-        progress: sink
-            .status
-            .as_ref()
-            .and_then(|status| status.progress.clone()),
+        progress: if running && problems_empty {
+            read_progress(sink, context).await
+        } else {
+            None
+        }
+        .or_else(|| {
+            sink.status
+                .as_ref()
+                .and_then(|status| status.progress.clone())
+        }),
     };
     publish_transitions(context, sink, &status).await;
     if sink.status.as_ref() != Some(&status) {
@@ -175,8 +227,35 @@ async fn reconcile_inner(
             source,
         })?;
     }
-    // Changes to the sink and its children wake the controller; nothing to poll.
-    Ok(Action::await_change())
+    // Changes to the sink and its children wake the controller; only progress is read on a timer.
+    if running && problems_empty {
+        Ok(Action::requeue(context.progress_interval))
+    } else {
+        Ok(Action::await_change())
+    }
+}
+
+/// Progress from the committer table, or `None` when it cannot be read now (logged at debug level; the
+/// workers' readiness already tells whether Cassandra is reachable).
+async fn read_progress(sink: &CassandraSink, context: &Context) -> Option<crate::crd::Progress> {
+    let session = match context
+        .sessions
+        .committer_session(&context.client, sink)
+        .await
+    {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::debug!(sink = %sink.name_any(), %error, "progress not read");
+            return None;
+        }
+    };
+    match committer::progress(&session, sink).await {
+        Ok(progress) => Some(progress),
+        Err(error) => {
+            tracing::debug!(sink = %sink.name_any(), %error, "progress not read");
+            None
+        }
+    }
 }
 
 /// Publishes an Event for each condition whose status changed (Ready became True, Degraded became
@@ -306,6 +385,7 @@ pub async fn run(
     settings: Settings,
     namespace: Option<String>,
     metrics: Arc<Metrics>,
+    progress_interval: Duration,
 ) {
     let (sinks, deployments, config_maps, services) = match &namespace {
         Some(namespace) => (
@@ -339,6 +419,8 @@ pub async fn run(
         settings,
         metrics,
         recorder,
+        sessions: Sessions::default(),
+        progress_interval,
     });
     let controller = Controller::new(sinks, watcher::Config::default());
     let store = controller.store();

@@ -86,6 +86,20 @@ pub struct CassandraSinkSpec {
     /// reset with `cassandra-sink-worker positions` / `reset-position`.
     #[serde(default)]
     pub state: SinkState,
+    /// What happens to the sink's committer rows when the CassandraSink is deleted: `Retain` (default,
+    /// as the seed's committer: positions survive a re-creation) or `Delete`.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// What deleting a CassandraSink does to its committer rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep them: a sink created again with the same namespace and name resumes where it stopped.
+    #[default]
+    Retain,
+    /// Delete them (the data table and dead letters are kept).
+    Delete,
 }
 
 /// Whether the workers run.

@@ -2,6 +2,7 @@
 //! worker Deployments matching it.
 
 pub mod build;
+pub mod committer;
 pub mod controller;
 pub mod crd;
 pub mod leader;
@@ -48,7 +49,10 @@ mod tests {
             .join(super::REFERENCE_PATH);
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         let generated = super::reference_markdown();
-        assert!(generated.contains("| `spec.insertQuery` | string, required |"), "{generated}");
+        assert!(
+            generated.contains("| `spec.insertQuery` | string, required |"),
+            "{generated}"
+        );
         assert!(
             committed == generated,
             "{} is stale: run `cargo run -p cassandra-sink-operator --bin crdgen`",

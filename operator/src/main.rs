@@ -47,6 +47,9 @@ struct Cli {
         default_value = "0.0.0.0:8080"
     )]
     listen: SocketAddr,
+    /// How often a running sink's progress is read from its committer table (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    progress_interval: std::time::Duration,
     /// Seconds a Lease stays valid without renewal.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
@@ -80,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         },
         cli.namespace,
         metrics,
+        cli.progress_interval,
     );
     if cli.no_leader_election {
         work.await;

@@ -76,7 +76,9 @@ pub fn markdown(crd: &Value) -> String {
          | field | type | default | description |\n| --- | --- | --- | --- |\n",
     );
     for [path, kind, default, description] in rows {
-        page.push_str(&format!("| {path} | {kind} | {default} | {description} |\n"));
+        page.push_str(&format!(
+            "| {path} | {kind} | {default} | {description} |\n"
+        ));
     }
     page
 }

@@ -76,6 +76,22 @@ pub fn driver_consistency(consistency: Consistency) -> DriverConsistency {
 
 /// Opens a session: token-aware routing, preferring the local datacenter when one is configured.
 pub async fn connect(config: &CassandraConfig) -> Result<Session, ConnectError> {
+    let credentials = match &config.credentials {
+        Some(credentials) => Some((
+            read_secret("username", &credentials.username)?,
+            read_secret("password", &credentials.password)?,
+        )),
+        None => None,
+    };
+    connect_with(config, credentials).await
+}
+
+/// Like [`connect`], with the username and password already in hand (the operator reads them from a
+/// Secret through the API rather than from files).
+pub async fn connect_with(
+    config: &CassandraConfig,
+    credentials: Option<(String, String)>,
+) -> Result<Session, ConnectError> {
     let mut policy = DefaultPolicy::builder().token_aware(true);
     if let Some(datacenter) = &config.local_datacenter {
         policy = policy
@@ -91,11 +107,8 @@ pub async fn connect(config: &CassandraConfig) -> Result<Session, ConnectError> 
         .known_nodes(&config.contact_points)
         .default_execution_profile_handle(profile.into_handle())
         .connection_timeout(Duration::from_secs(10));
-    if let Some(credentials) = &config.credentials {
-        builder = builder.user(
-            read_secret("username", &credentials.username)?,
-            read_secret("password", &credentials.password)?,
-        );
+    if let Some((username, password)) = credentials {
+        builder = builder.user(username, password);
     }
     if let Some(tls) = &config.tls {
         builder = builder.tls_context(Some(Arc::new(tls_config(tls)?)));

@@ -4,10 +4,10 @@
 //! Without the default `runtime` feature this crate is only [`config`], [`statement`] and
 //! [`checkpoint`]: the configuration types, statement checks and protocol decisions the operator shares.
 
-#[cfg(feature = "runtime")]
+#[cfg(feature = "committer")]
 pub mod cassandra;
 pub mod checkpoint;
-#[cfg(feature = "runtime")]
+#[cfg(feature = "committer")]
 pub mod committer;
 pub mod config;
 #[cfg(feature = "runtime")]

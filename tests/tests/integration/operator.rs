@@ -100,6 +100,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
         },
         Some(namespace.clone()),
         metrics.clone(),
+        Duration::from_secs(1),
     ));
 
     let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
@@ -401,6 +402,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
         },
         Some(namespace.clone()),
         std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new()),
+        Duration::from_secs(1),
     ));
     settle().await;
     let deployment_after = deployments.get("values-worker").await?.metadata;
@@ -517,6 +519,147 @@ async fn two_operator_processes_elect_one_leader_and_fail_over() -> anyhow::Resu
     survivor.wait()?;
     namespaces
         .delete(&namespace, &DeleteParams::default())
+        .await?;
+    std::fs::remove_dir_all(dir).ok();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy()
+-> anyhow::Result<()> {
+    use cassandra_sink_tests::fixtures;
+    use cassandra_sink_tests::worker::Worker;
+
+    cassandra_sink_tests::install_crypto_provider();
+    let servers = cassandra_sink_tests::Settings::from_env();
+    let client = Client::try_default().await?;
+    install_crd(&client).await?;
+    let keyspace = unique_name("progress");
+    let session = fixtures::cassandra(&servers).await?;
+    fixtures::create_keyspace(&session, &keyspace).await?;
+    let topic = keyspace.replace('_', "-");
+    fixtures::create_topic(&servers, &topic, 1).await?;
+    let namespace = topic.clone();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": namespace } }))?,
+        )
+        .await?;
+    let controller = tokio::spawn(controller::run(
+        client.clone(),
+        Settings {
+            worker_image: "cassandra-sink-worker:test".to_owned(),
+            image_pull_policy: "Never".to_owned(),
+        },
+        Some(namespace.clone()),
+        std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new()),
+        Duration::from_secs(1),
+    ));
+    let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let dir = std::env::temp_dir().join(&keyspace);
+    std::fs::create_dir_all(&dir)?;
+    let mut workers = Vec::new();
+    for (name, policy) in [("kept", "Retain"), ("removed", "Delete")] {
+        let sink: CassandraSink = serde_json::from_value(json!({
+            "apiVersion": "cassandra-sink.io/v1alpha1",
+            "kind": "CassandraSink",
+            "metadata": { "name": name },
+            "spec": {
+                "cassandra": { "contactPoints": [servers.cassandra], "localDatacenter": "datacenter1" },
+                "createQuery": format!("CREATE TABLE IF NOT EXISTS {keyspace}.values (id text PRIMARY KEY, counter int)"),
+                "insertQuery": format!("INSERT INTO {keyspace}.values (id, counter) VALUES (?, ?)"),
+                "committer": { "keyspace": keyspace, "table": "checkpoints" },
+                "source": { "kafka": { "bootstrapServers": [servers.kafka], "topic": topic } },
+                "checkpoint": { "interval": "200ms" },
+                "deletionPolicy": policy
+            }
+        }))?;
+        sinks.create(&PostParams::default(), &sink).await?;
+        // Play the kubelet: run the worker with the configuration the operator rendered.
+        let config = eventually(
+            "the rendered configuration",
+            Duration::from_secs(30),
+            || async {
+                config_maps
+                    .get_opt(&format!("{name}-worker-config"))
+                    .await
+                    .ok()
+                    .flatten()?
+                    .data?
+                    .get("sink.yaml")
+                    .cloned()
+            },
+        )
+        .await;
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, config)?;
+        workers.push(Worker::start(&path, name, &[]));
+    }
+    let producer = fixtures::producer(&servers)?;
+    for index in 0..50 {
+        let value = format!("[\"id{}\", {index}]", index % 7);
+        fixtures::send(&producer, &topic, 0, "k", value.as_bytes()).await?;
+    }
+
+    // The operator reads progress from the committer table into the status.
+    for name in ["kept", "removed"] {
+        eventually(
+            "progress in the status",
+            Duration::from_secs(60),
+            || async {
+                let sink = sinks.get(name).await.ok()?;
+                let progress = sink.status?.progress?;
+                (progress.records_committed == 50 && progress.last_commit_time.is_some())
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    for worker in workers {
+        assert!(worker.terminate(Duration::from_secs(30)).success());
+    }
+
+    // Deleting applies each sink's deletion policy to its committer rows.
+    let rows = |name: &'static str| {
+        let session = &session;
+        let keyspace = &keyspace;
+        let namespace = &namespace;
+        async move {
+            let count = session
+                .query_unpaged(
+                    format!("SELECT source_partition FROM {keyspace}.checkpoints WHERE sink_id = ? ALLOW FILTERING"),
+                    (format!("{namespace}/{name}"),),
+                )
+                .await?
+                .into_rows_result()?
+                .rows::<(i32,)>()?
+                .count();
+            anyhow::Ok(count)
+        }
+    };
+    assert_eq!(rows("kept").await?, 1);
+    assert_eq!(rows("removed").await?, 1);
+    for name in ["kept", "removed"] {
+        sinks.delete(name, &DeleteParams::default()).await?;
+        eventually(
+            "the sink gone after its finalizer ran",
+            Duration::from_secs(30),
+            || async { sinks.get_opt(name).await.ok()?.is_none().then_some(()) },
+        )
+        .await;
+    }
+    assert_eq!(rows("kept").await?, 1, "Retain keeps the positions");
+    assert_eq!(rows("removed").await?, 0, "Delete removes them");
+
+    controller.abort();
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await?;
+    session
+        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
         .await?;
     std::fs::remove_dir_all(dir).ok();
     Ok(())
