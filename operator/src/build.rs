@@ -490,7 +490,10 @@ pub fn children(
     };
     let service = Service {
         metadata: metadata(service_name(&name)),
+        // Headless: Prometheus scrapes each worker pod, and a thousand sinks do not use up the
+        // cluster's service IP range.
         spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
             selector: Some(selector(&name)),
             ports: Some(vec![ServicePort {
                 name: Some("http-metrics".to_owned()),
