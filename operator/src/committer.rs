@@ -44,11 +44,16 @@ pub enum CommitterError {
     },
 }
 
-/// Cached sessions, one per cluster and credentials.
+/// Cached sessions, one per cluster and credentials, and recent failures to connect.
 #[derive(Default)]
 pub struct Sessions {
     cache: Mutex<BTreeMap<String, Arc<Session>>>,
+    failures: Mutex<BTreeMap<String, std::time::Instant>>,
 }
+
+/// After a failed connection, how long the operator waits before trying that cluster again, so that
+/// reconciles of sinks on an unreachable cluster stay fast.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// How long connecting may take before the operator gives up for this reconcile.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,9 +117,24 @@ impl Sessions {
                 .map(|(user, _, version)| format!("{user}@{version}"))
                 .unwrap_or_default()
         );
-        let mut cache = self.cache.lock().await;
-        if let Some(session) = cache.get(&key) {
+        if let Some(session) = self.cache.lock().await.get(&key) {
             return Ok(session.clone());
+        }
+        let table = format!(
+            "{}.{}",
+            sink.spec.committer.keyspace, sink.spec.committer.table
+        );
+        if let Some(failed) = self.failures.lock().await.get(&key)
+            && failed.elapsed() < RETRY_AFTER
+        {
+            return Err(CommitterError::Cassandra {
+                table,
+                message: format!(
+                    "{} was unreachable {:.0?} ago; next attempt after {RETRY_AFTER:?}",
+                    connection.contact_points.join(","),
+                    failed.elapsed()
+                ),
+            });
         }
         let config = CassandraConfig {
             contact_points: connection.contact_points.clone(),
@@ -124,29 +144,34 @@ impl Sessions {
             consistency: connection.consistency,
             request_timeout: HumanDuration(CONNECT_TIMEOUT),
         };
-        let table = format!(
-            "{}.{}",
-            sink.spec.committer.keyspace, sink.spec.committer.table
-        );
-        let session = tokio::time::timeout(
+        // No lock is held while connecting: reconciles of other sinks go on meanwhile.
+        let connected = tokio::time::timeout(
             CONNECT_TIMEOUT,
             connect_with(&config, secret.map(|(user, password, _)| (user, password))),
         )
         .await
-        .map_err(|_| CommitterError::Cassandra {
-            table: table.clone(),
-            message: format!(
+        .map_err(|_| {
+            format!(
                 "no answer from {} within {CONNECT_TIMEOUT:?}",
                 connection.contact_points.join(",")
-            ),
-        })?
-        .map_err(|error| CommitterError::Cassandra {
-            table,
-            message: error.to_string(),
-        })?;
-        let session = Arc::new(session);
-        cache.insert(key, session.clone());
-        Ok(session)
+            )
+        })
+        .and_then(|result| result.map_err(|error| error.to_string()));
+        match connected {
+            Ok(session) => {
+                let session = Arc::new(session);
+                self.failures.lock().await.remove(&key);
+                self.cache.lock().await.insert(key, session.clone());
+                Ok(session)
+            }
+            Err(message) => {
+                self.failures
+                    .lock()
+                    .await
+                    .insert(key, std::time::Instant::now());
+                Err(CommitterError::Cassandra { table, message })
+            }
+        }
     }
 }
 
