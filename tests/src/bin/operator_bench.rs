@@ -203,14 +203,24 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| operator peak RSS | {rss:.1} MiB |");
 
-    // Delete while the operator still runs, so that it lifts its finalizers.
+    // Delete the sinks while the operator still runs, so that it lifts its finalizers; their children
+    // and the namespace go too where a garbage collector and namespace controller run.
+    sinks
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline
+        && !sinks
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     namespaces
         .delete(&namespace, &DeleteParams::default())
         .await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline && namespaces.get_opt(&namespace).await?.is_some() {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
     operator.kill()?;
     operator.wait()?;
     Ok(())
