@@ -4,6 +4,7 @@
 //! The servers come from `scripts/localenv.sh up`; its `env` command prints the variables read here.
 //! Nothing here falls back to a fake: a test whose server is missing fails with the address it tried.
 
+pub mod cluster;
 pub mod fixtures;
 pub mod scenario;
 pub mod worker;

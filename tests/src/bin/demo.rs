@@ -19,10 +19,8 @@ use cassandra_sink_tests::Settings;
 use cassandra_sink_tests::fixtures::{self, create_topic};
 use cassandra_sink_tests::worker::{Worker, free_port};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
 
 const RECORDS: usize = 20_000;
@@ -137,33 +135,8 @@ async fn main() -> anyhow::Result<()> {
 
     // The CRD, a namespace, the operator.
     let client = kube::Client::try_default().await?;
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(cassandra_sink_operator::CRD_PATH),
-    )?)?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd_name = crd.metadata.name.clone().unwrap_or_default();
-    crds.patch(
-        &crd_name,
-        &PatchParams::apply("cassandra-sink-demo").force(),
-        &Patch::Apply(&crd),
-    )
-    .await?;
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &crd_name, conditions::is_crd_established()),
-    )
-    .await??;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    if namespaces.get_opt(NAMESPACE).await?.is_none() {
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({ "metadata": { "name": NAMESPACE } }))?,
-            )
-            .await?;
-    }
+    cassandra_sink_tests::cluster::install_crd(&client).await?;
+    cassandra_sink_tests::cluster::create_namespace(&client, NAMESPACE).await?;
     let mut operator = start_operator(&dir)?;
     println!(
         "operator started (log {})",

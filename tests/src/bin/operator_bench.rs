@@ -14,9 +14,7 @@ use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
 
 /// Operator scale benchmark.
@@ -61,32 +59,10 @@ async fn main() -> anyhow::Result<()> {
     cassandra_sink_tests::install_crypto_provider();
     let client = kube::Client::try_default().await?;
 
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(cassandra_sink_operator::CRD_PATH),
-    )?)?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd_name = crd.metadata.name.clone().unwrap_or_default();
-    crds.patch(
-        &crd_name,
-        &PatchParams::apply("cassandra-sink-bench").force(),
-        &Patch::Apply(&crd),
-    )
-    .await?;
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &crd_name, conditions::is_crd_established()),
-    )
-    .await??;
+    cassandra_sink_tests::cluster::install_crd(&client).await?;
     let namespace = cassandra_sink_tests::unique_name("scale").replace('_', "-");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({ "metadata": { "name": namespace } }))?,
-        )
-        .await?;
+    cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
 
     let log =
         std::fs::File::create(std::env::temp_dir().join(format!("{namespace}-operator.log")))?;

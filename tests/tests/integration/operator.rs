@@ -12,10 +12,8 @@ use cassandra_sink_tests::unique_name;
 use cassandra_sink_worker::config::SinkConfig;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
 
 /// Polls `check` until it returns `Some`, or fails after `timeout` with `what`.
@@ -43,27 +41,6 @@ fn condition(sink: &CassandraSink, kind: &str) -> Option<(String, String)> {
         .map(|condition| (condition.status.clone(), condition.reason.clone()))
 }
 
-async fn install_crd(client: &Client) -> anyhow::Result<()> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(cassandra_sink_operator::CRD_PATH);
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&std::fs::read_to_string(path)?)?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let name = crd.metadata.name.clone().unwrap_or_default();
-    crds.patch(
-        &name,
-        &PatchParams::apply("cassandra-sink-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await?;
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await??;
-    Ok(())
-}
-
 fn sink(name: &str, insert: &str) -> anyhow::Result<CassandraSink> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "cassandra-sink.io/v1alpha1",
@@ -82,15 +59,10 @@ fn sink(name: &str, insert: &str) -> anyhow::Result<CassandraSink> {
 async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> anyhow::Result<()> {
     cassandra_sink_tests::install_crypto_provider();
     let client = Client::try_default().await?;
-    install_crd(&client).await?;
+    cassandra_sink_tests::cluster::install_crd(&client).await?;
     let namespace = unique_name("operator").replace('_', "-");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({ "metadata": { "name": namespace } }))?,
-        )
-        .await?;
+    cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
     let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
     let controller = tokio::spawn(controller::run(
         client.clone(),
@@ -429,15 +401,10 @@ async fn two_operator_processes_elect_one_leader_and_fail_over() -> anyhow::Resu
 
     cassandra_sink_tests::install_crypto_provider();
     let client = Client::try_default().await?;
-    install_crd(&client).await?;
+    cassandra_sink_tests::cluster::install_crd(&client).await?;
     let namespace = unique_name("leader").replace('_', "-");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({ "metadata": { "name": namespace } }))?,
-        )
-        .await?;
+    cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
     let dir = std::env::temp_dir().join(&namespace);
     std::fs::create_dir_all(&dir)?;
     let start = |identity: &str| -> anyhow::Result<std::process::Child> {
@@ -533,7 +500,7 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
     cassandra_sink_tests::install_crypto_provider();
     let servers = cassandra_sink_tests::Settings::from_env();
     let client = Client::try_default().await?;
-    install_crd(&client).await?;
+    cassandra_sink_tests::cluster::install_crd(&client).await?;
     let keyspace = unique_name("progress");
     let session = fixtures::cassandra(&servers).await?;
     fixtures::create_keyspace(&session, &keyspace).await?;
@@ -541,12 +508,7 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
     fixtures::create_topic(&servers, &topic, 1).await?;
     let namespace = topic.clone();
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({ "metadata": { "name": namespace } }))?,
-        )
-        .await?;
+    cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
     let controller = tokio::spawn(controller::run(
         client.clone(),
         Settings {
