@@ -24,17 +24,23 @@ pub async fn cassandra(settings: &Settings) -> anyhow::Result<Session> {
         })
 }
 
-/// Creates a keyspace replicated once in the node's datacenter.
-pub async fn create_keyspace(session: &Session, keyspace: &str) -> anyhow::Result<()> {
+/// The datacenter of the local node.
+pub async fn datacenter(session: &Session) -> anyhow::Result<String> {
     let (datacenter,) = session
         .query_unpaged("SELECT data_center FROM system.local", ())
         .await?
         .into_rows_result()?
         .single_row::<(String,)>()?;
+    Ok(datacenter)
+}
+
+/// Creates a keyspace replicated once in the node's datacenter, unless it exists.
+pub async fn create_keyspace(session: &Session, keyspace: &str) -> anyhow::Result<()> {
+    let datacenter = datacenter(session).await?;
     session
         .query_unpaged(
             format!(
-                "CREATE KEYSPACE {keyspace} WITH replication = \
+                "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = \
                  {{'class': 'NetworkTopologyStrategy', '{datacenter}': 1}}"
             ),
             (),

@@ -107,20 +107,8 @@ async fn main() -> anyhow::Result<()> {
     cassandra_sink_tests::install_crypto_provider();
     let settings = Settings::from_env();
     let session = fixtures::cassandra(&settings).await?;
-    let (datacenter,) = session
-        .query_unpaged("SELECT data_center FROM system.local", ())
-        .await?
-        .into_rows_result()?
-        .single_row::<(String,)>()?;
-    session
-        .query_unpaged(
-            format!(
-                "CREATE KEYSPACE IF NOT EXISTS example WITH replication = \
-                 {{'class': 'NetworkTopologyStrategy', '{datacenter}': 1}}"
-            ),
-            (),
-        )
-        .await?;
+    let datacenter = fixtures::datacenter(&session).await?;
+    fixtures::create_keyspace(&session, "example").await?;
     session
         .query_unpaged("DROP TABLE IF EXISTS example.values", ())
         .await?;

@@ -41,6 +41,24 @@ fn condition(sink: &CassandraSink, kind: &str) -> Option<(String, String)> {
         .map(|condition| (condition.status.clone(), condition.reason.clone()))
 }
 
+/// Runs the controller in this process, on one namespace, reading progress every second.
+fn spawn_controller(
+    client: &Client,
+    namespace: &str,
+    metrics: std::sync::Arc<cassandra_sink_operator::metrics::Metrics>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(controller::run(
+        client.clone(),
+        Settings {
+            worker_image: "cassandra-sink-worker:test".to_owned(),
+            image_pull_policy: "Never".to_owned(),
+        },
+        Some(namespace.to_owned()),
+        metrics,
+        Duration::from_secs(1),
+    ))
+}
+
 fn sink(name: &str, insert: &str) -> anyhow::Result<CassandraSink> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "cassandra-sink.io/v1alpha1",
@@ -64,16 +82,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     let namespaces: Api<Namespace> = Api::all(client.clone());
     cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
     let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
-    let controller = tokio::spawn(controller::run(
-        client.clone(),
-        Settings {
-            worker_image: "cassandra-sink-worker:test".to_owned(),
-            image_pull_policy: "Never".to_owned(),
-        },
-        Some(namespace.clone()),
-        metrics.clone(),
-        Duration::from_secs(1),
-    ));
+    let controller = spawn_controller(&client, &namespace, metrics.clone());
 
     let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
 
@@ -366,16 +375,11 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     let deployment_before = deployments.get("values-worker").await?.metadata;
     let sink_before = sinks.get("values").await?.metadata.resource_version;
     controller.abort();
-    let restarted = tokio::spawn(controller::run(
-        client.clone(),
-        Settings {
-            worker_image: "cassandra-sink-worker:test".to_owned(),
-            image_pull_policy: "Never".to_owned(),
-        },
-        Some(namespace.clone()),
+    let restarted = spawn_controller(
+        &client,
+        &namespace,
         std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new()),
-        Duration::from_secs(1),
-    ));
+    );
     settle().await;
     let deployment_after = deployments.get("values-worker").await?.metadata;
     assert_eq!(deployment_before.generation, deployment_after.generation);
@@ -509,16 +513,11 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
     let namespace = topic.clone();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
-    let controller = tokio::spawn(controller::run(
-        client.clone(),
-        Settings {
-            worker_image: "cassandra-sink-worker:test".to_owned(),
-            image_pull_policy: "Never".to_owned(),
-        },
-        Some(namespace.clone()),
+    let controller = spawn_controller(
+        &client,
+        &namespace,
         std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new()),
-        Duration::from_secs(1),
-    ));
+    );
     let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let dir = std::env::temp_dir().join(&keyspace);
