@@ -2,6 +2,7 @@
 //! points of the protocol, records updating the same keys many times, and at the end a table that
 //! equals the last update of every key, positions at Kafka's end, and every record counted once.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cassandra_sink_tests::scenario::{RegressionWatch, Scenario};
@@ -34,7 +35,13 @@ impl Dice {
     }
 }
 
-async fn assert_final_state(scenario: &Scenario, claims_at_least: i64) -> anyhow::Result<()> {
+/// Checks the table, the record count, and that each partition was claimed at least as often as the
+/// workers' logs say (`claims[partition]`, or `all` for partitions not listed).
+async fn assert_final_state(
+    scenario: &Scenario,
+    claims: &BTreeMap<i32, i64>,
+    all: i64,
+) -> anyhow::Result<()> {
     let table = scenario.table().await?;
     assert_eq!(
         table, scenario.expected,
@@ -50,6 +57,7 @@ async fn assert_final_state(scenario: &Scenario, claims_at_least: i64) -> anyhow
         "records committed: {committed:?}"
     );
     for (partition, (_, epoch, _)) in &committed {
+        let claims_at_least = claims.get(partition).copied().unwrap_or(all);
         assert!(
             *epoch >= claims_at_least,
             "partition {partition} was claimed {epoch} times, expected at least {claims_at_least}"
@@ -77,15 +85,19 @@ async fn sigkill_at_random_moments_loses_and_repeats_nothing() -> anyhow::Result
         .ok()
         .and_then(|rounds| rounds.parse().ok())
         .unwrap_or(5);
-    // Workers that claimed their partitions before being killed: each bumped every epoch.
-    let mut claimed = 1;
+    // Claims per partition that the killed workers logged (each bumped that partition's epoch), plus
+    // the final worker's.
+    let mut claimed: BTreeMap<i32, i64> = (0..scenario.partitions).map(|p| (p, 1)).collect();
     for round in 0..kills {
         let worker = Worker::start(&scenario.config, &format!("worker-{round}"), &environment);
         // Keep the stream moving while the worker runs, so kills land mid-checkpoint.
         scenario.produce(300, 40).await?;
         tokio::time::sleep(dice.millis(300, 2500)).await;
-        if worker.log_text().contains("partition claimed") {
-            claimed += 1;
+        let log = worker.log_text();
+        for (partition, count) in claimed.iter_mut() {
+            if log.contains(&format!("partition claimed partition={partition} ")) {
+                *count += 1;
+            }
         }
         worker.kill();
     }
@@ -100,7 +112,7 @@ async fn sigkill_at_random_moments_loses_and_repeats_nothing() -> anyhow::Result
         regressions.is_empty(),
         "a reader saw rows go back: {regressions:?}"
     );
-    assert_final_state(&scenario, claimed).await?;
+    assert_final_state(&scenario, &claimed, 1).await?;
     scenario.clean_up().await
 }
 
@@ -162,6 +174,6 @@ async fn aborts_at_each_protocol_step_recover_from_the_committer_table() -> anyh
         regressions.is_empty(),
         "a reader saw rows go back: {regressions:?}"
     );
-    assert_final_state(&scenario, 5).await?;
+    assert_final_state(&scenario, &BTreeMap::new(), 5).await?;
     scenario.clean_up().await
 }
