@@ -524,6 +524,19 @@ mod tests {
         }
     }
 
+    /// The worker pod template's metadata (labels and the annotations that roll the pods).
+    fn template_metadata(children: &Children) -> ObjectMeta {
+        children
+            .deployment
+            .spec
+            .as_ref()
+            .expect("spec")
+            .template
+            .metadata
+            .clone()
+            .expect("template metadata")
+    }
+
     /// Compares with the committed snapshot; `UPDATE_SNAPSHOTS=1` rewrites it.
     fn snapshot(name: &str, actual: &str) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -589,17 +602,8 @@ mod tests {
                 .is_some_and(|s| s.secret_name.as_deref() == Some("cassandra-creds"))
         }));
         let annotation = |children: &Children| {
-            children
-                .deployment
-                .spec
-                .as_ref()
-                .expect("spec")
-                .template
-                .metadata
-                .as_ref()
-                .expect("meta")
+            template_metadata(children)
                 .annotations
-                .as_ref()
                 .expect("annotations")["cassandra-sink.io/config-hash"]
                 .clone()
         };
@@ -609,17 +613,7 @@ mod tests {
 
     #[test]
     fn secret_and_restart_changes_roll_the_pods_and_stopping_scales_to_zero() {
-        let template = |children: &Children| {
-            children
-                .deployment
-                .spec
-                .as_ref()
-                .expect("spec")
-                .template
-                .metadata
-                .clone()
-                .expect("meta")
-        };
+        let template = template_metadata;
         let base = children(&seed_sink(), &settings(), "v1").expect("children");
         let rotated = children(&seed_sink(), &settings(), "v2").expect("children");
         assert_ne!(
