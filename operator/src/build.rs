@@ -5,7 +5,7 @@
 //! Secrets are referenced, never copied: they are mounted into the worker pods, and the rendered
 //! configuration points at the mounted files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 
 use cassandra_sink_worker::config::{
@@ -113,6 +113,8 @@ fn service_name(sink: &str) -> String {
 struct Mounts {
     volumes: Vec<Volume>,
     mounts: Vec<VolumeMount>,
+    /// TLS Secrets that hold a client certificate and key (`tls.crt`, `tls.key`).
+    client_certs: BTreeSet<String>,
 }
 
 impl Mounts {
@@ -145,10 +147,12 @@ fn file(folder: &str, key: &str) -> SecretSource {
 
 fn tls(mounts: &mut Mounts, volume: &str, tls: &SecretTls) -> TlsConfig {
     let folder = mounts.secret(volume, &tls.secret_name);
+    // Mutual TLS only when the Secret carries a client certificate: a CA-only Secret is common.
+    let mutual = mounts.client_certs.contains(&tls.secret_name);
     TlsConfig {
         ca_file: Some(format!("{folder}/ca.crt").into()),
-        cert_file: Some(format!("{folder}/tls.crt").into()),
-        key_file: Some(format!("{folder}/tls.key").into()),
+        cert_file: mutual.then(|| format!("{folder}/tls.crt").into()),
+        key_file: mutual.then(|| format!("{folder}/tls.key").into()),
         verify_hostname: tls.verify_hostname,
     }
 }
@@ -237,6 +241,8 @@ fn worker_config(
         on_invalid_record: spec.on_invalid_record,
         dead_letter: spec.dead_letter.clone(),
         limits: spec.limits.clone(),
+        // The operator runs the DDL once per change of the spec (see `crate::schema`).
+        manage_schema: false,
     }
 }
 
@@ -267,7 +273,7 @@ fn pod_annotations(
 }
 
 /// A short stable hash, for the pod-template annotation that rolls the workers on a change.
-fn hash(text: &str) -> String {
+pub(crate) fn hash(text: &str) -> String {
     // FNV-1a: stable across builds and platforms, unlike std's default hasher.
     struct Fnv(u64);
     impl Hasher for Fnv {
@@ -322,13 +328,51 @@ pub fn referenced_secrets(sink: &CassandraSink) -> Vec<(&'static str, String)> {
     secrets
 }
 
-/// The children of a sink. `secrets_version` identifies the content of the referenced Secrets (for
-/// example their resource versions): when it changes, the pod template changes and the workers roll.
+/// The worker configuration of a sink as the operator renders it, without the Secret mounts (for the
+/// operator's own use of the spec: its DDL and committer reads).
+pub fn sink_config(sink: &CassandraSink) -> Result<SinkConfig, BuildError> {
+    let namespace = sink.namespace().ok_or(BuildError::Missing("namespace"))?;
+    let name = sink
+        .meta()
+        .name
+        .clone()
+        .ok_or(BuildError::Missing("name"))?;
+    let mut mounts = Mounts {
+        volumes: Vec::new(),
+        mounts: Vec::new(),
+        client_certs: BTreeSet::new(),
+    };
+    Ok(worker_config(sink, &namespace, &name, &mut mounts))
+}
+
+/// What the operator saw of the Secrets a sink references.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretsSeen {
+    /// Identifies their content (for example names and resource versions): when it changes, the pod
+    /// template changes and the workers roll.
+    pub version: String,
+    /// TLS Secrets that hold `tls.crt` and `tls.key`, which the workers then present as a client
+    /// certificate.
+    pub client_certs: BTreeSet<String>,
+}
+
+impl SecretsSeen {
+    /// Secrets seen at `version`, none with a client certificate.
+    pub fn at(version: &str) -> Self {
+        Self {
+            version: version.to_owned(),
+            client_certs: BTreeSet::new(),
+        }
+    }
+}
+
+/// The children of a sink, given what was seen of its Secrets.
 pub fn children(
     sink: &CassandraSink,
     settings: &Settings,
-    secrets_version: &str,
+    secrets: &SecretsSeen,
 ) -> Result<Children, BuildError> {
+    let secrets_version = secrets.version.as_str();
     let namespace = sink.namespace().ok_or(BuildError::Missing("namespace"))?;
     let name = sink
         .meta()
@@ -347,6 +391,7 @@ pub fn children(
     };
 
     let mut mounts = Mounts {
+        client_certs: secrets.client_certs.clone(),
         volumes: vec![Volume {
             name: "config".to_owned(),
             config_map: Some(ConfigMapVolumeSource {
@@ -556,7 +601,7 @@ mod tests {
 
     #[test]
     fn the_seed_sink_builds_these_children() {
-        let children = children(&seed_sink(), &settings(), "").expect("children");
+        let children = children(&seed_sink(), &settings(), &SecretsSeen::at("")).expect("children");
         let rendered = [
             serde_saphyr::to_string(&children.config_map).expect("yaml"),
             serde_saphyr::to_string(&children.deployment).expect("yaml"),
@@ -568,7 +613,7 @@ mod tests {
 
     #[test]
     fn the_rendered_configuration_is_what_the_worker_reads() {
-        let children = children(&seed_sink(), &settings(), "").expect("children");
+        let children = children(&seed_sink(), &settings(), &SecretsSeen::at("")).expect("children");
         let yaml = &children.config_map.data.expect("data")["sink.yaml"];
         let parsed =
             SinkConfig::from_yaml(yaml, std::path::Path::new("sink.yaml")).expect("parses");
@@ -580,7 +625,7 @@ mod tests {
     fn secrets_are_mounted_not_copied_and_changes_roll_the_pods() {
         let mut sink = seed_sink();
         sink.spec.cassandra.credentials_secret = Some("cassandra-creds".into());
-        let with_secret = children(&sink, &settings(), "").expect("children");
+        let with_secret = children(&sink, &settings(), &SecretsSeen::at("")).expect("children");
         let yaml = &with_secret.config_map.data.as_ref().expect("data")["sink.yaml"];
         assert!(
             yaml.contains("/etc/cassandra-sink/secrets/cassandra-credentials/password"),
@@ -607,15 +652,16 @@ mod tests {
                 .expect("annotations")["cassandra-sink.io/config-hash"]
                 .clone()
         };
-        let plain = children(&seed_sink(), &settings(), "").expect("children");
+        let plain = children(&seed_sink(), &settings(), &SecretsSeen::at("")).expect("children");
         assert_ne!(annotation(&plain), annotation(&with_secret));
     }
 
     #[test]
     fn secret_and_restart_changes_roll_the_pods_and_stopping_scales_to_zero() {
         let template = template_metadata;
-        let base = children(&seed_sink(), &settings(), "v1").expect("children");
-        let rotated = children(&seed_sink(), &settings(), "v2").expect("children");
+        let base = children(&seed_sink(), &settings(), &SecretsSeen::at("v1")).expect("children");
+        let rotated =
+            children(&seed_sink(), &settings(), &SecretsSeen::at("v2")).expect("children");
         assert_ne!(
             template(&base),
             template(&rotated),
@@ -626,7 +672,8 @@ mod tests {
             RESTART_ANNOTATION.to_owned(),
             "2026-11-25T10:00:00Z".to_owned(),
         );
-        let restarted = children(&restarted, &settings(), "v1").expect("children");
+        let restarted =
+            children(&restarted, &settings(), &SecretsSeen::at("v1")).expect("children");
         assert_ne!(
             template(&base),
             template(&restarted),
@@ -635,7 +682,7 @@ mod tests {
         for state in [SinkState::Paused, SinkState::Stopped] {
             let mut sink = seed_sink();
             sink.spec.state = state;
-            let built = children(&sink, &settings(), "v1").expect("children");
+            let built = children(&sink, &settings(), &SecretsSeen::at("v1")).expect("children");
             assert_eq!(
                 built.deployment.spec.expect("spec").replicas,
                 Some(0),
@@ -672,7 +719,7 @@ mod tests {
     fn parallelism_is_the_replica_count() {
         let mut sink = seed_sink();
         sink.spec.parallelism = 3;
-        let built = children(&sink, &settings(), "").expect("children");
+        let built = children(&sink, &settings(), &SecretsSeen::at("")).expect("children");
         assert_eq!(built.deployment.spec.expect("spec").replicas, Some(3));
     }
 }

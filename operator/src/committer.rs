@@ -1,5 +1,5 @@
-//! The operator's view of a sink's committer table: progress for the status, and deleting the rows when
-//! a sink with `deletionPolicy: Delete` goes away.
+//! The operator's view of a sink's committer table: positions for the status, resets of a stopped
+//! sink's positions, and deleting the rows when a sink with `deletionPolicy: Delete` goes away.
 //!
 //! Sessions are cached per cluster and credentials version, so a reconcile costs one small
 //! single-partition read. Reading progress is best effort: a cluster the operator cannot reach leaves
@@ -9,31 +9,24 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cassandra_sink_worker::cassandra::connect_with;
+use cassandra_sink_worker::cassandra::{connect_with, driver_consistency};
+use cassandra_sink_worker::committer::Committer;
 use cassandra_sink_worker::config::{CassandraConfig, HumanDuration};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 use kube::{Client, ResourceExt};
 use scylla::client::session::Session;
 use scylla::value::CqlTimestamp;
 use tokio::sync::Mutex;
 
-use crate::crd::{CassandraConnection, CassandraSink, Progress};
+use crate::access::{self, AccessError};
+use crate::crd::{CassandraConnection, CassandraSink};
+use crate::progress::PositionRow;
 
 /// Errors reaching the committer table.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitterError {
-    /// The cluster uses TLS, whose files the operator does not mount.
-    #[error("the operator does not read committer tables over TLS yet")]
-    Tls,
-    /// The credentials Secret could not be read.
-    #[error("reading Secret {name}: {message}")]
-    Secret {
-        /// Secret name.
-        name: String,
-        /// What failed.
-        message: String,
-    },
+    /// A credentials or TLS Secret could not be read.
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// Connecting or querying failed.
     #[error("committer table {table}: {message}")]
     Cassandra {
@@ -58,35 +51,6 @@ const RETRY_AFTER: Duration = Duration::from_secs(60);
 /// How long connecting may take before the operator gives up for this reconcile.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn credentials(
-    client: &Client,
-    namespace: &str,
-    secret: &str,
-) -> Result<(String, String, String), CommitterError> {
-    let error = |message: String| CommitterError::Secret {
-        name: secret.to_owned(),
-        message,
-    };
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get(secret)
-        .await
-        .map_err(|e| error(e.to_string()))?;
-    let value = |key: &str| -> Result<String, CommitterError> {
-        let bytes = secret
-            .data
-            .as_ref()
-            .and_then(|data| data.get(key))
-            .map(|bytes| bytes.0.clone())
-            .ok_or_else(|| error(format!("no key {key}")))?;
-        String::from_utf8(bytes).map_err(|e| error(e.to_string()))
-    };
-    Ok((
-        value("username")?,
-        value("password")?,
-        secret.metadata.resource_version.clone().unwrap_or_default(),
-    ))
-}
-
 impl Sessions {
     /// A session on the cluster that holds the sink's committer table.
     pub async fn committer_session(
@@ -94,41 +58,53 @@ impl Sessions {
         client: &Client,
         sink: &CassandraSink,
     ) -> Result<Arc<Session>, CommitterError> {
-        let connection: &CassandraConnection = sink
+        let connection = sink
             .spec
             .committer
             .cassandra
             .as_ref()
             .unwrap_or(&sink.spec.cassandra);
-        if connection.tls.is_some() {
-            return Err(CommitterError::Tls);
-        }
-        let namespace = sink.namespace().unwrap_or_default();
-        let secret = match &connection.credentials_secret {
-            Some(name) => Some(credentials(client, &namespace, name).await?),
-            None => None,
-        };
-        let key = format!(
-            "{}|{}|{}",
-            connection.contact_points.join(","),
-            connection.local_datacenter.clone().unwrap_or_default(),
-            secret
-                .as_ref()
-                .map(|(user, _, version)| format!("{user}@{version}"))
-                .unwrap_or_default()
-        );
-        if let Some(session) = self.cache.lock().await.get(&key) {
-            return Ok(session.clone());
-        }
         let table = format!(
             "{}.{}",
             sink.spec.committer.keyspace, sink.spec.committer.table
         );
+        self.session(client, sink, connection, table).await
+    }
+
+    /// A session on the cluster that receives the sink's data.
+    pub async fn data_session(
+        &self,
+        client: &Client,
+        sink: &CassandraSink,
+    ) -> Result<Arc<Session>, CommitterError> {
+        self.session(client, sink, &sink.spec.cassandra, "createQuery".to_owned())
+            .await
+    }
+
+    /// A session on `connection`, from the cache when one is open with the same credentials and TLS.
+    /// `what` names the table the session is for, in errors.
+    async fn session(
+        &self,
+        client: &Client,
+        sink: &CassandraSink,
+        connection: &CassandraConnection,
+        what: String,
+    ) -> Result<Arc<Session>, CommitterError> {
+        let namespace = sink.namespace().unwrap_or_default();
+        let (access, version) = access::cassandra(client, &namespace, connection).await?;
+        let key = format!(
+            "{}|{}|{namespace}|{version}",
+            connection.contact_points.join(","),
+            connection.local_datacenter.clone().unwrap_or_default(),
+        );
+        if let Some(session) = self.cache.lock().await.get(&key) {
+            return Ok(session.clone());
+        }
         if let Some(failed) = self.failures.lock().await.get(&key)
             && failed.elapsed() < RETRY_AFTER
         {
             return Err(CommitterError::Cassandra {
-                table,
+                table: what,
                 message: format!(
                     "{} was unreachable {:.0?} ago; next attempt after {RETRY_AFTER:?}",
                     connection.contact_points.join(","),
@@ -145,18 +121,15 @@ impl Sessions {
             request_timeout: HumanDuration(CONNECT_TIMEOUT),
         };
         // No lock is held while connecting: reconciles of other sinks go on meanwhile.
-        let connected = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            connect_with(&config, secret.map(|(user, password, _)| (user, password))),
-        )
-        .await
-        .map_err(|_| {
-            format!(
-                "no answer from {} within {CONNECT_TIMEOUT:?}",
-                connection.contact_points.join(",")
-            )
-        })
-        .and_then(|result| result.map_err(|error| error.to_string()));
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, connect_with(&config, access))
+            .await
+            .map_err(|_| {
+                format!(
+                    "no answer from {} within {CONNECT_TIMEOUT:?}",
+                    connection.contact_points.join(",")
+                )
+            })
+            .and_then(|result| result.map_err(|error| error.to_string()));
         match connected {
             Ok(session) => {
                 let session = Arc::new(session);
@@ -169,7 +142,10 @@ impl Sessions {
                     .lock()
                     .await
                     .insert(key, std::time::Instant::now());
-                Err(CommitterError::Cassandra { table, message })
+                Err(CommitterError::Cassandra {
+                    table: what,
+                    message,
+                })
             }
         }
     }
@@ -183,8 +159,11 @@ fn sink_id(sink: &CassandraSink) -> String {
     )
 }
 
-/// Records committed over all partitions and the newest commit time, from the positions table.
-pub async fn progress(session: &Session, sink: &CassandraSink) -> Result<Progress, CommitterError> {
+/// Every row of the sink's positions table.
+pub async fn positions(
+    session: &Session,
+    sink: &CassandraSink,
+) -> Result<Vec<PositionRow>, CommitterError> {
     let table = format!(
         "{}.{}_positions",
         sink.spec.committer.keyspace, sink.spec.committer.table
@@ -195,27 +174,79 @@ pub async fn progress(session: &Session, sink: &CassandraSink) -> Result<Progres
     };
     let rows = session
         .query_unpaged(
-            format!("SELECT records_committed, committed_at FROM {table} WHERE sink_id = ?"),
+            format!(
+                "SELECT source_partition, committed_offset, records_committed, epoch, committed_at \
+                 FROM {table} WHERE sink_id = ?"
+            ),
             (sink_id(sink),),
         )
         .await
         .map_err(|e| error(e.to_string()))?
         .into_rows_result()
         .map_err(|e| error(e.to_string()))?;
-    let mut progress = Progress::default();
-    let mut newest: Option<i64> = None;
+    let mut positions = Vec::new();
     for row in rows
-        .rows::<(Option<i64>, Option<CqlTimestamp>)>()
+        .rows::<(
+            i32,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<CqlTimestamp>,
+        )>()
         .map_err(|e| error(e.to_string()))?
     {
-        let (records, at) = row.map_err(|e| error(e.to_string()))?;
-        progress.records_committed += records.unwrap_or(0);
-        newest = newest.max(at.map(|at| at.0));
+        let (partition, committed, records, epoch, at) = row.map_err(|e| error(e.to_string()))?;
+        positions.push(PositionRow {
+            partition,
+            committed,
+            records_committed: records.unwrap_or(0),
+            epoch: epoch.unwrap_or(0),
+            committed_at_ms: at.map(|at| at.0),
+        });
     }
-    progress.last_commit_time = newest
-        .and_then(|millis| k8s_openapi::jiff::Timestamp::from_millisecond(millis).ok())
-        .map(|time| time.to_string());
-    Ok(progress)
+    Ok(positions)
+}
+
+/// Sets each listed partition's committed position. Each reset claims the partition's row with a new
+/// epoch, so a worker still holding it is fenced and cannot commit over the reset.
+pub async fn reset(
+    session: Arc<Session>,
+    sink: &CassandraSink,
+    offsets: &BTreeMap<i32, i64>,
+) -> Result<(), CommitterError> {
+    let table = format!(
+        "{}.{}",
+        sink.spec.committer.keyspace, sink.spec.committer.table
+    );
+    let error = |message: String| CommitterError::Cassandra {
+        table: table.clone(),
+        message,
+    };
+    let consistency = sink
+        .spec
+        .committer
+        .cassandra
+        .as_ref()
+        .map_or(sink.spec.cassandra.consistency, |cluster| {
+            cluster.consistency
+        });
+    let committer = Committer::new(
+        session,
+        &sink.spec.committer.keyspace,
+        &sink.spec.committer.table,
+        &sink_id(sink),
+        "cassandra-sink-operator",
+        driver_consistency(consistency),
+    )
+    .await
+    .map_err(|e| error(e.to_string()))?;
+    for (&partition, &offset) in offsets {
+        committer
+            .reset(partition, &sink.spec.source.kafka.topic, offset)
+            .await
+            .map_err(|e| error(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Deletes the sink's rows from the committer table and its positions table (`deletionPolicy: Delete`).

@@ -22,12 +22,14 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::build::{self, Settings};
+use crate::build::{self, SecretsSeen, Settings};
 use crate::committer::{self, Sessions};
-use crate::crd::{CassandraSink, CassandraSinkStatus, DeletionPolicy, SinkState};
+use crate::crd::{CassandraSink, CassandraSinkStatus, DeletionPolicy, PositionsReset, SinkState};
+use crate::kafka::{self, Watermarks};
 use crate::metrics::Metrics;
 use crate::status::{self, Workers};
 use crate::validate::{Problem, validate};
+use crate::{progress, reset, schema};
 
 /// The field manager of everything the operator writes.
 pub const MANAGER: &str = "cassandra-sink-operator";
@@ -76,8 +78,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Publishes an Event on each condition transition.
     pub recorder: Recorder,
-    /// Sessions on committer tables, for progress and clean-up.
+    /// Sessions on the sinks' Cassandra clusters, for the DDL, progress, resets and clean-up.
     pub sessions: Sessions,
+    /// Clients of the sinks' Kafka clusters, for lag and resets.
+    pub kafka: kafka::Clients,
     /// How often a running sink's progress is read from its committer table.
     pub progress_interval: Duration,
 }
@@ -155,58 +159,92 @@ async fn reconcile_inner(
 ) -> Result<Action, ReconcileError> {
     let namespace = sink.namespace().unwrap_or_default();
     let name = sink.name_any();
-    let previous = sink
-        .status
-        .as_ref()
-        .map(|status| status.conditions.clone())
-        .unwrap_or_default();
+    let old = sink.status.clone().unwrap_or_default();
 
     let mut problems = validate(&sink.spec);
     let running = sink.spec.state == SinkState::Running;
-    let secrets_version = check_secrets(&context.client, sink, &namespace, &mut problems).await?;
-    let problems_empty = problems.is_empty();
-    let (desired, replicas) = if problems_empty {
-        let children = build::children(sink, &context.settings, &secrets_version)?;
+    let secrets = check_secrets(&context.client, sink, &namespace, &mut problems).await?;
+
+    // The DDL runs here, once per change of what it creates, before workers that need the tables.
+    let mut applied_schema = old.applied_schema.clone();
+    let mut retry_schema = false;
+    if problems.is_empty() && running {
+        let config = build::sink_config(sink)?;
+        let digest = schema::digest(&config);
+        if applied_schema.as_deref() != Some(digest.as_str()) {
+            match schema::run(&context.client, &context.sessions, sink, &config).await {
+                Ok(()) => {
+                    tracing::info!(sink = %name, namespace = %namespace, "schema applied");
+                    applied_schema = Some(digest);
+                }
+                Err(error) => {
+                    problems.push(error.problem());
+                    retry_schema = true;
+                }
+            }
+        }
+    }
+
+    let valid = problems.is_empty();
+    let (desired, replicas, workers_gone) = if valid {
+        let children = build::children(sink, &context.settings, &secrets)?;
         apply(&context.client, &namespace, &children.config_map).await?;
         apply(&context.client, &namespace, &children.service).await?;
         let deployment = apply(&context.client, &namespace, &children.deployment).await?;
         let observed = deployment.status.clone().unwrap_or_default();
+        let current = observed.observed_generation >= deployment.metadata.generation;
         let workers = Workers {
             wanted: build::replicas(sink),
             ready: observed.ready_replicas.unwrap_or(0),
             updated: observed.updated_replicas.unwrap_or(0),
-            observed: observed.observed_generation >= deployment.metadata.generation,
+            observed: current,
         };
         let desired = match sink.spec.state {
             SinkState::Running => status::running(workers),
             state => status::halted(state, workers),
         };
-        (desired, workers.ready)
+        let gone = current && observed.replicas.unwrap_or(0) == 0;
+        (desired, workers.ready, gone)
     } else {
         tracing::info!(sink = %name, namespace = %namespace, problems = ?problems, "invalid spec");
-        (status::invalid(&problems), 0)
+        (status::invalid(&problems), 0, false)
+    };
+
+    let watermarks = if valid {
+        match context.kafka.watermarks(&context.client, sink).await {
+            Ok(watermarks) => Some(watermarks),
+            Err(error) => {
+                tracing::debug!(sink = %name, %error, "watermarks not read");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let positions_reset = if valid {
+        reset_positions(sink, context, watermarks.as_ref(), workers_gone).await
+    } else {
+        old.positions_reset.clone()
+    };
+    let progress = if valid {
+        read_progress(sink, context, watermarks.as_ref()).await
+    } else {
+        None
     };
 
     let status = CassandraSinkStatus {
         observed_generation: sink.metadata.generation,
         conditions: status::conditions(
-            &previous,
+            &old.conditions,
             desired,
             sink.metadata.generation,
             Time(k8s_openapi::jiff::Timestamp::now()),
         ),
         replicas,
         selector: Some(build::selector_string(&name)),
-        progress: if running && problems_empty {
-            read_progress(sink, context).await
-        } else {
-            None
-        }
-        .or_else(|| {
-            sink.status
-                .as_ref()
-                .and_then(|status| status.progress.clone())
-        }),
+        progress: progress.or_else(|| old.progress.clone()),
+        applied_schema,
+        positions_reset,
     };
     publish_transitions(context, sink, &status).await;
     if sink.status.as_ref() != Some(&status) {
@@ -227,34 +265,148 @@ async fn reconcile_inner(
             source,
         })?;
     }
-    // Changes to the sink and its children wake the controller; only progress is read on a timer.
-    if running && problems_empty {
+    // Changes to the sink and its children wake the controller; progress and lag are read on a timer,
+    // and a DDL that could not run is retried on it.
+    if valid || retry_schema {
         Ok(Action::requeue(context.progress_interval))
     } else {
         Ok(Action::await_change())
     }
 }
 
-/// Progress from the committer table, or `None` when it cannot be read now (logged at debug level; the
-/// workers' readiness already tells whether Cassandra is reachable).
-async fn read_progress(sink: &CassandraSink, context: &Context) -> Option<crate::crd::Progress> {
-    let session = match context
+/// Progress from the committer's positions table and the topic's watermarks, or `None` when the
+/// positions cannot be read now (logged at debug level; the workers' readiness already tells whether
+/// Cassandra is reachable).
+async fn read_progress(
+    sink: &CassandraSink,
+    context: &Context,
+    watermarks: Option<&Watermarks>,
+) -> Option<crate::crd::Progress> {
+    let rows = match context
         .sessions
         .committer_session(&context.client, sink)
         .await
     {
-        Ok(session) => session,
-        Err(error) => {
-            tracing::debug!(sink = %sink.name_any(), %error, "progress not read");
-            return None;
-        }
+        Ok(session) => committer::positions(&session, sink).await,
+        Err(error) => Err(error),
     };
-    match committer::progress(&session, sink).await {
-        Ok(progress) => Some(progress),
+    match rows {
+        Ok(rows) => Some(progress::summarize(&rows, watermarks)),
         Err(error) => {
             tracing::debug!(sink = %sink.name_any(), %error, "progress not read");
             None
         }
+    }
+}
+
+/// Applies a `cassandra-sink.io/reset-positions` request once the sink is stopped and its workers
+/// are gone; returns its outcome for the status (`None` when no reset is asked for).
+async fn reset_positions(
+    sink: &CassandraSink,
+    context: &Context,
+    watermarks: Option<&Watermarks>,
+    workers_gone: bool,
+) -> Option<PositionsReset> {
+    let request = sink.annotations().get(reset::ANNOTATION)?.clone();
+    let previous = sink
+        .status
+        .as_ref()
+        .and_then(|status| status.positions_reset.clone())
+        .filter(|previous| previous.request == request);
+    if let Some(previous) = &previous
+        && previous.phase != "Waiting"
+    {
+        return Some(previous.clone());
+    }
+    let outcome = |phase: &str, message: String| {
+        // An unchanged wait keeps its time, so that waiting does not rewrite the status.
+        if let Some(previous) = &previous
+            && previous.phase == phase
+            && previous.message == message
+        {
+            return previous.clone();
+        }
+        PositionsReset {
+            request: request.clone(),
+            phase: phase.to_owned(),
+            message,
+            time: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
+        }
+    };
+    let parsed = match reset::parse(&request) {
+        Ok(parsed) => parsed,
+        Err(error) => return Some(outcome("Refused", error.to_string())),
+    };
+    if sink.spec.state != SinkState::Stopped || !workers_gone {
+        return Some(outcome(
+            "Waiting",
+            "positions are reset only while the sink is stopped: set spec.state to stopped; the              reset is applied once its workers are gone"
+                .to_owned(),
+        ));
+    }
+    let Some(watermarks) = watermarks else {
+        return Some(outcome(
+            "Waiting",
+            "the topic's offsets cannot be read from Kafka now; the operator retries".to_owned(),
+        ));
+    };
+    let plan = match reset::plan(&parsed, watermarks) {
+        Ok(plan) => plan,
+        Err(error) => return Some(outcome("Refused", error.to_string())),
+    };
+    let applied = match context
+        .sessions
+        .committer_session(&context.client, sink)
+        .await
+    {
+        Ok(session) => committer::reset(session, sink, &plan).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = applied {
+        return Some(outcome(
+            "Waiting",
+            format!("the committer table cannot be written now ({error}); the operator retries"),
+        ));
+    }
+    let moved = plan
+        .iter()
+        .map(|(partition, offset)| format!("{partition}→{offset}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = format!("committed positions set (partition→next offset): {moved}");
+    tracing::info!(sink = %sink.name_any(), %message, "positions reset");
+    publish(
+        context,
+        sink,
+        EventType::Normal,
+        "PositionsReset",
+        message.clone(),
+    )
+    .await;
+    Some(outcome("Applied", message))
+}
+
+/// Publishes one Event about the sink; a failure to publish is only logged.
+async fn publish(
+    context: &Context,
+    sink: &CassandraSink,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = context
+        .recorder
+        .publish(&event, &sink.object_ref(&()))
+        .await
+    {
+        tracing::debug!(%error, "publishing an event failed");
     }
 }
 
@@ -281,40 +433,30 @@ async fn publish_transitions(
             || (condition.type_ == "Ready"
                 && condition.status == "False"
                 && condition.reason != "WorkersNotReady");
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: condition.reason.clone(),
-            note: Some(format!(
-                "{}={}: {}",
-                condition.type_, condition.status, condition.message
-            )),
-            action: "Reconcile".to_owned(),
-            secondary: None,
+        let type_ = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
         };
-        if let Err(error) = context
-            .recorder
-            .publish(&event, &sink.object_ref(&()))
-            .await
-        {
-            tracing::debug!(%error, "publishing an event failed");
-        }
+        let note = format!(
+            "{}={}: {}",
+            condition.type_, condition.status, condition.message
+        );
+        publish(context, sink, type_, &condition.reason, note).await;
     }
 }
 
 /// Checks that every referenced Secret exists with the keys the workers read; adds a problem for each
-/// that does not. Returns their names and resource versions, which roll the workers when they change.
+/// that does not. Returns what was seen: names and resource versions, which roll the workers when
+/// they change, and which TLS Secrets carry a client certificate.
 async fn check_secrets(
     client: &Client,
     sink: &CassandraSink,
     namespace: &str,
     problems: &mut Vec<Problem>,
-) -> Result<String, ReconcileError> {
+) -> Result<SecretsSeen, ReconcileError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut version = String::new();
+    let mut seen = SecretsSeen::default();
     for (field, name) in build::referenced_secrets(sink) {
         let secret = api
             .get_opt(&name)
@@ -358,14 +500,19 @@ async fn check_secrets(
                         ),
                     });
                 }
-                version.push_str(&format!(
+                let tls = field.ends_with("tls.secretName");
+                let has = |key: &str| keys.iter().any(|have| have.as_str() == key);
+                if tls && has("tls.crt") && has("tls.key") {
+                    seen.client_certs.insert(name.clone());
+                }
+                seen.version.push_str(&format!(
                     "{name}={};",
                     secret.metadata.resource_version.unwrap_or_default()
                 ));
             }
         }
     }
-    Ok(version)
+    Ok(seen)
 }
 
 /// Retries a failed reconcile after a pause.
@@ -379,34 +526,16 @@ pub fn error_policy(
     Action::requeue(Duration::from_secs(10))
 }
 
-/// Runs the controller until the stream of reconciles ends. `namespace` limits it to one namespace.
+/// Runs the controllers until their streams of reconciles end: one over all namespaces when
+/// `namespaces` is empty, else one per listed namespace (each with its own watches, so the operator
+/// needs no cluster-wide permission). The reconciles share sessions, Kafka clients and metrics.
 pub async fn run(
     client: Client,
     settings: Settings,
-    namespace: Option<String>,
+    namespaces: Vec<String>,
     metrics: Arc<Metrics>,
     progress_interval: Duration,
 ) {
-    let (sinks, deployments, config_maps, services) = match &namespace {
-        Some(namespace) => (
-            Api::<CassandraSink>::namespaced(client.clone(), namespace),
-            Api::<Deployment>::namespaced(client.clone(), namespace),
-            Api::<ConfigMap>::namespaced(client.clone(), namespace),
-            Api::<Service>::namespaced(client.clone(), namespace),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
-    let secrets = match &namespace {
-        Some(namespace) => Api::<Secret>::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    };
-    let children =
-        watcher::Config::default().labels("app.kubernetes.io/managed-by=cassandra-sink-operator");
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -415,22 +544,51 @@ pub async fn run(
         },
     );
     let context = Arc::new(Context {
-        client,
+        client: client.clone(),
         settings,
         metrics,
         recorder,
         sessions: Sessions::default(),
+        kafka: kafka::Clients::default(),
         progress_interval,
     });
-    let controller = Controller::new(sinks, watcher::Config::default());
+    if namespaces.is_empty() {
+        run_one(client, None, context).await;
+    } else {
+        futures::future::join_all(
+            namespaces
+                .into_iter()
+                .map(|namespace| run_one(client.clone(), Some(namespace), context.clone())),
+        )
+        .await;
+    }
+}
+
+/// One controller over one namespace, or all of them.
+async fn run_one(client: Client, namespace: Option<String>, context: Arc<Context>) {
+    fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match namespace {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
+        }
+    }
+    let children =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=cassandra-sink-operator");
+    let controller = Controller::new(
+        api::<CassandraSink>(&client, &namespace),
+        watcher::Config::default(),
+    );
     let store = controller.store();
     controller
-        .owns(deployments, children.clone())
-        .owns(config_maps, children.clone())
-        .owns(services, children)
+        .owns(api::<Deployment>(&client, &namespace), children.clone())
+        .owns(api::<ConfigMap>(&client, &namespace), children.clone())
+        .owns(api::<Service>(&client, &namespace), children)
         // A changed or created Secret wakes the sinks that reference it (rolls or un-degrades them).
         .watches(
-            secrets,
+            api::<Secret>(&client, &namespace),
             watcher::Config::default(),
             move |secret: Secret| {
                 let namespace = secret.namespace().unwrap_or_default();

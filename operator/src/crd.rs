@@ -82,8 +82,8 @@ pub struct CassandraSinkSpec {
     #[serde(default)]
     pub limits: Limits,
     /// `running` (default); `paused` or `stopped` scale the workers to zero after they commit what
-    /// they buffered, keeping every committed position. A stopped sink's positions can be listed and
-    /// reset with `cassandra-sink-worker positions` / `reset-position`.
+    /// they buffered, keeping every committed position. A stopped sink's positions are listed in
+    /// `status.progress.partitions` and reset with the annotation `cassandra-sink.io/reset-positions`.
     #[serde(default)]
     pub state: SinkState,
     /// What happens to the sink's committer rows when the CassandraSink is deleted: `Retain` (default,
@@ -236,6 +236,29 @@ pub struct CassandraSinkStatus {
     /// How far the sink has got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// Digest of the DDL the operator last ran for this sink (createQuery, the committer and
+    /// dead-letter tables). The operator runs the DDL once per change of it; the workers do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_schema: Option<String>,
+    /// The outcome of the last `cassandra-sink.io/reset-positions` request; cleared when the
+    /// annotation is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positions_reset: Option<PositionsReset>,
+}
+
+/// What became of a request to reset the committed positions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PositionsReset {
+    /// The annotation's value this outcome is for.
+    pub request: String,
+    /// `Waiting` (for the sink to be stopped and its workers gone), `Applied` or `Refused`.
+    pub phase: String,
+    /// What was done, or what to do.
+    pub message: String,
+    /// When the phase was reached (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
 }
 
 /// Progress read from the committer table.
@@ -250,6 +273,30 @@ pub struct Progress {
     /// When the newest checkpoint was committed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_commit_time: Option<String>,
+    /// Each Kafka partition: committed position, end of the partition and lag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionProgress>,
+}
+
+/// One Kafka partition's committed position and lag.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionProgress {
+    /// Kafka partition.
+    pub partition: i32,
+    /// The next offset the sink applies; absent before the first commit (it starts at the first
+    /// offset Kafka holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_offset: Option<i64>,
+    /// The partition's end (the offset of the next record Kafka will write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_offset: Option<i64>,
+    /// Records not yet committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+    /// Fencing epoch of the last commit or reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
 }
 
 /// Fixtures for the operator's unit tests.

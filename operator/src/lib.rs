@@ -1,13 +1,18 @@
 //! The cassandra-sink operator: the `CassandraSink` custom resource and the controller that keeps
 //! worker Deployments matching it.
 
+pub mod access;
 pub mod build;
 pub mod committer;
 pub mod controller;
 pub mod crd;
+pub mod kafka;
 pub mod leader;
 pub mod metrics;
+pub mod progress;
 pub mod reference;
+pub mod reset;
+pub mod schema;
 pub mod status;
 pub mod validate;
 

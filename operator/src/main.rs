@@ -12,9 +12,13 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "CASSANDRA_SINK_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated (default: all namespaces).
+    #[arg(
+        long = "namespace",
+        env = "CASSANDRA_SINK_NAMESPACE",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
     /// The worker image.
     #[arg(long, env = "CASSANDRA_SINK_WORKER_IMAGE", default_value = concat!("cassandra-sink-worker:", env!("CARGO_PKG_VERSION")))]
     worker_image: String,
@@ -72,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     // kube's rustls needs a process-wide crypto provider (ring, as kube's feature selects).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default().await?;
-    tracing::info!(namespace = ?cli.namespace, image = %cli.worker_image, "starting");
+    tracing::info!(namespaces = ?cli.namespaces, image = %cli.worker_image, "starting");
     let metrics = Arc::new(Metrics::new());
     let server = tokio::spawn(metrics::serve(cli.listen, metrics.clone()));
     let work = controller::run(
@@ -81,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
             worker_image: cli.worker_image,
             image_pull_policy: cli.image_pull_policy,
         },
-        cli.namespace,
+        cli.namespaces,
         metrics,
         cli.progress_interval,
     );

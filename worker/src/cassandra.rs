@@ -74,6 +74,62 @@ pub fn driver_consistency(consistency: Consistency) -> DriverConsistency {
     }
 }
 
+/// One PEM document and where it came from (for error messages; never its content).
+#[derive(Debug, Clone)]
+pub struct Pem {
+    /// `file /etc/…/ca.crt` or `Secret ns/name key ca.crt`.
+    pub origin: String,
+    /// The PEM text.
+    pub bytes: Vec<u8>,
+}
+
+/// TLS material already read: from files by the worker, from Secrets through the API by the operator.
+#[derive(Debug, Clone, Default)]
+pub struct TlsMaterial {
+    /// CA bundle that signs the server certificates.
+    pub ca: Option<Pem>,
+    /// Client certificate chain, for mutual TLS.
+    pub cert: Option<Pem>,
+    /// Client private key, for mutual TLS.
+    pub key: Option<Pem>,
+    /// Check that the server certificate names the host connected to.
+    pub verify_hostname: bool,
+}
+
+impl TlsMaterial {
+    /// Reads the files a [`TlsConfig`] names.
+    pub fn from_files(tls: &TlsConfig) -> Result<Self, ConnectError> {
+        let read = |path: &Option<std::path::PathBuf>| -> Result<Option<Pem>, ConnectError> {
+            path.as_ref()
+                .map(|path| {
+                    let origin = format!("file {}", path.display());
+                    std::fs::read(path)
+                        .map(|bytes| Pem {
+                            origin: origin.clone(),
+                            bytes,
+                        })
+                        .map_err(|error| ConnectError::Tls(format!("{origin}: {error}")))
+                })
+                .transpose()
+        };
+        Ok(Self {
+            ca: read(&tls.ca_file)?,
+            cert: read(&tls.cert_file)?,
+            key: read(&tls.key_file)?,
+            verify_hostname: tls.verify_hostname,
+        })
+    }
+}
+
+/// What a connection needs besides addresses, already read: credentials and TLS material.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Username and password for PasswordAuthenticator.
+    pub credentials: Option<(String, String)>,
+    /// TLS; plain TCP when absent.
+    pub tls: Option<TlsMaterial>,
+}
+
 /// Opens a session: token-aware routing, preferring the local datacenter when one is configured.
 pub async fn connect(config: &CassandraConfig) -> Result<Session, ConnectError> {
     let credentials = match &config.credentials {
@@ -83,14 +139,19 @@ pub async fn connect(config: &CassandraConfig) -> Result<Session, ConnectError> 
         )),
         None => None,
     };
-    connect_with(config, credentials).await
+    let tls = config
+        .tls
+        .as_ref()
+        .map(TlsMaterial::from_files)
+        .transpose()?;
+    connect_with(config, Access { credentials, tls }).await
 }
 
-/// Like [`connect`], with the username and password already in hand (the operator reads them from a
-/// Secret through the API rather than from files).
+/// Like [`connect`], with credentials and TLS material already in hand (the operator reads them from
+/// Secrets through the API rather than from files); `config.credentials` and `config.tls` are ignored.
 pub async fn connect_with(
     config: &CassandraConfig,
-    credentials: Option<(String, String)>,
+    access: Access,
 ) -> Result<Session, ConnectError> {
     let mut policy = DefaultPolicy::builder().token_aware(true);
     if let Some(datacenter) = &config.local_datacenter {
@@ -107,10 +168,10 @@ pub async fn connect_with(
         .known_nodes(&config.contact_points)
         .default_execution_profile_handle(profile.into_handle())
         .connection_timeout(Duration::from_secs(10));
-    if let Some((username, password)) = credentials {
+    if let Some((username, password)) = access.credentials {
         builder = builder.user(username, password);
     }
-    if let Some(tls) = &config.tls {
+    if let Some(tls) = &access.tls {
         builder = builder.tls_context(Some(Arc::new(tls_config(tls)?)));
     }
     builder
@@ -122,21 +183,20 @@ pub async fn connect_with(
         })
 }
 
-fn tls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, ConnectError> {
+/// A rustls client configuration from PEM material.
+pub fn tls_config(tls: &TlsMaterial) -> Result<rustls::ClientConfig, ConnectError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    if let Some(ca) = &tls.ca_file {
-        for cert in CertificateDer::pem_file_iter(ca)
-            .map_err(|error| ConnectError::Tls(format!("CA file {}: {error}", ca.display())))?
-        {
-            let cert = cert
-                .map_err(|error| ConnectError::Tls(format!("CA file {}: {error}", ca.display())))?;
+    if let Some(ca) = &tls.ca {
+        let error =
+            |error: &dyn std::fmt::Display| ConnectError::Tls(format!("CA {}: {error}", ca.origin));
+        for cert in CertificateDer::pem_slice_iter(&ca.bytes) {
             roots
-                .add(cert)
-                .map_err(|error| ConnectError::Tls(format!("CA file {}: {error}", ca.display())))?;
+                .add(cert.map_err(|e| error(&e))?)
+                .map_err(|e| error(&e))?;
         }
     }
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -155,22 +215,22 @@ fn tls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, ConnectError> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyName(verifier)))
     };
-    match (&tls.cert_file, &tls.key_file) {
+    match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            let chain = CertificateDer::pem_slice_iter(&cert.bytes)
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|error| {
-                    ConnectError::Tls(format!("certificate {}: {error}", cert.display()))
+                    ConnectError::Tls(format!("certificate {}: {error}", cert.origin))
                 })?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|error| ConnectError::Tls(format!("key {}: {error}", key.display())))?;
+            let private = PrivateKeyDer::from_pem_slice(&key.bytes)
+                .map_err(|error| ConnectError::Tls(format!("key {}: {error}", key.origin)))?;
             builder
-                .with_client_auth_cert(chain, key)
+                .with_client_auth_cert(chain, private)
                 .map_err(|error| ConnectError::Tls(error.to_string()))
         }
         (None, None) => Ok(builder.with_no_client_auth()),
         _ => Err(ConnectError::Tls(
-            "certFile and keyFile go together for mutual TLS".to_owned(),
+            "a client certificate and key go together for mutual TLS".to_owned(),
         )),
     }
 }

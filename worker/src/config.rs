@@ -52,6 +52,10 @@ pub struct SinkConfig {
     /// Bounds on requests in flight and record sizes.
     #[serde(default)]
     pub limits: Limits,
+    /// Run `createQuery` and create the committer and dead-letter tables on start (default). The
+    /// operator renders `false`: it runs that DDL itself, once per change of the spec.
+    #[serde(default = "default_true")]
+    pub manage_schema: bool,
 }
 
 /// A Cassandra cluster to connect to.
@@ -184,6 +188,16 @@ pub struct KafkaSource {
     pub properties: BTreeMap<String, String>,
 }
 
+/// Consumer properties the sink sets itself and a user may not override.
+pub const RESERVED_KAFKA_PROPERTIES: &[&str] = &[
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "bootstrap.servers",
+    "enable.partition.eof",
+];
+
 /// Kafka security: the protocol, and SASL credentials or TLS files where it needs them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -212,6 +226,18 @@ pub enum KafkaProtocol {
     SaslSsl,
 }
 
+impl KafkaProtocol {
+    /// librdkafka's `security.protocol` value.
+    pub fn librdkafka_name(self) -> &'static str {
+        match self {
+            KafkaProtocol::Plaintext => "plaintext",
+            KafkaProtocol::Ssl => "ssl",
+            KafkaProtocol::SaslPlaintext => "sasl_plaintext",
+            KafkaProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+}
+
 /// SASL mechanism and credentials.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -236,6 +262,17 @@ pub enum SaslMechanism {
     /// SCRAM with SHA-512.
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
+}
+
+impl SaslMechanism {
+    /// librdkafka's `sasl.mechanism` value.
+    pub fn librdkafka_name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
 }
 
 /// How a record fills the statement's bind markers.

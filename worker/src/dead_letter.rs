@@ -15,7 +15,6 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
 
-use crate::config::{DeadLetterConfig, SinkConfig};
 use crate::source::OwnedRecord;
 
 /// Errors writing to the dead-letter destination.
@@ -78,32 +77,6 @@ pub enum DeadLetter {
         /// Source topic.
         source_topic: String,
     },
-}
-
-/// Keyspace and table of the dead-letter table for a configuration, when it uses one.
-pub fn table_name(config: &SinkConfig) -> Option<(String, String)> {
-    match &config.dead_letter {
-        None => Some((
-            config.committer.keyspace.clone(),
-            format!("{}_dead_letter", config.committer.table),
-        )),
-        Some(DeadLetterConfig::Table { keyspace, table }) => Some((
-            keyspace
-                .clone()
-                .unwrap_or_else(|| config.committer.keyspace.clone()),
-            table.clone(),
-        )),
-        Some(DeadLetterConfig::Topic(_)) => None,
-    }
-}
-
-/// The dead-letter table, created if absent.
-pub fn schema(keyspace: &str, table: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {keyspace}.{table} (sink_id text, source_partition int, \
-         source_offset bigint, topic text, record_key blob, record_value blob, record_timestamp timestamp, \
-         kind text, reason text, PRIMARY KEY ((sink_id, source_partition), source_offset))"
-    )
 }
 
 impl DeadLetter {

@@ -20,6 +20,8 @@ pub mod http;
 pub mod mapping;
 #[cfg(feature = "runtime")]
 pub mod metrics;
+#[cfg(feature = "committer")]
+pub mod schema;
 #[cfg(feature = "runtime")]
 pub mod sink;
 #[cfg(feature = "runtime")]

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cassandra::read_secret;
 use crate::checkpoint::{Claim, RangeGone, StartAt};
 use crate::committer::{Committer, CommitterError};
-use crate::config::{KafkaProtocol, KafkaSource, SaslMechanism};
+use crate::config::{KafkaSource, RESERVED_KAFKA_PROPERTIES};
 
 /// A record copied out of librdkafka's buffers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,16 +108,6 @@ pub enum SourceError {
     },
 }
 
-/// Consumer properties the sink sets itself and a user may not override.
-const RESERVED: &[&str] = &[
-    "group.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "auto.offset.reset",
-    "bootstrap.servers",
-    "enable.partition.eof",
-];
-
 /// The librdkafka configuration of the consumer: the sink's fixed settings, security, then the
 /// user's extra properties (which may not touch the reserved ones).
 pub fn client_config(source: &KafkaSource, group_id: &str) -> Result<ClientConfig, SourceError> {
@@ -138,21 +128,10 @@ pub fn client_config(source: &KafkaSource, group_id: &str) -> Result<ClientConfi
         .set("queued.max.messages.kbytes", "8192")
         .set("queued.min.messages", "10000");
     if let Some(security) = &source.security {
-        let protocol = match security.protocol {
-            KafkaProtocol::Plaintext => "plaintext",
-            KafkaProtocol::Ssl => "ssl",
-            KafkaProtocol::SaslPlaintext => "sasl_plaintext",
-            KafkaProtocol::SaslSsl => "sasl_ssl",
-        };
-        config.set("security.protocol", protocol);
+        config.set("security.protocol", security.protocol.librdkafka_name());
         if let Some(sasl) = &security.sasl {
-            let mechanism = match sasl.mechanism {
-                SaslMechanism::Plain => "PLAIN",
-                SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-                SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-            };
             config
-                .set("sasl.mechanism", mechanism)
+                .set("sasl.mechanism", sasl.mechanism.librdkafka_name())
                 .set("sasl.username", read_secret("username", &sasl.username)?)
                 .set("sasl.password", read_secret("password", &sasl.password)?);
         }
@@ -172,7 +151,7 @@ pub fn client_config(source: &KafkaSource, group_id: &str) -> Result<ClientConfi
         }
     }
     for (key, value) in &source.properties {
-        if RESERVED.contains(&key.as_str()) {
+        if RESERVED_KAFKA_PROPERTIES.contains(&key.as_str()) {
             return Err(SourceError::ReservedProperty(key.clone()));
         }
         config.set(key, value);

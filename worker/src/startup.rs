@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use scylla::client::session::Session;
 use scylla::cluster::metadata::{ColumnType, NativeType};
-use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use scylla::statement::prepared::PreparedStatement;
 
 use crate::cassandra::{ConnectError, connect, driver_consistency};
-use crate::committer::{self, Committer, CommitterError};
+use crate::committer::{Committer, CommitterError};
 use crate::config::{DeadLetterConfig, Guarantee, SinkConfig};
-use crate::dead_letter::{self, DeadLetter, DeadLetterError};
+use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::mapping::{MarkerSpec, Plan, PlanError};
 use crate::metrics::Metrics;
+use crate::schema::{self, SchemaError};
 use crate::sink::{Limits, Loop, SinkError, Writer};
 use crate::source::{Source, SourceError};
 use crate::statement::{self, NotIdempotent, StatementError};
@@ -42,13 +42,8 @@ pub enum StartError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
     /// A DDL statement failed.
-    #[error("{what} failed: {message}")]
-    Schema {
-        /// Which statement.
-        what: String,
-        /// Cassandra's message.
-        message: String,
-    },
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
     /// Preparing `insertQuery` failed (unknown table or column, bad syntax).
     #[error("Cassandra refused insertQuery: {0}")]
     Prepare(String),
@@ -76,7 +71,7 @@ impl StartError {
             StartError::Statement(_) => "InvalidStatement",
             StartError::NotExactlyOnce { .. } => "NotExactlyOnce",
             StartError::Connect(_) => "CassandraUnreachable",
-            StartError::Schema { .. } => "SchemaFailed",
+            StartError::Schema(_) => "SchemaFailed",
             StartError::Prepare(_) => "InvalidStatement",
             StartError::Mapping(_) => "InvalidMapping",
             StartError::Committer(_) => "CommitterFailed",
@@ -105,21 +100,6 @@ pub fn check_statement(config: &SinkConfig) -> Result<statement::Analysis, Start
         });
     }
     Ok(analysis)
-}
-
-async fn ddl(session: &Session, what: &str, cql: &str) -> Result<(), StartError> {
-    match session.query_unpaged(cql, ()).await {
-        Ok(_) => Ok(()),
-        // createQuery is run on every start; "already exists" means an earlier start ran it.
-        Err(ExecutionError::LastAttemptError(RequestAttemptError::DbError(
-            DbError::AlreadyExists { .. },
-            _,
-        ))) => Ok(()),
-        Err(error) => Err(StartError::Schema {
-            what: what.to_owned(),
-            message: error.to_string(),
-        }),
-    }
 }
 
 /// The prepared statement's markers, with partition-key flags.
@@ -164,30 +144,11 @@ pub async fn prepare(
         None => session.clone(),
     };
 
-    if let Some(create) = &config.create_query {
-        ddl(&session, "createQuery", create).await?;
+    if config.manage_schema {
+        schema::apply(config, &session, &committer_session).await?;
     }
     let keyspace = &config.committer.keyspace;
     let table = &config.committer.table;
-    for cql in committer::schema(keyspace, table) {
-        ddl(&committer_session, "creating the committer table", &cql).await?;
-    }
-    if let Some((dl_keyspace, dl_table)) = dead_letter::table_name(config) {
-        ddl(
-            &committer_session,
-            "creating the dead-letter table",
-            &dead_letter::schema(&dl_keyspace, &dl_table),
-        )
-        .await?;
-    }
-    for each in [&session, &committer_session] {
-        each.await_schema_agreement()
-            .await
-            .map_err(|error| StartError::Schema {
-                what: "waiting for schema agreement".to_owned(),
-                message: error.to_string(),
-            })?;
-    }
 
     let mut statement = session
         .prepare(config.insert_query.as_str())
@@ -245,7 +206,7 @@ pub async fn prepare(
             }
         }
         _ => {
-            let (dl_keyspace, dl_table) = dead_letter::table_name(config).unwrap_or_default();
+            let (dl_keyspace, dl_table) = schema::dead_letter_table(config).unwrap_or_default();
             DeadLetter::table(
                 committer_session.clone(),
                 &dl_keyspace,

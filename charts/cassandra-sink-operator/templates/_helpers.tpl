@@ -21,5 +21,5 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* ClusterRole cluster-wide, Role when one namespace is watched. */}}
 {{- define "cassandra-sink-operator.roleKind" -}}
-{{- if .Values.watchNamespace -}}Role{{- else -}}ClusterRole{{- end -}}
+{{- if .Values.watchNamespaces -}}Role{{- else -}}ClusterRole{{- end -}}
 {{- end -}}

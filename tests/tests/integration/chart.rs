@@ -47,7 +47,7 @@ fn the_chart_lints_and_every_rendering_is_valid_kubernetes() {
     let location = format!("{schemas}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json");
     for values in [
         vec![],
-        vec!["--set", "watchNamespace=apps"],
+        vec!["--set", "watchNamespaces={apps,jobs}"],
         vec![
             "--set",
             "leaderElection.enabled=false",
@@ -101,7 +101,7 @@ async fn helm_install_creates_the_operator_in_the_api_server() -> anyhow::Result
         &namespace,
         "--create-namespace",
         "--set",
-        &format!("watchNamespace={namespace}"),
+        &format!("watchNamespaces={{{namespace}}}"),
     ]);
     let client = Client::try_default().await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);

@@ -53,24 +53,37 @@ fn spawn_controller(
             worker_image: "cassandra-sink-worker:test".to_owned(),
             image_pull_policy: "Never".to_owned(),
         },
-        Some(namespace.to_owned()),
+        vec![namespace.to_owned()],
         metrics,
         Duration::from_secs(1),
     ))
 }
 
-fn sink(name: &str, insert: &str) -> anyhow::Result<CassandraSink> {
+/// A sink on the local servers whose committer lives in `keyspace`. The operator creates the
+/// committer tables before it starts workers, so the keyspace must exist; the insert is never prepared
+/// here (no worker runs).
+fn sink(keyspace: &str, name: &str, insert: &str) -> anyhow::Result<CassandraSink> {
+    let servers = cassandra_sink_tests::Settings::from_env();
     Ok(serde_json::from_value(json!({
         "apiVersion": "cassandra-sink.io/v1alpha1",
         "kind": "CassandraSink",
         "metadata": { "name": name },
         "spec": {
-            "cassandra": { "contactPoints": ["cassandra.db.svc:9042"], "localDatacenter": "dc1" },
+            "cassandra": { "contactPoints": [servers.cassandra], "localDatacenter": "datacenter1" },
             "insertQuery": insert,
-            "committer": { "keyspace": "example", "table": "checkpoints" },
-            "source": { "kafka": { "bootstrapServers": ["kafka:9092"], "topic": "values" } }
+            "committer": { "keyspace": keyspace, "table": "checkpoints" },
+            "source": { "kafka": { "bootstrapServers": [servers.kafka], "topic": "values" } }
         }
     }))?)
+}
+
+/// A fresh keyspace on the local Cassandra, and a session on it.
+async fn keyspace(prefix: &str) -> anyhow::Result<(scylla::client::session::Session, String)> {
+    let servers = cassandra_sink_tests::Settings::from_env();
+    let session = cassandra_sink_tests::fixtures::cassandra(&servers).await?;
+    let keyspace = unique_name(prefix);
+    cassandra_sink_tests::fixtures::create_keyspace(&session, &keyspace).await?;
+    Ok((session, keyspace))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +91,8 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     cassandra_sink_tests::install_crypto_provider();
     let client = Client::try_default().await?;
     cassandra_sink_tests::cluster::install_crd(&client).await?;
-    let namespace = unique_name("operator").replace('_', "-");
+    let (session, keyspace) = keyspace("operator").await?;
+    let namespace = keyspace.replace('_', "-");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
     let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
@@ -90,7 +104,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     let refused = sinks
         .create(
             &PostParams::default(),
-            &sink("select", "SELECT * FROM example.values")?,
+            &sink(&keyspace, "select", "SELECT * FROM example.values")?,
         )
         .await;
     match refused {
@@ -107,6 +121,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
         other => panic!("a SELECT was accepted: {other:?}"),
     }
     let mut zero = sink(
+        &keyspace,
         "zero",
         "INSERT INTO example.values (id, counter) VALUES (?, ?)",
     )?;
@@ -133,6 +148,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
         .create(
             &PostParams::default(),
             &sink(
+                &keyspace,
                 "values",
                 "INSERT INTO example.values (id, counter) VALUES (?, ?);",
             )?,
@@ -152,6 +168,28 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     let yaml = &config_map.data.unwrap_or_default()["sink.yaml"];
     let config = SinkConfig::from_yaml(yaml, std::path::Path::new("sink.yaml"))?;
     assert_eq!(config.sink_id, format!("{namespace}/values"));
+    assert!(
+        !config.manage_schema,
+        "the operator runs the DDL, not each worker"
+    );
+    // The operator created the committer tables before it made the workers.
+    let tables: Vec<String> = session
+        .query_unpaged(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?",
+            (&keyspace,),
+        )
+        .await?
+        .into_rows_result()?
+        .rows::<(String,)>()?
+        .map(|row| row.map(|(table,)| table))
+        .collect::<Result<_, _>>()?;
+    for table in [
+        "checkpoints",
+        "checkpoints_positions",
+        "checkpoints_dead_letter",
+    ] {
+        assert!(tables.iter().any(|t| t == table), "{table} in {tables:?}");
+    }
 
     // No worker is running yet: not Ready, and the status says why, for this generation.
     let status = eventually("a status", Duration::from_secs(30), || async {
@@ -224,7 +262,11 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     sinks
         .create(
             &PostParams::default(),
-            &sink("counts", "UPDATE example.hits SET n = n + ? WHERE id = ?")?,
+            &sink(
+                &keyspace,
+                "counts",
+                "UPDATE example.hits SET n = n + ? WHERE id = ?",
+            )?,
         )
         .await?;
     let degraded = eventually("Degraded", Duration::from_secs(30), || async {
@@ -281,6 +323,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     // A Secret that does not exist yet: Degraded, naming it; once created, the workers appear; when it
     // changes, they roll.
     let mut secured = sink(
+        &keyspace,
         "secured",
         "INSERT INTO example.values (id, counter) VALUES (?, ?)",
     )?;
@@ -349,6 +392,53 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     )
     .await;
 
+    // A createQuery Cassandra refuses: Degraded with Cassandra's reason and no workers; once it is
+    // corrected, the operator runs it and the workers appear.
+    let mut ddl = sink(
+        &keyspace,
+        "ddl",
+        "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+    )?;
+    ddl.spec.create_query =
+        Some("CREATE TABLE no_such_keyspace.values (id text PRIMARY KEY)".to_owned());
+    sinks.create(&PostParams::default(), &ddl).await?;
+    let failed = eventually("SchemaFailed", Duration::from_secs(30), || async {
+        let sink = sinks.get("ddl").await.ok()?;
+        (condition(&sink, "Degraded")?.1 == "SchemaFailed").then_some(sink)
+    })
+    .await;
+    let message = failed
+        .status
+        .as_ref()
+        .map(|s| s.conditions[2].message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("createQuery") && message.contains("no_such_keyspace"),
+        "{message}"
+    );
+    assert!(deployments.get_opt("ddl-worker").await?.is_none());
+    sinks
+        .patch(
+            "ddl",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "createQuery":
+                format!("CREATE TABLE {keyspace}.created (id text PRIMARY KEY)") } })),
+        )
+        .await?;
+    let applied = eventually(
+        "workers once the DDL runs",
+        Duration::from_secs(30),
+        || async {
+            deployments.get_opt("ddl-worker").await.ok().flatten()?;
+            sinks.get("ddl").await.ok()?.status?.applied_schema
+        },
+    )
+    .await;
+    assert!(!applied.is_empty());
+    session
+        .query_unpaged(format!("SELECT id FROM {keyspace}.created"), ())
+        .await?;
+
     // Stopping scales the workers to zero and says so.
     sinks
         .patch(
@@ -396,6 +486,9 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     namespaces
         .delete(&namespace, &DeleteParams::default())
         .await?;
+    session
+        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
+        .await?;
     Ok(())
 }
 
@@ -406,7 +499,8 @@ async fn two_operator_processes_elect_one_leader_and_fail_over() -> anyhow::Resu
     cassandra_sink_tests::install_crypto_provider();
     let client = Client::try_default().await?;
     cassandra_sink_tests::cluster::install_crd(&client).await?;
-    let namespace = unique_name("leader").replace('_', "-");
+    let (session, keyspace) = keyspace("leader").await?;
+    let namespace = keyspace.replace('_', "-");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
     let dir = std::env::temp_dir().join(&namespace);
@@ -449,6 +543,7 @@ async fn two_operator_processes_elect_one_leader_and_fail_over() -> anyhow::Resu
         .create(
             &PostParams::default(),
             &sink(
+                &keyspace,
                 "one",
                 "INSERT INTO example.values (id, counter) VALUES (?, ?)",
             )?,
@@ -475,6 +570,7 @@ async fn two_operator_processes_elect_one_leader_and_fail_over() -> anyhow::Resu
         .create(
             &PostParams::default(),
             &sink(
+                &keyspace,
                 "two",
                 "INSERT INTO example.values (id, counter) VALUES (?, ?)",
             )?,
@@ -490,6 +586,9 @@ async fn two_operator_processes_elect_one_leader_and_fail_over() -> anyhow::Resu
     survivor.wait()?;
     namespaces
         .delete(&namespace, &DeleteParams::default())
+        .await?;
+    session
+        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
         .await?;
     std::fs::remove_dir_all(dir).ok();
     Ok(())
@@ -573,8 +672,14 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
             || async {
                 let sink = sinks.get(name).await.ok()?;
                 let progress = sink.status?.progress?;
-                (progress.records_committed == 50 && progress.last_commit_time.is_some())
-                    .then_some(())
+                let partition = progress.partitions.first()?;
+                // Everything produced is committed: no lag, position at the end of the partition.
+                (progress.records_committed == 50
+                    && progress.last_commit_time.is_some()
+                    && progress.lag == Some(0)
+                    && partition.committed_offset == Some(50)
+                    && partition.end_offset == Some(50))
+                .then_some(())
             },
         )
         .await;
@@ -582,6 +687,112 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
     for worker in workers {
         assert!(worker.terminate(Duration::from_secs(30)).success());
     }
+
+    // Records produced while no worker runs show as lag.
+    for index in 50..60 {
+        let value = format!("[\"id{}\", {index}]", index % 7);
+        fixtures::send(&producer, &topic, 0, "k", value.as_bytes()).await?;
+    }
+    eventually("a lag of 10", Duration::from_secs(30), || async {
+        let progress = sinks.get("kept").await.ok()?.status?.progress?;
+        (progress.lag == Some(10)).then_some(())
+    })
+    .await;
+
+    // A reset asked for while the sink runs waits for it to be stopped.
+    let annotate = |value: &'static str| {
+        let sinks = &sinks;
+        async move {
+            sinks
+                .patch(
+                    "kept",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "metadata": { "annotations": {
+                        "cassandra-sink.io/reset-positions": value } } })),
+                )
+                .await
+        }
+    };
+    let reset_phase = |wanted: &'static str| {
+        let sinks = &sinks;
+        async move {
+            let reset = sinks.get("kept").await.ok()?.status?.positions_reset?;
+            (reset.phase == wanted).then_some(reset)
+        }
+    };
+    annotate("0=20").await?;
+    let waiting = eventually("a waiting reset", Duration::from_secs(30), || {
+        reset_phase("Waiting")
+    })
+    .await;
+    assert!(waiting.message.contains("stopped"), "{}", waiting.message);
+    let epoch_before = sinks
+        .get("kept")
+        .await?
+        .status
+        .and_then(|s| s.progress)
+        .and_then(|p| p.partitions.first().and_then(|p| p.epoch))
+        .unwrap_or_default();
+
+    // Stopped, and (playing the Deployment controller) its workers gone: the reset is applied, the
+    // partition's epoch moves on (fencing any straggler) and the status lists the new position.
+    sinks
+        .patch(
+            "kept",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "state": "stopped" } })),
+        )
+        .await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let stopped = eventually("zero replicas", Duration::from_secs(30), || async {
+        let deployment = deployments.get("kept-worker").await.ok()?;
+        (deployment.spec.as_ref()?.replicas == Some(0)).then_some(deployment)
+    })
+    .await;
+    deployments
+        .patch_status(
+            "kept-worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": {
+                "observedGeneration": stopped.metadata.generation, "replicas": 0
+            }})),
+        )
+        .await?;
+    let applied = eventually("an applied reset", Duration::from_secs(30), || {
+        reset_phase("Applied")
+    })
+    .await;
+    assert!(applied.message.contains("0→20"), "{}", applied.message);
+    let partition = eventually(
+        "the reset position in the status",
+        Duration::from_secs(30),
+        || async {
+            let progress = sinks.get("kept").await.ok()?.status?.progress?;
+            let partition = progress.partitions.first()?.clone();
+            (partition.committed_offset == Some(20) && progress.lag == Some(40))
+                .then_some(partition)
+        },
+    )
+    .await;
+    assert!(partition.epoch.unwrap_or_default() > epoch_before);
+    // The committer row itself (the source of truth the workers resume from) says 20.
+    let row = fixtures::committed(
+        &session,
+        &keyspace,
+        "checkpoints",
+        &format!("{namespace}/kept"),
+        1,
+    )
+    .await?;
+    assert_eq!(row[&0].0, Some(20));
+
+    // An offset Kafka does not hold is refused, saying what Kafka holds.
+    annotate("0=1000").await?;
+    let refused = eventually("a refused reset", Duration::from_secs(30), || {
+        reset_phase("Refused")
+    })
+    .await;
+    assert!(refused.message.contains("0..=60"), "{}", refused.message);
 
     // Deleting applies each sink's deletion policy to its committer rows.
     let rows = |name: &'static str| {
@@ -623,5 +834,74 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
         .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
         .await?;
     std::fs::remove_dir_all(dir).ok();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_watches_only_the_namespaces_it_is_given() -> anyhow::Result<()> {
+    cassandra_sink_tests::install_crypto_provider();
+    let client = Client::try_default().await?;
+    cassandra_sink_tests::cluster::install_crd(&client).await?;
+    let (session, keyspace) = keyspace("scoped").await?;
+    let base = keyspace.replace('_', "-");
+    let [first, second, unwatched] = ["a", "b", "c"].map(|suffix| format!("{base}-{suffix}"));
+    for namespace in [&first, &second, &unwatched] {
+        cassandra_sink_tests::cluster::create_namespace(&client, namespace).await?;
+    }
+    let controller = tokio::spawn(controller::run(
+        client.clone(),
+        Settings {
+            worker_image: "cassandra-sink-worker:test".to_owned(),
+            image_pull_policy: "Never".to_owned(),
+        },
+        vec![first.clone(), second.clone()],
+        std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new()),
+        Duration::from_secs(1),
+    ));
+    for namespace in [&first, &second, &unwatched] {
+        Api::<CassandraSink>::namespaced(client.clone(), namespace)
+            .create(
+                &PostParams::default(),
+                &sink(
+                    &keyspace,
+                    "scoped",
+                    "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+                )?,
+            )
+            .await?;
+    }
+    for namespace in [&first, &second] {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+        eventually(
+            "workers in a watched namespace",
+            Duration::from_secs(30),
+            || async { deployments.get_opt("scoped-worker").await.ok().flatten() },
+        )
+        .await;
+    }
+    // Both watched namespaces are done; the third, given the same time, is left alone.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let unwatched_deployments: Api<Deployment> = Api::namespaced(client.clone(), &unwatched);
+    assert!(
+        unwatched_deployments
+            .get_opt("scoped-worker")
+            .await?
+            .is_none()
+    );
+    let untouched = Api::<CassandraSink>::namespaced(client.clone(), &unwatched)
+        .get("scoped")
+        .await?;
+    assert!(untouched.status.is_none(), "{:?}", untouched.status);
+
+    controller.abort();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for namespace in [&first, &second, &unwatched] {
+        namespaces
+            .delete(namespace, &DeleteParams::default())
+            .await?;
+    }
+    session
+        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
+        .await?;
     Ok(())
 }

@@ -1,0 +1,191 @@
+//! The operator's read-only view of a sink's topic: each partition's low and high watermarks, for the
+//! lag in the status and for resets to `earliest` or `latest`. One client per Kafka cluster and
+//! credentials, shared by every sink that reads from it; it never joins a consumer group.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cassandra_sink_worker::config::RESERVED_KAFKA_PROPERTIES;
+use kube::{Client, ResourceExt};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::Mutex;
+
+use crate::access::{AccessError, SecretData};
+use crate::crd::{CassandraSink, KafkaSourceSpec};
+
+/// Each partition's (low, high) watermark: the first offset Kafka still holds and the next offset it
+/// will write.
+pub type Watermarks = BTreeMap<i32, (i64, i64)>;
+
+/// Why the watermarks could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// A SASL or TLS Secret could not be read.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The client could not be created, or the brokers did not answer.
+    #[error("Kafka {brokers}: {message}")]
+    Client {
+        /// The bootstrap servers.
+        brokers: String,
+        /// librdkafka's message.
+        message: String,
+    },
+}
+
+/// Cached clients, and recent failures so that an unreachable cluster does not slow every reconcile.
+#[derive(Default)]
+pub struct Clients {
+    cache: Mutex<BTreeMap<String, Arc<BaseConsumer>>>,
+    failures: Mutex<BTreeMap<String, Instant>>,
+}
+
+/// How long one metadata or offsets request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After a failure, how long before that cluster is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// librdkafka settings for a read-only client of the sink's brokers, and a key that changes with
+/// them (Secret versions included).
+async fn client_config(
+    client: &Client,
+    namespace: &str,
+    kafka: &KafkaSourceSpec,
+) -> Result<(ClientConfig, String), KafkaError> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", kafka.bootstrap_servers.join(","));
+    let mut key = kafka.bootstrap_servers.join(",");
+    if let Some(protocol) = kafka.security_protocol {
+        config.set("security.protocol", protocol.librdkafka_name());
+        key.push_str(protocol.librdkafka_name());
+    }
+    if let Some(sasl) = &kafka.sasl {
+        let secret = SecretData::read(client, namespace, &sasl.secret_name).await?;
+        config
+            .set("sasl.mechanism", sasl.mechanism.librdkafka_name())
+            .set("sasl.username", secret.text("username")?)
+            .set("sasl.password", secret.text("password")?);
+        key.push_str(&secret.version());
+    }
+    if let Some(tls) = &kafka.tls {
+        let secret = SecretData::read(client, namespace, &tls.secret_name).await?;
+        let material = secret.tls(tls);
+        let text = |pem: &cassandra_sink_worker::cassandra::Pem| {
+            String::from_utf8_lossy(&pem.bytes).into_owned()
+        };
+        if let Some(ca) = &material.ca {
+            config.set("ssl.ca.pem", text(ca));
+        }
+        if let (Some(cert), Some(private)) = (&material.cert, &material.key) {
+            config
+                .set("ssl.certificate.pem", text(cert))
+                .set("ssl.key.pem", text(private));
+        }
+        if !tls.verify_hostname {
+            config.set("ssl.endpoint.identification.algorithm", "none");
+        }
+        key.push_str(&secret.version());
+    }
+    for (name, value) in &kafka.properties {
+        // The consumer-group settings do not concern a client that only reads offsets.
+        if !RESERVED_KAFKA_PROPERTIES.contains(&name.as_str()) {
+            config.set(name, value);
+            key.push_str(&format!("{name}={value};"));
+        }
+    }
+    key.push('|');
+    key.push_str(namespace);
+    Ok((config, key))
+}
+
+impl Clients {
+    /// The watermarks of every partition of the sink's topic.
+    pub async fn watermarks(
+        &self,
+        client: &Client,
+        sink: &CassandraSink,
+    ) -> Result<Watermarks, KafkaError> {
+        let kafka = &sink.spec.source.kafka;
+        let brokers = kafka.bootstrap_servers.join(",");
+        let error = |message: String| KafkaError::Client {
+            brokers: brokers.clone(),
+            message,
+        };
+        let namespace = sink.namespace().unwrap_or_default();
+        let (config, key) = client_config(client, &namespace, kafka).await?;
+        if let Some(failed) = self.failures.lock().await.get(&key)
+            && failed.elapsed() < RETRY_AFTER
+        {
+            return Err(error(format!(
+                "did not answer {:.0?} ago; next attempt after {RETRY_AFTER:?}",
+                failed.elapsed()
+            )));
+        }
+        let cached = self.cache.lock().await.get(&key).cloned();
+        let consumer = match cached {
+            Some(consumer) => consumer,
+            None => {
+                let consumer: BaseConsumer = config.create().map_err(|e| error(e.to_string()))?;
+                let consumer = Arc::new(consumer);
+                self.cache
+                    .lock()
+                    .await
+                    .insert(key.clone(), consumer.clone());
+                consumer
+            }
+        };
+        let topic = kafka.topic.clone();
+        // librdkafka's offset requests block: run them off the async workers.
+        let result = tokio::task::spawn_blocking(move || read_watermarks(&consumer, &topic))
+            .await
+            .unwrap_or_else(|e| Err(Failure::Unreachable(e.to_string())));
+        match result {
+            Ok(watermarks) => {
+                self.failures.lock().await.remove(&key);
+                Ok(watermarks)
+            }
+            // Only an unreachable cluster is remembered: a missing topic concerns this sink alone.
+            Err(Failure::Unreachable(message)) => {
+                self.failures.lock().await.insert(key, Instant::now());
+                Err(error(message))
+            }
+            Err(Failure::Topic(message)) => Err(error(message)),
+        }
+    }
+}
+
+/// What went wrong reading watermarks.
+enum Failure {
+    /// The brokers did not answer.
+    Unreachable(String),
+    /// The brokers answered, but the topic or a partition is missing or failed.
+    Topic(String),
+}
+
+fn read_watermarks(consumer: &BaseConsumer, topic: &str) -> Result<Watermarks, Failure> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(|error| Failure::Unreachable(error.to_string()))?;
+    let described = metadata
+        .topics()
+        .iter()
+        .find(|described| described.name() == topic)
+        .ok_or_else(|| Failure::Topic(format!("topic {topic} is not in the metadata")))?;
+    if let Some(error) = described.error() {
+        return Err(Failure::Topic(format!(
+            "topic {topic}: {}",
+            rdkafka::error::RDKafkaErrorCode::from(error)
+        )));
+    }
+    let mut watermarks = Watermarks::new();
+    for partition in described.partitions() {
+        let marks = consumer
+            .fetch_watermarks(topic, partition.id(), REQUEST_TIMEOUT)
+            .map_err(|error| Failure::Topic(format!("partition {}: {error}", partition.id())))?;
+        watermarks.insert(partition.id(), marks);
+    }
+    Ok(watermarks)
+}
