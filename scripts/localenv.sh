@@ -8,6 +8,8 @@
 #   scripts/localenv.sh reset     down, then delete their data folders
 #   scripts/localenv.sh status    one line per server: running or not, address, resident memory
 #   scripts/localenv.sh env       connection settings as shell exports: eval "$(scripts/localenv.sh env)"
+#   scripts/localenv.sh start S   start one installed server (cassandra, kafka, etcd, kube-apiserver) if it
+#                                 is not running, and wait until it is ready (the outage tests use it)
 #
 # Settings (ports, versions, folders) are environment variables; see scripts/localenv/common.sh.
 set -euo pipefail
@@ -40,6 +42,8 @@ export KUBECONFORM=$BIN_DIR/kubeconform-$KUBECONFORM_VERSION
 export KUBECONFORM_SCHEMAS=$KUBE_SCHEMA_DIR
 export LOCALENV_BIN=$BIN_DIR
 export CASSANDRA_PID_FILE=$PID_DIR/cassandra.pid
+export KAFKA_PID_FILE=$PID_DIR/kafka.pid
+export LOCALENV_SCRIPT=$here/localenv.sh
 EOF
 }
 
@@ -91,6 +95,15 @@ case "${1:-}" in
     rm -rf "$LOCALENV_STATE/cassandra" "$LOCALENV_STATE/kafka" "$LOCALENV_STATE/etcd" "$LOCALENV_STATE/pki"
     ;;
   status) cmd_status ;;
+  start)
+    case "${2:-}" in
+      cassandra) start_cassandra ;;
+      kafka) start_kafka ;;
+      etcd) start_etcd ;;
+      kube-apiserver) start_apiserver ;;
+      *) die "start what? one of: $SERVERS" ;;
+    esac
+    ;;
   env) print_env ;;
   *)
     sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'

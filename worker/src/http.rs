@@ -2,7 +2,7 @@
 //!
 //! * `/healthz` answers 200 while the process serves requests (liveness).
 //! * `/readyz` answers 200 once the sink is connected and committing, 503 while it retries against an
-//!   unavailable Cassandra or has not started yet (readiness).
+//!   unavailable Cassandra, while every Kafka broker is down, or before it has started (readiness).
 //! * `/metrics` is the Prometheus text format.
 
 use std::future::Future;

@@ -40,6 +40,7 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     registry: Registry,
     ready: AtomicBool,
+    kafka_available: AtomicBool,
     last_commit_ms: AtomicI64,
 }
 
@@ -112,6 +113,7 @@ impl Metrics {
             errors,
             registry,
             ready: AtomicBool::new(false),
+            kafka_available: AtomicBool::new(true),
             last_commit_ms: AtomicI64::new(0),
         }
     }
@@ -125,14 +127,24 @@ impl Metrics {
             .inc();
     }
 
-    /// Marks the worker ready (connected and committing) or not.
+    /// Marks the write loop ready (connected to Cassandra and committing) or not.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// True when ready.
+    /// Marks Kafka reachable or not (all brokers down).
+    pub fn set_kafka_available(&self, available: bool) {
+        self.kafka_available.store(available, Ordering::Relaxed);
+    }
+
+    /// True while Kafka is reachable.
+    pub fn kafka_available(&self) -> bool {
+        self.kafka_available.load(Ordering::Relaxed)
+    }
+
+    /// True when the write loop is ready and Kafka reachable.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.kafka_available()
     }
 
     /// Remembers when the last checkpoint committed.

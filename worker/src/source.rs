@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
@@ -30,6 +30,7 @@ use crate::cassandra::read_secret;
 use crate::checkpoint::{Claim, RangeGone, StartAt};
 use crate::committer::{Committer, CommitterError};
 use crate::config::{KafkaSource, RESERVED_KAFKA_PROPERTIES};
+use crate::metrics::Metrics;
 
 /// A record copied out of librdkafka's buffers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,9 +167,24 @@ pub struct SourceContext {
     topic: String,
     events: mpsc::Sender<SourceEvent>,
     stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// librdkafka reports client-wide errors here; "all brokers down" makes the worker unready until
+    /// the poll thread reaches Kafka again (librdkafka itself keeps reconnecting).
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            if self.metrics.kafka_available() {
+                tracing::warn!(reason, "all Kafka brokers are down; retrying");
+            }
+            self.metrics.set_kafka_available(false);
+            self.metrics.error("kafka_unavailable");
+        } else {
+            tracing::warn!(%error, reason, "Kafka client error");
+        }
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn rebalance(
@@ -329,6 +345,7 @@ impl Source {
         source: &KafkaSource,
         group_id: &str,
         committer: Arc<Committer>,
+        metrics: Arc<Metrics>,
     ) -> Result<(Self, mpsc::Receiver<SourceEvent>), SourceError> {
         let (events, receiver) = mpsc::channel(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
@@ -338,6 +355,7 @@ impl Source {
             topic: source.topic.clone(),
             events: events.clone(),
             stop: stop.clone(),
+            metrics,
         };
         let consumer: BaseConsumer<SourceContext> = client_config(source, group_id)?
             .create_with_context(context)
@@ -443,16 +461,20 @@ fn poll_loop(
     events: &mpsc::Sender<SourceEvent>,
     stop: &AtomicBool,
 ) {
+    let metrics = consumer.context().metrics.clone();
+    let topic = consumer.context().topic.clone();
+    let mut last_probe = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message))
+            Some(Ok(message)) => {
+                metrics.set_kafka_available(true);
                 if events
                     .blocking_send(SourceEvent::Record(owned(&message)))
-                    .is_err() =>
-            {
-                break;
+                    .is_err()
+                {
+                    break;
+                }
             }
-            Some(Ok(_)) => {}
             Some(Err(error)) => {
                 if let Some(failure) = fatal(&error) {
                     tracing::error!(%error, "Kafka source cannot go on");
@@ -463,11 +485,26 @@ fn poll_loop(
             }
             None => {}
         }
+        // While Kafka is marked down, a cheap metadata request every few seconds tells when it is
+        // back even if no record arrives (an idle topic).
+        if !metrics.kafka_available() && last_probe.elapsed() >= PROBE_INTERVAL {
+            last_probe = Instant::now();
+            if consumer
+                .fetch_metadata(Some(&topic), PROBE_INTERVAL)
+                .is_ok()
+            {
+                tracing::info!("Kafka reachable again");
+                metrics.set_kafka_available(true);
+            }
+        }
     }
     consumer.unsubscribe();
     // Serve the revoke callback that unsubscribing triggers.
     let _ = consumer.poll(Duration::from_millis(500));
 }
+
+/// How often an unreachable Kafka is probed.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Errors after which reading on would skip or invent data.
 fn fatal(error: &KafkaError) -> Option<SourceError> {

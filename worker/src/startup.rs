@@ -127,6 +127,7 @@ pub struct Prepared {
     source_config: crate::config::KafkaSource,
     group_id: String,
     committer: Arc<Committer>,
+    metrics: Arc<Metrics>,
     /// The data session (for health checks and tests).
     pub session: Arc<Session>,
 }
@@ -219,6 +220,7 @@ pub async fn prepare(
     };
 
     let nodes = session.get_cluster_state().get_nodes_info().len().max(1);
+    let writer_metrics = metrics.clone();
     let writer = Writer {
         session: session.clone(),
         statement,
@@ -227,7 +229,7 @@ pub async fn prepare(
         dead_letter,
         on_invalid: config.on_invalid_record,
         max_in_flight: config.limits.max_in_flight_per_node as usize * nodes,
-        metrics,
+        metrics: metrics.clone(),
         topic: config.source.kafka.topic.clone(),
     };
     let limits = Limits {
@@ -240,6 +242,7 @@ pub async fn prepare(
         source_config: config.source.kafka.clone(),
         group_id: config.group_id(),
         committer,
+        metrics: writer_metrics,
         session,
     })
 }
@@ -253,8 +256,12 @@ impl Prepared {
     /// Joins the consumer group and runs the write loop until `shutdown` completes or an error stops
     /// it; on the way out the last buffered records are committed and partitions released.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-        let (mut source, events) =
-            Source::start(&self.source_config, &self.group_id, self.committer.clone())?;
+        let (mut source, events) = Source::start(
+            &self.source_config,
+            &self.group_id,
+            self.committer.clone(),
+            self.metrics.clone(),
+        )?;
         let result = self.sink.run(events, &source, shutdown).await;
         source.stop();
         result.map_err(StartError::from)

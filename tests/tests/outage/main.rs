@@ -1,7 +1,9 @@
-//! Cassandra unavailable: the worker retries, reports not ready, loses nothing and resumes by itself.
+//! Cassandra or Kafka unavailable: the worker retries, reports not ready, loses nothing and resumes by
+//! itself.
 //!
-//! A test binary of its own because it freezes the shared Cassandra (SIGSTOP): cargo runs test binaries
-//! one after another, so no other test is talking to Cassandra meanwhile.
+//! A test binary of its own because it freezes the shared Cassandra (SIGSTOP) and kills the shared
+//! Kafka: cargo runs test binaries one after another, so no other test is talking to them meanwhile,
+//! and the two tests here take turns through [`ONE_OUTAGE_AT_A_TIME`].
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -9,6 +11,9 @@ use std::time::{Duration, Instant};
 use cassandra_sink_tests::env_or;
 use cassandra_sink_tests::scenario::Scenario;
 use cassandra_sink_tests::worker::Worker;
+
+/// The tests here each break a shared server; they must not overlap.
+static ONE_OUTAGE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Sends a signal to the local Cassandra, whose pid `scripts/localenv.sh` recorded.
 fn signal_cassandra(signal: &str) {
@@ -41,6 +46,7 @@ impl Drop for Frozen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_cassandra_makes_the_worker_unready_and_it_resumes_without_loss()
 -> anyhow::Result<()> {
+    let _turn = ONE_OUTAGE_AT_A_TIME.lock().await;
     let mut scenario = Scenario::new("outage", 2, "checkpoint: { interval: 200ms }\n").await?;
     // A short request timeout so the outage shows within the test's time.
     let text = std::fs::read_to_string(&scenario.config)?.replace(
@@ -76,6 +82,99 @@ async fn a_frozen_cassandra_makes_the_worker_unready_and_it_resumes_without_loss
         .wait_until_caught_up(Duration::from_secs(90))
         .await?;
     let deadline = Instant::now() + Duration::from_secs(10);
+    while worker.get("/readyz").map(|(status, _)| status) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again:\n{}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(worker.terminate(Duration::from_secs(30)).success());
+    assert_eq!(scenario.table().await?, scenario.expected);
+    let committed = scenario.committed().await?;
+    let counted: i64 = committed
+        .values()
+        .map(|(_, _, records)| records.unwrap_or(0))
+        .sum();
+    assert_eq!(counted, scenario.produced);
+    scenario.clean_up().await
+}
+
+/// Kills the local Kafka (SIGKILL, as a crash), whose pid `scripts/localenv.sh` recorded.
+fn kill_kafka() {
+    let pid_file = env_or("KAFKA_PID_FILE", "");
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|error| panic!("KAFKA_PID_FILE ({pid_file:?}): {error}"));
+    let status = Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -KILL {pid}");
+}
+
+/// Starts the local Kafka again and waits until it is ready.
+fn start_kafka() {
+    let script = env_or("LOCALENV_SCRIPT", "");
+    let status = Command::new("bash")
+        .args([script.as_str(), "start", "kafka"])
+        .status()
+        .expect("run localenv.sh");
+    assert!(status.success(), "{script} start kafka");
+}
+
+/// Restarts Kafka even if an assertion fails while it is down.
+struct KafkaDown;
+
+impl KafkaDown {
+    fn new() -> Self {
+        kill_kafka();
+        KafkaDown
+    }
+}
+
+impl Drop for KafkaDown {
+    fn drop(&mut self) {
+        start_kafka();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_kafka_makes_the_worker_unready_and_it_resumes_without_loss() -> anyhow::Result<()>
+{
+    let _turn = ONE_OUTAGE_AT_A_TIME.lock().await;
+    let mut scenario =
+        Scenario::new("kafka_outage", 2, "checkpoint: { interval: 200ms }\n").await?;
+    scenario.produce(300, 30).await?;
+    let worker = Worker::start(&scenario.config, "worker", &[]);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(60))
+        .await?;
+    assert_eq!(worker.get("/readyz").map(|(status, _)| status), Some(200));
+
+    let mut saw_unready = false;
+    {
+        let _down = KafkaDown::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && !saw_unready {
+            saw_unready = worker.get("/readyz").map(|(status, _)| status) == Some(503);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The worker lives through the outage: it retries instead of exiting.
+        assert!(worker.get("/healthz").is_some(), "{}", worker.log_text());
+    }
+    assert!(
+        saw_unready,
+        "the worker stayed ready while Kafka was down:\n{}",
+        worker.log_text()
+    );
+
+    // Kafka is back: the worker reads on by itself, with nothing lost or applied twice.
+    scenario.produce(300, 30).await?;
+    scenario
+        .wait_until_caught_up(Duration::from_secs(120))
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
     while worker.get("/readyz").map(|(status, _)| status) != Some(200) {
         assert!(
             Instant::now() < deadline,
