@@ -153,14 +153,8 @@ pub async fn connect_with(
     config: &CassandraConfig,
     access: Access,
 ) -> Result<Session, ConnectError> {
-    let mut policy = DefaultPolicy::builder().token_aware(true);
-    if let Some(datacenter) = &config.local_datacenter {
-        policy = policy
-            .prefer_datacenter(datacenter.clone())
-            .permit_dc_failover(false);
-    }
     let profile = ExecutionProfile::builder()
-        .load_balancing_policy(policy.build())
+        .load_balancing_policy(load_balancing_policy(config))
         .consistency(driver_consistency(config.consistency))
         .request_timeout(Some(config.request_timeout.0))
         .build();
@@ -181,6 +175,19 @@ pub async fn connect_with(
             contact_points: config.contact_points.join(","),
             message: error.to_string(),
         })
+}
+
+/// Token-aware routing, confined to the local datacenter when one is configured.
+pub fn load_balancing_policy(
+    config: &CassandraConfig,
+) -> Arc<dyn scylla::policies::load_balancing::LoadBalancingPolicy> {
+    let mut policy = DefaultPolicy::builder().token_aware(true);
+    if let Some(datacenter) = &config.local_datacenter {
+        policy = policy
+            .prefer_datacenter(datacenter.clone())
+            .permit_dc_failover(false);
+    }
+    policy.build()
 }
 
 /// A rustls client configuration from PEM material.

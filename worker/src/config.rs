@@ -377,6 +377,13 @@ pub struct Limits {
     /// Most write requests in flight to one Cassandra node.
     #[serde(default = "Limits::default_in_flight_per_node")]
     pub max_in_flight_per_node: u32,
+    /// Most rows in one unlogged batch. Only rows of one Cassandra partition (same partition key,
+    /// different clustering key) from one Kafka partition share a batch; 1 turns batching off.
+    #[serde(default = "Limits::default_max_batch_rows")]
+    pub max_batch_rows: u32,
+    /// Most bytes of record values in one batch (Cassandra warns about batches over 5 KiB).
+    #[serde(default = "Limits::default_max_batch_bytes")]
+    pub max_batch_bytes: u32,
     /// Largest record value accepted; a larger one is an invalid record.
     #[serde(default = "Limits::default_max_record_bytes")]
     pub max_record_bytes: u32,
@@ -392,12 +399,20 @@ impl Limits {
     const fn default_max_record_bytes() -> u32 {
         1024 * 1024
     }
+    const fn default_max_batch_rows() -> u32 {
+        16
+    }
+    const fn default_max_batch_bytes() -> u32 {
+        4096
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_in_flight_per_node: Self::default_in_flight_per_node(),
+            max_batch_rows: Self::default_max_batch_rows(),
+            max_batch_bytes: Self::default_max_batch_bytes(),
             max_record_bytes: Self::default_max_record_bytes(),
             null_means_unset: true,
         }

@@ -4,6 +4,8 @@
 //! Without the default `runtime` feature this crate is only [`config`], [`statement`] and
 //! [`checkpoint`]: the configuration types, statement checks and protocol decisions the operator shares.
 
+#[cfg(feature = "runtime")]
+pub mod batching;
 #[cfg(feature = "committer")]
 pub mod cassandra;
 pub mod checkpoint;
@@ -20,6 +22,8 @@ pub mod http;
 pub mod mapping;
 #[cfg(feature = "runtime")]
 pub mod metrics;
+#[cfg(feature = "runtime")]
+pub mod routing;
 #[cfg(feature = "committer")]
 pub mod schema;
 #[cfg(feature = "runtime")]

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub records_dead_lettered: Counter,
     /// Checkpoints committed.
     pub checkpoints: Counter,
+    /// Unlogged batches (rows of one partition) written.
+    pub batches: Counter,
     /// Seconds from sealing a checkpoint to its commit.
     pub checkpoint_duration: Histogram,
     /// Seconds the commit transactions of a checkpoint took.
@@ -52,6 +54,7 @@ impl Metrics {
         let records_written = Counter::default();
         let records_dead_lettered = Counter::default();
         let checkpoints = Counter::default();
+        let batches = Counter::default();
         let checkpoint_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let commit_latency = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let requests_in_flight = Gauge::default();
@@ -67,6 +70,11 @@ impl Metrics {
             "records_written",
             "Records written to Cassandra by committed checkpoints",
             records_written.clone(),
+        );
+        registry.register(
+            "batches",
+            "Unlogged batches of rows sharing a partition key, written",
+            batches.clone(),
         );
         registry.register(
             "records_dead_lettered",
@@ -105,6 +113,7 @@ impl Metrics {
             records_written,
             records_dead_lettered,
             checkpoints,
+            batches,
             checkpoint_duration,
             commit_latency,
             requests_in_flight,

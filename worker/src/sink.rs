@@ -22,17 +22,21 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use scylla::client::session::Session;
+use scylla::routing::Token;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::batching::{self, BatchLimits, WriteKey};
 use crate::cassandra::{Failure, classify};
 use crate::checkpoint::{Claim, PartitionBuffer, Sealed, Sizable, now_micros};
 use crate::committer::{Committer, CommitterError};
 use crate::config::OnInvalidRecord;
 use crate::dead_letter::{DeadLetter, Rejected};
-use crate::mapping::{Plan, SourceRecord};
+use crate::mapping::{BoundValues, Plan, SourceRecord};
 use crate::metrics::Metrics;
+use crate::routing::Router;
 use crate::source::{OwnedRecord, Source, SourceError, SourceEvent};
 
 /// Why the write loop stopped.
@@ -73,12 +77,33 @@ pub struct Writer {
     pub dead_letter: DeadLetter,
     /// What to do with invalid records.
     pub on_invalid: OnInvalidRecord,
-    /// Most writes in flight at once.
+    /// Most requests in flight at once, over all nodes.
     pub max_in_flight: usize,
+    /// Chooses each write's replica and bounds requests in flight per node.
+    pub router: Router,
+    /// How rows of one partition are batched, when the table has clustering columns.
+    pub batching: Option<Batching>,
     /// Metrics and readiness.
     pub metrics: Arc<Metrics>,
     /// Source topic.
     pub topic: String,
+}
+
+/// Batching of rows that share a partition: the markers that identify a row within its partition.
+pub struct Batching {
+    /// Size bounds of one batch.
+    pub limits: BatchLimits,
+    /// Indexes of the bind markers that fill clustering columns.
+    pub clustering_markers: Vec<usize>,
+}
+
+/// A bound write waiting to be sent.
+struct Bound {
+    /// Index into the checkpoint's writes.
+    index: usize,
+    values: BoundValues,
+    token: Option<Token>,
+    timestamp: i64,
 }
 
 /// Checkpoint triggers.
@@ -538,61 +563,169 @@ impl Writer {
     }
 
     /// Writes every record with its timestamp; returns the records Cassandra refused for good, by
-    /// index, with the reason. Transient failures are retried until they succeed.
+    /// index, with the reason. Transient failures are retried until they succeed. Rows of one
+    /// partition travel in unlogged batches (see [`crate::batching`]); each request waits for room on
+    /// the replica it is sent to (see [`crate::routing`]).
     async fn write_all(
         &self,
         writes: &[(&OwnedRecord, i64)],
     ) -> Vec<(usize, &'static str, String)> {
-        let writer = self;
-        let acknowledged = std::sync::atomic::AtomicUsize::new(0);
-        let acknowledged = &acknowledged;
-        let half = writes.len() / 2;
-        // Indexes rather than borrowed items: the future must be `Send` for any lifetime to be
-        // spawned, which closures over borrowed tuples do not prove to the compiler.
-        let results = futures::stream::iter(0..writes.len())
-            .map(|index| async move {
-                let (record, timestamp) = writes[index];
-                let values = match writer.plan.bind(&view(record)) {
-                    Ok(values) => values,
-                    Err(invalid) => return Some((index, invalid.kind(), invalid.to_string())),
-                };
-                let mut statement = writer.statement.clone();
-                statement.set_timestamp(Some(timestamp));
-                let mut backoff = Duration::from_millis(100);
-                loop {
-                    writer.metrics.requests_in_flight.inc();
-                    let result = writer.session.execute_unpaged(&statement, &values).await;
-                    writer.metrics.requests_in_flight.dec();
-                    match result {
-                        Ok(_) => {
-                            if acknowledged.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
-                                == half
-                            {
-                                crate::fault::point("mid-write");
-                            }
-                            return None;
-                        }
-                        Err(error) => match classify(&error) {
-                            Failure::Rejected(reason) => {
-                                return Some((index, "rejected_by_cassandra", reason));
-                            }
-                            Failure::Transient(message) => {
-                                writer.metrics.error("cassandra_unavailable");
-                                writer.metrics.set_ready(false);
-                                tracing::warn!(%message, "write failed; retrying the same write");
-                                tokio::time::sleep(backoff).await;
-                                backoff = (backoff * 2).min(Duration::from_secs(10));
-                            }
-                        },
-                    }
+        let mut refused = Vec::new();
+        let mut bound = Vec::with_capacity(writes.len());
+        for (index, (record, timestamp)) in writes.iter().enumerate() {
+            match self.plan.bind(&view(record)) {
+                Ok(values) => {
+                    // A token that cannot be computed only means the driver routes the write itself.
+                    let token = self.statement.calculate_token(&values).ok().flatten();
+                    bound.push(Bound {
+                        index,
+                        values,
+                        token,
+                        timestamp: *timestamp,
+                    });
                 }
+                Err(invalid) => refused.push((index, invalid.kind(), invalid.to_string())),
+            }
+        }
+        let groups = match &self.batching {
+            Some(batching) => {
+                let keys: Vec<WriteKey> = bound
+                    .iter()
+                    .map(|write| self.write_key(batching, writes[write.index].0, write))
+                    .collect();
+                batching::group(&keys, batching.limits)
+            }
+            None => (0..bound.len()).map(|index| vec![index]).collect(),
+        };
+        let acknowledged = std::sync::atomic::AtomicUsize::new(0);
+        let half = bound.len() / 2;
+        let (bound, acknowledged) = (&bound, &acknowledged);
+        let results = futures::stream::iter(groups)
+            .map(|members| async move {
+                let result = self.send_group(bound, &members).await;
+                let before =
+                    acknowledged.fetch_add(members.len(), std::sync::atomic::Ordering::Relaxed);
+                if before < half && before + members.len() >= half {
+                    crate::fault::point("mid-write");
+                }
+                result
             })
-            .buffer_unordered(writer.max_in_flight)
-            .filter_map(|refused| async move { refused })
+            .buffer_unordered(self.max_in_flight)
             .collect::<Vec<_>>()
             .await;
-        writer.metrics.set_ready(true);
-        results
+        self.metrics.set_ready(true);
+        refused.extend(results.into_iter().flatten());
+        refused
+    }
+
+    /// What grouping needs of a bound write: its partition (the token) and its row within it.
+    fn write_key(&self, batching: &Batching, record: &OwnedRecord, write: &Bound) -> WriteKey {
+        use std::hash::{Hash, Hasher};
+        let mut row = std::collections::hash_map::DefaultHasher::new();
+        write.token.map(|token| token.value()).hash(&mut row);
+        for &marker in &batching.clustering_markers {
+            // Debug text identifies a value exactly (CqlValue has floats, so no Hash).
+            format!("{:?}", write.values.get(marker)).hash(&mut row);
+        }
+        WriteKey {
+            kafka_partition: record.partition,
+            partition_key: write.token.map(|token| token.value() as u64),
+            row: row.finish(),
+            bytes: record.value.as_ref().map_or(0, Vec::len)
+                + record.key.as_ref().map_or(0, Vec::len),
+        }
+    }
+
+    /// Sends one group: a single write, or an unlogged batch stamped with its last row's timestamp.
+    /// A batch Cassandra refuses is split into single writes, so that only the offending record is
+    /// refused. Returns the records refused for good.
+    async fn send_group(
+        &self,
+        bound: &[Bound],
+        members: &[usize],
+    ) -> Vec<(usize, &'static str, String)> {
+        if let [single] = members {
+            let write = &bound[*single];
+            return match self
+                .send(write.token, write.timestamp, |statement, profile| {
+                    let mut statement = statement.clone();
+                    statement.set_timestamp(Some(write.timestamp));
+                    statement.set_execution_profile_handle(profile);
+                    let session = self.session.clone();
+                    async move {
+                        session
+                            .execute_unpaged(&statement, &write.values)
+                            .await
+                            .map(drop)
+                    }
+                })
+                .await
+            {
+                Some(reason) => vec![(write.index, "rejected_by_cassandra", reason)],
+                None => Vec::new(),
+            };
+        }
+        let last = &bound[members[members.len() - 1]];
+        let values: Vec<&BoundValues> = members.iter().map(|&m| &bound[m].values).collect();
+        let refused = self
+            .send(last.token, last.timestamp, |statement, profile| {
+                let mut batch = Batch::new(BatchType::Unlogged);
+                for _ in members {
+                    batch.append_statement(statement.clone());
+                }
+                if let Some(consistency) = statement.get_consistency() {
+                    batch.set_consistency(consistency);
+                }
+                batch.set_is_idempotent(statement.get_is_idempotent());
+                batch.set_timestamp(Some(last.timestamp));
+                batch.set_execution_profile_handle(profile);
+                let session = self.session.clone();
+                let values = &values;
+                async move { session.batch(&batch, values).await.map(drop) }
+            })
+            .await;
+        if refused.is_none() {
+            self.metrics.batches.inc();
+            return Vec::new();
+        }
+        let mut refused = Vec::new();
+        for &member in members {
+            refused.extend(Box::pin(self.send_group(bound, &[member])).await);
+        }
+        refused
+    }
+
+    /// Sends one request to a replica of `token` with room for it, retrying transient failures with
+    /// backoff; returns Cassandra's reason when it refuses the request for good.
+    async fn send<F, Fut>(&self, token: Option<Token>, timestamp: i64, request: F) -> Option<String>
+    where
+        F: Fn(
+            &PreparedStatement,
+            Option<scylla::client::execution_profile::ExecutionProfileHandle>,
+        ) -> Fut,
+        Fut: Future<Output = Result<(), scylla::errors::ExecutionError>>,
+    {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let route = self.router.route(&self.session, token).await;
+            self.metrics.requests_in_flight.inc();
+            let result = request(&self.statement, route.profile.clone()).await;
+            self.metrics.requests_in_flight.dec();
+            drop(route);
+            match result {
+                Ok(()) => return None,
+                Err(error) => match classify(&error) {
+                    Failure::Rejected(reason) => return Some(reason),
+                    Failure::Transient(message) => {
+                        self.metrics.error("cassandra_unavailable");
+                        self.metrics.set_ready(false);
+                        tracing::warn!(%message, timestamp, "write failed; retrying the same write");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                },
+            }
+        }
     }
 
     /// Retries a committer or dead-letter operation while Cassandra is unavailable; returns a fencing

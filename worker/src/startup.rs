@@ -11,14 +11,16 @@ use scylla::client::session::Session;
 use scylla::cluster::metadata::{ColumnType, NativeType};
 use scylla::statement::prepared::PreparedStatement;
 
-use crate::cassandra::{ConnectError, connect, driver_consistency};
+use crate::batching::BatchLimits;
+use crate::cassandra::{ConnectError, connect, driver_consistency, load_balancing_policy};
 use crate::committer::{Committer, CommitterError};
 use crate::config::{DeadLetterConfig, Guarantee, SinkConfig};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::mapping::{MarkerSpec, Plan, PlanError};
 use crate::metrics::Metrics;
+use crate::routing::{Router, RouterSettings};
 use crate::schema::{self, SchemaError};
-use crate::sink::{Limits, Loop, SinkError, Writer};
+use crate::sink::{Batching, Limits, Loop, SinkError, Writer};
 use crate::source::{Source, SourceError};
 use crate::statement::{self, NotIdempotent, StatementError};
 
@@ -121,6 +123,43 @@ fn marker_specs(prepared: &PreparedStatement) -> Vec<MarkerSpec> {
         .collect()
 }
 
+/// Batching for a statement whose table has clustering columns: rows of one partition can then be
+/// several, and share a batch. Without clustering columns a partition is one row and nothing is batched.
+fn batching(
+    session: &Session,
+    statement: &PreparedStatement,
+    keyspace: &str,
+    table: &str,
+    config: &SinkConfig,
+) -> Option<Batching> {
+    if config.limits.max_batch_rows <= 1 {
+        return None;
+    }
+    let state = session.get_cluster_state();
+    let clustering = &state
+        .get_keyspace(keyspace)?
+        .tables
+        .get(table)?
+        .clustering_key;
+    if clustering.is_empty() {
+        return None;
+    }
+    let clustering_markers: Vec<usize> = statement
+        .get_variable_col_specs()
+        .iter()
+        .enumerate()
+        .filter(|(_, spec)| clustering.iter().any(|column| column == spec.name()))
+        .map(|(index, _)| index)
+        .collect();
+    Some(Batching {
+        limits: BatchLimits {
+            rows: config.limits.max_batch_rows as usize,
+            bytes: config.limits.max_batch_bytes as usize,
+        },
+        clustering_markers,
+    })
+}
+
 /// A prepared session, committer and loop, ready to run.
 pub struct Prepared {
     sink: Loop,
@@ -220,6 +259,20 @@ pub async fn prepare(
     };
 
     let nodes = session.get_cluster_state().get_nodes_info().len().max(1);
+    let (keyspace_name, table_name) = statement
+        .get_table_spec()
+        .map(|spec| (spec.ks_name().to_owned(), spec.table_name().to_owned()))
+        .unwrap_or_default();
+    let router = Router::new(RouterSettings {
+        per_node: config.limits.max_in_flight_per_node as usize,
+        keyspace: keyspace_name.clone(),
+        table: table_name.clone(),
+        local_datacenter: config.cassandra.local_datacenter.clone(),
+        consistency: driver_consistency(config.cassandra.consistency),
+        request_timeout: config.cassandra.request_timeout.0,
+        policy: load_balancing_policy(&config.cassandra),
+    });
+    let batching = batching(&session, &statement, &keyspace_name, &table_name, config);
     let writer_metrics = metrics.clone();
     let writer = Writer {
         session: session.clone(),
@@ -229,6 +282,8 @@ pub async fn prepare(
         dead_letter,
         on_invalid: config.on_invalid_record,
         max_in_flight: config.limits.max_in_flight_per_node as usize * nodes,
+        router,
+        batching,
         metrics: metrics.clone(),
         topic: config.source.kafka.topic.clone(),
     };

@@ -2,6 +2,7 @@
 //! Every test here talks to a real server started by `scripts/localenv.sh up`.
 
 mod bad_input;
+mod batching;
 mod chart;
 mod exactly_once;
 mod fencing;

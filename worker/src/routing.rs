@@ -1,0 +1,173 @@
+//! Requests in flight bounded per Cassandra node, not only in total.
+//!
+//! Each write is sent to one replica of its partition, chosen here among the replicas (in the local
+//! datacenter when one is configured) that are connected, preferring the one with the fewest writes in
+//! flight, and pinned to it through its own execution profile. A permit of that node's semaphore is
+//! held for the request's life, so a hot partition or a slow node cannot gather more than
+//! `maxInFlightPerNode` of the worker's requests; other nodes' writes go on meanwhile. If the chosen
+//! node fails mid-request, the driver's own plan (token-aware, the same as without pinning) takes over.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use scylla::client::execution_profile::{ExecutionProfile, ExecutionProfileHandle};
+use scylla::client::session::Session;
+use scylla::cluster::{ClusterState, Node, NodeRef};
+use scylla::policies::load_balancing::{FallbackPlan, LoadBalancingPolicy, RoutingInfo};
+use scylla::routing::{Shard, Token};
+use scylla::statement::Consistency;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+/// Picks the pinned node first, then falls back to the session's own plan.
+#[derive(Debug)]
+struct Pinned {
+    node: Arc<Node>,
+    rest: Arc<dyn LoadBalancingPolicy>,
+}
+
+impl LoadBalancingPolicy for Pinned {
+    fn pick<'a>(
+        &'a self,
+        request: &'a RoutingInfo,
+        cluster: &'a ClusterState,
+    ) -> Option<(NodeRef<'a>, Option<Shard>)> {
+        if self.node.is_connected() {
+            Some((&self.node, None))
+        } else {
+            self.rest.pick(request, cluster)
+        }
+    }
+
+    fn fallback<'a>(
+        &'a self,
+        request: &'a RoutingInfo,
+        cluster: &'a ClusterState,
+    ) -> FallbackPlan<'a> {
+        self.rest.fallback(request, cluster)
+    }
+
+    fn name(&self) -> String {
+        "cassandra-sink pinned replica".to_owned()
+    }
+}
+
+/// One node's bound and the profile that sends requests to it.
+struct Slot {
+    permits: Arc<Semaphore>,
+    profile: ExecutionProfileHandle,
+}
+
+/// Where one write goes, and the permit that counts it against that node's bound.
+pub struct Route {
+    /// The profile pinning the request to the chosen replica; `None` lets the driver choose.
+    pub profile: Option<ExecutionProfileHandle>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Settings every pinned profile shares with the session's default one.
+pub struct RouterSettings {
+    /// Most requests in flight to one node.
+    pub per_node: usize,
+    /// Keyspace and table of the statement (replicas depend on the keyspace's replication).
+    pub keyspace: String,
+    /// The statement's table.
+    pub table: String,
+    /// Only replicas in this datacenter are chosen, as the session's policy does.
+    pub local_datacenter: Option<String>,
+    /// Consistency of the writes.
+    pub consistency: Consistency,
+    /// Request timeout of the writes.
+    pub request_timeout: Duration,
+    /// The session's load-balancing policy, for fallback.
+    pub policy: Arc<dyn LoadBalancingPolicy>,
+}
+
+/// Chooses a replica for each write and bounds requests in flight per node.
+pub struct Router {
+    settings: RouterSettings,
+    slots: Mutex<HashMap<Uuid, Arc<Slot>>>,
+    /// For writes without a token (no partition key markers): bounded as one more node.
+    unrouted: Arc<Semaphore>,
+}
+
+impl Router {
+    /// A router with no node seen yet.
+    pub fn new(settings: RouterSettings) -> Self {
+        Self {
+            unrouted: Arc::new(Semaphore::new(settings.per_node.max(1))),
+            settings,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, node: &Arc<Node>) -> Arc<Slot> {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots
+            .entry(node.host_id)
+            .or_insert_with(|| {
+                let profile = ExecutionProfile::builder()
+                    .load_balancing_policy(Arc::new(Pinned {
+                        node: node.clone(),
+                        rest: self.settings.policy.clone(),
+                    }))
+                    .consistency(self.settings.consistency)
+                    .request_timeout(Some(self.settings.request_timeout))
+                    .build()
+                    .into_handle();
+                Arc::new(Slot {
+                    permits: Arc::new(Semaphore::new(self.settings.per_node.max(1))),
+                    profile,
+                })
+            })
+            .clone()
+    }
+
+    /// Waits for room on a replica of `token` and returns the route to it.
+    pub async fn route(&self, session: &Session, token: Option<Token>) -> Route {
+        let candidates: Vec<Arc<Slot>> = match token {
+            Some(token) => session
+                .get_cluster_state()
+                .get_token_endpoints(&self.settings.keyspace, &self.settings.table, token)
+                .into_iter()
+                .map(|(node, _)| node)
+                .filter(|node| {
+                    self.settings
+                        .local_datacenter
+                        .as_ref()
+                        .is_none_or(|dc| node.datacenter.as_ref() == Some(dc))
+                        && node.is_connected()
+                })
+                .map(|node| self.slot(&node))
+                .collect(),
+            None => Vec::new(),
+        };
+        let chosen = candidates
+            .iter()
+            .enumerate()
+            .max_by_key(|(index, slot)| (slot.permits.available_permits(), usize::MAX - index))
+            .map(|(_, slot)| slot.clone());
+        match chosen {
+            Some(slot) => Route {
+                profile: Some(slot.profile.clone()),
+                _permit: acquire(&slot.permits).await,
+            },
+            None => Route {
+                profile: None,
+                _permit: acquire(&self.unrouted).await,
+            },
+        }
+    }
+}
+
+async fn acquire(permits: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    // The semaphores are never closed.
+    match permits.clone().acquire_owned().await {
+        Ok(permit) => permit,
+        Err(_) => unreachable!("a router semaphore is never closed"),
+    }
+}
