@@ -570,52 +570,86 @@ impl Writer {
         &self,
         writes: &[(&OwnedRecord, i64)],
     ) -> Vec<(usize, &'static str, String)> {
-        let mut refused = Vec::new();
-        let mut bound = Vec::with_capacity(writes.len());
-        for (index, (record, timestamp)) in writes.iter().enumerate() {
-            match self.plan.bind(&view(record)) {
-                Ok(values) => {
-                    // A token that cannot be computed only means the driver routes the write itself.
-                    let token = self.statement.calculate_token(&values).ok().flatten();
-                    bound.push(Bound {
-                        index,
-                        values,
-                        token,
-                        timestamp: *timestamp,
-                    });
-                }
-                Err(invalid) => refused.push((index, invalid.kind(), invalid.to_string())),
+        let acknowledged = std::sync::atomic::AtomicUsize::new(0);
+        let half = writes.len() / 2;
+        let acknowledged = &acknowledged;
+        let landed = move |count: usize| {
+            let before = acknowledged.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+            if before < half && before + count >= half {
+                crate::fault::point("mid-write");
             }
-        }
-        let groups = match &self.batching {
+        };
+        let refused: Vec<Vec<(usize, &'static str, String)>> = match &self.batching {
+            // One request per record, bound as it is sent, so that a checkpoint's bound values never
+            // sit in memory all at once and binding overlaps writing.
+            None => {
+                futures::stream::iter(0..writes.len())
+                    .map(|index| async move {
+                        let write = match self.bind(writes, index) {
+                            Ok(write) => write,
+                            Err(refused) => return vec![refused],
+                        };
+                        let result = self.send_group(std::slice::from_ref(&write), &[0]).await;
+                        landed(1);
+                        result
+                    })
+                    .buffer_unordered(self.max_in_flight)
+                    .collect()
+                    .await
+            }
+            // Grouping needs every write's keys first: bind them all, then send the groups.
             Some(batching) => {
+                let mut refused = Vec::new();
+                let mut bound = Vec::with_capacity(writes.len());
+                for index in 0..writes.len() {
+                    match self.bind(writes, index) {
+                        Ok(write) => bound.push(write),
+                        Err(invalid) => refused.push(invalid),
+                    }
+                }
                 let keys: Vec<WriteKey> = bound
                     .iter()
                     .map(|write| self.write_key(batching, writes[write.index].0, write))
                     .collect();
-                batching::group(&keys, batching.limits)
+                let groups = batching::group(&keys, batching.limits);
+                let bound = &bound;
+                let mut results: Vec<Vec<_>> = futures::stream::iter(groups)
+                    .map(|members| async move {
+                        let result = self.send_group(bound, &members).await;
+                        landed(members.len());
+                        result
+                    })
+                    .buffer_unordered(self.max_in_flight)
+                    .collect()
+                    .await;
+                results.push(refused);
+                results
             }
-            None => (0..bound.len()).map(|index| vec![index]).collect(),
         };
-        let acknowledged = std::sync::atomic::AtomicUsize::new(0);
-        let half = bound.len() / 2;
-        let (bound, acknowledged) = (&bound, &acknowledged);
-        let results = futures::stream::iter(groups)
-            .map(|members| async move {
-                let result = self.send_group(bound, &members).await;
-                let before =
-                    acknowledged.fetch_add(members.len(), std::sync::atomic::Ordering::Relaxed);
-                if before < half && before + members.len() >= half {
-                    crate::fault::point("mid-write");
-                }
-                result
-            })
-            .buffer_unordered(self.max_in_flight)
-            .collect::<Vec<_>>()
-            .await;
         self.metrics.set_ready(true);
-        refused.extend(results.into_iter().flatten());
-        refused
+        refused.into_iter().flatten().collect()
+    }
+
+    /// Binds one write and computes its token; a record that does not fit the statement comes back
+    /// refused, with its kind and reason.
+    fn bind(
+        &self,
+        writes: &[(&OwnedRecord, i64)],
+        index: usize,
+    ) -> Result<Bound, (usize, &'static str, String)> {
+        let (record, timestamp) = writes[index];
+        let values = self
+            .plan
+            .bind(&view(record))
+            .map_err(|invalid| (index, invalid.kind(), invalid.to_string()))?;
+        // A token that cannot be computed only means the driver routes the write itself.
+        let token = self.statement.calculate_token(&values).ok().flatten();
+        Ok(Bound {
+            index,
+            values,
+            token,
+            timestamp,
+        })
     }
 
     /// What grouping needs of a bound write: its partition (the token) and its row within it.

@@ -92,10 +92,7 @@ async fn batches_of_one_partition_keep_exactly_once_through_kills() -> anyhow::R
         .map(|(_, _, records)| records.unwrap_or(0))
         .sum();
     assert_eq!(counted, scenario.produced, "{committed:?}");
-    assert!(
-        batches > 0.0,
-        "the final worker wrote no batch:\n{metrics}"
-    );
+    assert!(batches > 0.0, "the final worker wrote no batch:\n{metrics}");
     scenario.clean_up().await
 }
 
