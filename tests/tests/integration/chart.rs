@@ -174,9 +174,12 @@ fn plain_manifests_match_the_chart_and_the_api_server_accepts_them() {
     // A server-side dry run cannot create objects in a namespace that does not exist yet.
     let (created, report) = kubectl(&["create", "namespace", "cassandra-sink-system"]);
     assert!(created || report.contains("AlreadyExists"), "{report}");
+    // Other tests apply the CRD under their own field manager, possibly an older version of it on a
+    // long-lived API server: taking the fields over is what an upgrade by `kubectl apply` does too.
     let (accepted, report) = kubectl(&[
         "apply",
         "--server-side",
+        "--force-conflicts",
         "--dry-run=server",
         "-f",
         manifests.to_str().expect("utf-8"),
