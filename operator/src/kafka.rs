@@ -40,6 +40,10 @@ pub enum KafkaError {
 pub struct Clients {
     cache: Mutex<BTreeMap<String, Arc<BaseConsumer>>>,
     failures: Mutex<BTreeMap<String, Instant>>,
+    /// One read at a time per cluster: when a cluster stops answering, the first read finds out and
+    /// the reconciles queued behind it see the failure at once, instead of each waiting out a timeout
+    /// on a blocking thread of its own.
+    turns: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
 }
 
 /// How long one metadata or offsets request may take.
@@ -116,6 +120,14 @@ impl Clients {
         };
         let namespace = sink.namespace().unwrap_or_default();
         let (config, key) = client_config(client, &namespace, kafka).await?;
+        let turn = self
+            .turns
+            .lock()
+            .await
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
         if let Some(failed) = self.failures.lock().await.get(&key)
             && failed.elapsed() < RETRY_AFTER
         {

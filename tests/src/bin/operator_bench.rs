@@ -60,7 +60,13 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
 
     cassandra_sink_tests::cluster::install_crd(&client).await?;
-    let namespace = cassandra_sink_tests::unique_name("scale").replace('_', "-");
+    // The operator runs each sink's DDL before it starts workers, so the sinks point at the local
+    // Cassandra (one keyspace, one committer table shared by all) and Kafka (topics absent: no lag).
+    let servers = cassandra_sink_tests::Settings::from_env();
+    let session = cassandra_sink_tests::fixtures::cassandra(&servers).await?;
+    let keyspace = cassandra_sink_tests::unique_name("scale");
+    cassandra_sink_tests::fixtures::create_keyspace(&session, &keyspace).await?;
+    let namespace = keyspace.replace('_', "-");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
 
@@ -90,16 +96,17 @@ async fn main() -> anyhow::Result<()> {
     let created = futures::stream::iter(0..options.sinks)
         .map(|index| {
             let sinks = sinks.clone();
+            let (servers, keyspace) = (&servers, &keyspace);
             async move {
                 let sink: CassandraSink = serde_json::from_value(json!({
                     "apiVersion": "cassandra-sink.io/v1alpha1",
                     "kind": "CassandraSink",
                     "metadata": { "name": format!("sink-{index:04}") },
                     "spec": {
-                        "cassandra": { "contactPoints": ["cassandra.invalid:9042"] },
-                        "insertQuery": "INSERT INTO ks.t (id, v) VALUES (?, ?)",
-                        "committer": { "keyspace": "ks", "table": "checkpoints" },
-                        "source": { "kafka": { "bootstrapServers": ["kafka.invalid:9092"], "topic": format!("t{index}") } }
+                        "cassandra": { "contactPoints": [servers.cassandra], "localDatacenter": "datacenter1" },
+                        "insertQuery": format!("INSERT INTO {keyspace}.t (id, v) VALUES (?, ?)"),
+                        "committer": { "keyspace": keyspace, "table": "checkpoints" },
+                        "source": { "kafka": { "bootstrapServers": [servers.kafka], "topic": format!("t{index}") } }
                     }
                 }))
                 .expect("a valid sink");
@@ -199,5 +206,8 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     operator.kill()?;
     operator.wait()?;
+    session
+        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
+        .await?;
     Ok(())
 }
