@@ -19,6 +19,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/localenv/common.sh"
 # shellcheck source=scripts/localenv/prereqs.sh
 source "$here/localenv/prereqs.sh"
+# shellcheck source=scripts/localenv/tls.sh
+source "$here/localenv/tls.sh"
 # shellcheck source=scripts/localenv/cassandra.sh
 source "$here/localenv/cassandra.sh"
 # shellcheck source=scripts/localenv/kafka.sh
@@ -43,6 +45,10 @@ export KUBECONFORM_SCHEMAS=$KUBE_SCHEMA_DIR
 export LOCALENV_BIN=$BIN_DIR
 export CASSANDRA_PID_FILE=$PID_DIR/cassandra.pid
 export KAFKA_PID_FILE=$PID_DIR/kafka.pid
+export LOCALENV_TLS_CA=$TLS_DIR/ca.crt
+export KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_SASL_SSL_PORT
+export KAFKA_SASL_USERNAME=$KAFKA_SASL_USERNAME
+export KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD
 export LOCALENV_SCRIPT=$here/localenv.sh
 EOF
 }
@@ -82,7 +88,8 @@ cmd_status() {
       printf '%-15s stopped\n' "$name"
     fi
   done
-  printf '%-15s %s\n' cassandra-cql "127.0.0.1:$CASSANDRA_PORT" kafka "127.0.0.1:$KAFKA_PORT" \
+  printf '%-15s %s\n' cassandra-cql "127.0.0.1:$CASSANDRA_PORT (TLS optional)" kafka "127.0.0.1:$KAFKA_PORT" \
+    kafka-sasl-ssl "127.0.0.1:$KAFKA_SASL_SSL_PORT (PLAIN $KAFKA_SASL_USERNAME)" \
     kube-apiserver "https://127.0.0.1:$APISERVER_PORT (KUBECONFIG=$KUBECONFIG_PATH)"
 }
 
@@ -92,7 +99,8 @@ case "${1:-}" in
   down) cmd_down ;;
   reset)
     cmd_down
-    rm -rf "$LOCALENV_STATE/cassandra" "$LOCALENV_STATE/kafka" "$LOCALENV_STATE/etcd" "$LOCALENV_STATE/pki"
+    rm -rf "$LOCALENV_STATE/cassandra" "$LOCALENV_STATE/kafka" "$LOCALENV_STATE/etcd" "$LOCALENV_STATE/pki" \
+      "$LOCALENV_STATE/tls"
     ;;
   status) cmd_status ;;
   start)

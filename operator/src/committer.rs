@@ -28,10 +28,10 @@ pub enum CommitterError {
     #[error(transparent)]
     Access(#[from] AccessError),
     /// Connecting or querying failed.
-    #[error("committer table {table}: {message}")]
+    #[error("{what}: {message}")]
     Cassandra {
-        /// `keyspace.table`.
-        table: String,
+        /// What the session was for: `committer table ks.t`, or `the data cluster`.
+        what: String,
         /// The driver's message.
         message: String,
     },
@@ -41,7 +41,8 @@ pub enum CommitterError {
 #[derive(Default)]
 pub struct Sessions {
     cache: Mutex<BTreeMap<String, Arc<Session>>>,
-    failures: Mutex<BTreeMap<String, std::time::Instant>>,
+    /// When connecting last failed, and why.
+    failures: Mutex<BTreeMap<String, (std::time::Instant, String)>>,
 }
 
 /// After a failed connection, how long the operator waits before trying that cluster again, so that
@@ -64,11 +65,11 @@ impl Sessions {
             .cassandra
             .as_ref()
             .unwrap_or(&sink.spec.cassandra);
-        let table = format!(
-            "{}.{}",
+        let what = format!(
+            "committer table {}.{}",
             sink.spec.committer.keyspace, sink.spec.committer.table
         );
-        self.session(client, sink, connection, table).await
+        self.session(client, sink, connection, what).await
     }
 
     /// A session on the cluster that receives the sink's data.
@@ -77,8 +78,13 @@ impl Sessions {
         client: &Client,
         sink: &CassandraSink,
     ) -> Result<Arc<Session>, CommitterError> {
-        self.session(client, sink, &sink.spec.cassandra, "createQuery".to_owned())
-            .await
+        self.session(
+            client,
+            sink,
+            &sink.spec.cassandra,
+            "the data cluster".to_owned(),
+        )
+        .await
     }
 
     /// A session on `connection`, from the cache when one is open with the same credentials and TLS.
@@ -100,14 +106,13 @@ impl Sessions {
         if let Some(session) = self.cache.lock().await.get(&key) {
             return Ok(session.clone());
         }
-        if let Some(failed) = self.failures.lock().await.get(&key)
+        if let Some((failed, why)) = self.failures.lock().await.get(&key)
             && failed.elapsed() < RETRY_AFTER
         {
             return Err(CommitterError::Cassandra {
-                table: what,
+                what,
                 message: format!(
-                    "{} was unreachable {:.0?} ago; next attempt after {RETRY_AFTER:?}",
-                    connection.contact_points.join(","),
+                    "{why} ({:.0?} ago; next attempt after {RETRY_AFTER:?})",
                     failed.elapsed()
                 ),
             });
@@ -141,11 +146,8 @@ impl Sessions {
                 self.failures
                     .lock()
                     .await
-                    .insert(key, std::time::Instant::now());
-                Err(CommitterError::Cassandra {
-                    table: what,
-                    message,
-                })
+                    .insert(key, (std::time::Instant::now(), message.clone()));
+                Err(CommitterError::Cassandra { what, message })
             }
         }
     }
@@ -169,7 +171,7 @@ pub async fn positions(
         sink.spec.committer.keyspace, sink.spec.committer.table
     );
     let error = |message: String| CommitterError::Cassandra {
-        table: table.clone(),
+        what: format!("committer table {table}"),
         message,
     };
     let rows = session
@@ -219,7 +221,7 @@ pub async fn reset(
         sink.spec.committer.keyspace, sink.spec.committer.table
     );
     let error = |message: String| CommitterError::Cassandra {
-        table: table.clone(),
+        what: format!("committer table {table}"),
         message,
     };
     let consistency = sink
@@ -256,7 +258,7 @@ pub async fn delete(session: &Session, sink: &CassandraSink) -> Result<usize, Co
     let table = &sink.spec.committer.table;
     let qualified = format!("{keyspace}.{table}");
     let error = |message: String| CommitterError::Cassandra {
-        table: qualified.clone(),
+        what: format!("committer table {qualified}"),
         message,
     };
     let id = sink_id(sink);

@@ -8,6 +8,11 @@ use cassandra_sink_operator::metrics::{self, Metrics};
 use cassandra_sink_operator::{controller, leader};
 use clap::Parser;
 
+/// jemalloc: the operator's memory comes and goes with reconciles on many threads (the async workers,
+/// the blocking pool for Kafka offset reads), where glibc keeps an arena per thread and returns little.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Keeps sink workers matching each CassandraSink.
 #[derive(Debug, Parser)]
 #[command(version, about)]

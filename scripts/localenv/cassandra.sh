@@ -52,6 +52,12 @@ commitlog_sync_period: 10000ms
 auto_snapshot: false
 authenticator: AllowAllAuthenticator
 authorizer: AllowAllAuthorizer
+client_encryption_options:
+  enabled: true
+  optional: true
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: $TLS_DIR/server.pem
 EOF
   # Logback: a file of our own at INFO, so a failure can be diagnosed from the tail of the log.
   cat >"$CASSANDRA_DIR/logback.xml" <<'EOF'
@@ -72,9 +78,18 @@ cassandra_ready() {
 }
 
 start_cassandra() {
-  if running cassandra && cassandra_ready; then say "Cassandra already up on 127.0.0.1:$CASSANDRA_PORT"; return; fi
-  port_open "$CASSANDRA_PORT" && die "port $CASSANDRA_PORT is taken by a process this script did not start (set CASSANDRA_PORT)"
+  ensure_server_tls
+  # The configuration is rewritten on every start; a running server whose configuration changed (a
+  # newer checkout) is restarted so that it matches.
+  local before=""
+  [ -f "$CASSANDRA_DIR/cassandra.yaml" ] && before=$(cat "$CASSANDRA_DIR/cassandra.yaml")
   write_cassandra_config
+  if running cassandra && cassandra_ready; then
+    if [ "$before" = "$(cat "$CASSANDRA_DIR/cassandra.yaml")" ]; then say "Cassandra already up on 127.0.0.1:$CASSANDRA_PORT"; return; fi
+    say "Cassandra's configuration changed: restarting it"
+    stop_process cassandra
+  fi
+  port_open "$CASSANDRA_PORT" && die "port $CASSANDRA_PORT is taken by a process this script did not start (set CASSANDRA_PORT)"
   say "starting Cassandra $CASSANDRA_VERSION on 127.0.0.1:$CASSANDRA_PORT"
   # Java 17 module flags from Cassandra's own conf/jvm17-server.options.
   local exports="java.base/jdk.internal.misc java.management.rmi/com.sun.jmx.remote.internal.rmi

@@ -44,10 +44,14 @@ write_kafka_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_$KAFKA_SASL_USERNAME="$KAFKA_SASL_PASSWORD";
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_DIR/server.pem
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$KAFKA_DIR/data
 num.partitions=1
@@ -78,9 +82,18 @@ kafka_ready() {
 }
 
 start_kafka() {
-  if running kafka && kafka_ready; then say "Kafka already up on 127.0.0.1:$KAFKA_PORT"; return; fi
-  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by a process this script did not start (set KAFKA_PORT)"
+  ensure_server_tls
+  # The configuration is rewritten on every start; a running server whose configuration changed (a
+  # newer checkout) is restarted so that it matches.
+  local before=""
+  [ -f "$KAFKA_DIR/server.properties" ] && before=$(cat "$KAFKA_DIR/server.properties")
   write_kafka_config
+  if running kafka && kafka_ready; then
+    if [ "$before" = "$(cat "$KAFKA_DIR/server.properties")" ]; then say "Kafka already up on 127.0.0.1:$KAFKA_PORT"; return; fi
+    say "Kafka's configuration changed: restarting it"
+    stop_process kafka
+  fi
+  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by a process this script did not start (set KAFKA_PORT)"
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
     say "formatting Kafka storage (KRaft, standalone controller)"
     kafka_java kafka.tools.StorageTool format --standalone -t bG9jYWxlbnYtY2x1c3Rlcg \

@@ -905,3 +905,146 @@ async fn the_operator_watches_only_the_namespaces_it_is_given() -> anyhow::Resul
         .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow::Result<()> {
+    use cassandra_sink_tests::{env_or, fixtures};
+
+    cassandra_sink_tests::install_crypto_provider();
+    let servers = cassandra_sink_tests::Settings::from_env();
+    let client = Client::try_default().await?;
+    cassandra_sink_tests::cluster::install_crd(&client).await?;
+    let (session, keyspace) = keyspace("secured").await?;
+    let topic = keyspace.replace('_', "-");
+    fixtures::create_topic(&servers, &topic, 2).await?;
+    let producer = fixtures::producer(&servers)?;
+    for index in 0..5 {
+        fixtures::send(&producer, &topic, index % 2, "k", b"[\"a\", 1]").await?;
+    }
+    let namespace = topic.clone();
+    cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
+    let ca = std::fs::read_to_string(env_or("LOCALENV_TLS_CA", ""))?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    for (name, data) in [
+        ("cassandra-tls", json!({ "ca.crt": ca })),
+        ("kafka-tls", json!({ "ca.crt": ca })),
+        (
+            "kafka-sasl",
+            json!({ "username": env_or("KAFKA_SASL_USERNAME", "sink"),
+                    "password": env_or("KAFKA_SASL_PASSWORD", "sink-secret") }),
+        ),
+        // A CA that did not sign the servers' certificate: the API server's.
+        (
+            "wrong-ca",
+            json!({ "ca.crt": std::fs::read_to_string(
+                std::path::Path::new(&env_or("KUBECONFIG", ""))
+                    .parent()
+                    .map(|state| state.join("pki/ca.crt"))
+                    .unwrap_or_default(),
+            )? }),
+        ),
+    ] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": { "name": name }, "stringData": data
+                }))?,
+            )
+            .await?;
+    }
+    let controller = spawn_controller(
+        &client,
+        &namespace,
+        std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new()),
+    );
+    let secured = |name: &str, cassandra_ca: &str| -> anyhow::Result<CassandraSink> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "cassandra-sink.io/v1alpha1",
+            "kind": "CassandraSink",
+            "metadata": { "name": name },
+            "spec": {
+                "cassandra": {
+                    "contactPoints": [servers.cassandra], "localDatacenter": "datacenter1",
+                    "tls": { "secretName": cassandra_ca }
+                },
+                "createQuery": format!("CREATE TABLE IF NOT EXISTS {keyspace}.{name} (id text PRIMARY KEY, counter int)"),
+                "insertQuery": format!("INSERT INTO {keyspace}.{name} (id, counter) VALUES (?, ?)"),
+                "committer": { "keyspace": keyspace, "table": "checkpoints" },
+                "source": { "kafka": {
+                    "bootstrapServers": [env_or("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS", "127.0.0.1:9094")],
+                    "topic": topic,
+                    "securityProtocol": "SASL_SSL",
+                    "sasl": { "mechanism": "PLAIN", "secretName": "kafka-sasl" },
+                    "tls": { "secretName": "kafka-tls" }
+                } }
+            }
+        }))?)
+    };
+    let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
+    sinks
+        .create(
+            &PostParams::default(),
+            &secured("trusted", "cassandra-tls")?,
+        )
+        .await?;
+    sinks
+        .create(&PostParams::default(), &secured("untrusted", "wrong-ca")?)
+        .await?;
+
+    // Over TLS the operator ran the DDL (so the workers exist) and over SASL_SSL it read the lag.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    eventually(
+        "workers of the trusted sink",
+        Duration::from_secs(30),
+        || async { deployments.get_opt("trusted-worker").await.ok().flatten() },
+    )
+    .await;
+    session
+        .query_unpaged(format!("SELECT id FROM {keyspace}.trusted"), ())
+        .await?;
+    eventually("the lag over SASL_SSL", Duration::from_secs(30), || async {
+        let progress = sinks.get("trusted").await.ok()?.status?.progress?;
+        (progress.lag == Some(5) && progress.partitions.len() == 2).then_some(())
+    })
+    .await;
+    // The workers get the CA and no client certificate: the Secret holds none.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let yaml = config_maps
+        .get("trusted-worker-config")
+        .await?
+        .data
+        .unwrap_or_default()["sink.yaml"]
+        .clone();
+    let config = SinkConfig::from_yaml(&yaml, std::path::Path::new("sink.yaml"))?;
+    let tls = config.cassandra.tls.expect("TLS towards Cassandra");
+    assert!(tls.ca_file.is_some() && tls.cert_file.is_none() && tls.key_file.is_none());
+
+    // A certificate its CA did not sign: refused, said in the condition, no workers.
+    let refused = eventually(
+        "the untrusted sink degraded",
+        Duration::from_secs(30),
+        || async {
+            let sink = sinks.get("untrusted").await.ok()?;
+            (condition(&sink, "Degraded")?.1 == "CassandraUnreachable").then_some(sink)
+        },
+    )
+    .await;
+    let message = refused
+        .status
+        .as_ref()
+        .map(|s| s.conditions[2].message.to_lowercase())
+        .unwrap_or_default();
+    assert!(message.contains("certificate"), "{message}");
+    assert!(deployments.get_opt("untrusted-worker").await?.is_none());
+
+    controller.abort();
+    Api::<Namespace>::all(client.clone())
+        .delete(&namespace, &DeleteParams::default())
+        .await?;
+    session
+        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
+        .await?;
+    Ok(())
+}
