@@ -40,9 +40,11 @@ pub enum KafkaError {
 pub struct Clients {
     cache: Mutex<BTreeMap<String, Arc<BaseConsumer>>>,
     failures: Mutex<BTreeMap<String, Instant>>,
-    /// One read at a time per cluster: when a cluster stops answering, the first read finds out and
-    /// the reconciles queued behind it see the failure at once, instead of each waiting out a timeout
-    /// on a blocking thread of its own.
+    /// When each cluster last answered. A cluster that answered recently is read without waiting.
+    answered: Mutex<BTreeMap<String, Instant>>,
+    /// One read at a time per cluster whose state is unknown (first use, or after a failure): the
+    /// first read finds out, and the reconciles queued behind it see the failure at once instead of
+    /// each waiting out a timeout on a blocking thread of its own.
     turns: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
 }
 
@@ -120,14 +122,28 @@ impl Clients {
         };
         let namespace = sink.namespace().unwrap_or_default();
         let (config, key) = client_config(client, &namespace, kafka).await?;
-        let turn = self
-            .turns
+        let known_good = self
+            .answered
             .lock()
             .await
-            .entry(key.clone())
-            .or_default()
-            .clone();
-        let _turn = turn.lock().await;
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER);
+        let turn = if known_good {
+            None
+        } else {
+            Some(
+                self.turns
+                    .lock()
+                    .await
+                    .entry(key.clone())
+                    .or_default()
+                    .clone(),
+            )
+        };
+        let _turn = match &turn {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
         if let Some(failed) = self.failures.lock().await.get(&key)
             && failed.elapsed() < RETRY_AFTER
         {
@@ -157,14 +173,19 @@ impl Clients {
         match result {
             Ok(watermarks) => {
                 self.failures.lock().await.remove(&key);
+                self.answered.lock().await.insert(key, Instant::now());
                 Ok(watermarks)
             }
             // Only an unreachable cluster is remembered: a missing topic concerns this sink alone.
             Err(Failure::Unreachable(message)) => {
+                self.answered.lock().await.remove(&key);
                 self.failures.lock().await.insert(key, Instant::now());
                 Err(error(message))
             }
-            Err(Failure::Topic(message)) => Err(error(message)),
+            Err(Failure::Topic(message)) => {
+                self.answered.lock().await.insert(key, Instant::now());
+                Err(error(message))
+            }
         }
     }
 }
