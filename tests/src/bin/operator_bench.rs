@@ -83,7 +83,10 @@ async fn main() -> anyhow::Result<()> {
         ])
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--progress-interval", "10m"])
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
