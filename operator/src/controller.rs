@@ -86,6 +86,9 @@ pub struct Context {
     pub kafka: kafka::Clients,
     /// How often a running sink's progress is read from its committer table.
     pub progress_interval: Duration,
+    /// Most reconciles at once (per watched namespace). Bounds the operator's memory when many
+    /// sinks change together, as on start-up.
+    pub concurrency: u16,
 }
 
 /// The finalizer that lets the operator apply the deletion policy to the committer rows.
@@ -547,6 +550,7 @@ pub async fn run(
     namespaces: Vec<String>,
     metrics: Arc<Metrics>,
     progress_interval: Duration,
+    concurrency: u16,
 ) {
     let recorder = Recorder::new(
         client.clone(),
@@ -563,6 +567,7 @@ pub async fn run(
         sessions: Sessions::default(),
         kafka: kafka::Clients::default(),
         progress_interval,
+        concurrency,
     });
     if namespaces.is_empty() {
         run_one(client, None, context).await;
@@ -612,10 +617,13 @@ async fn run_one(client: Client, namespace: Option<String>, context: Arc<Context
         watcher::Config::default(),
     )
     .default_backoff()
+    // managedFields are the bulk of a stored object and the operator never reads them.
+    .modify(|sink| sink.managed_fields_mut().clear())
     .reflect(writer)
     .applied_objects()
     .predicate_filter(acted_on, PredicateConfig::default());
-    let controller = Controller::for_stream(triggers, reader);
+    let controller = Controller::for_stream(triggers, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(context.concurrency));
     let store = controller.store();
     controller
         .owns(api::<Deployment>(&client, &namespace), children.clone())

@@ -59,6 +59,9 @@ struct Cli {
     /// How often a running sink's progress is read from its committer table (e.g. 30s).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     progress_interval: std::time::Duration,
+    /// Most reconciles at once (per watched namespace).
+    #[arg(long, default_value_t = 32)]
+    max_concurrent_reconciles: u16,
     /// Seconds a Lease stays valid without renewal.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
@@ -93,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
         cli.namespaces,
         metrics,
         cli.progress_interval,
+        cli.max_concurrent_reconciles,
     );
     if cli.no_leader_election {
         work.await;

@@ -56,6 +56,7 @@ fn spawn_controller(
         vec![namespace.to_owned()],
         metrics,
         Duration::from_secs(1),
+        8,
     ))
 }
 
@@ -857,6 +858,7 @@ async fn the_operator_watches_only_the_namespaces_it_is_given() -> anyhow::Resul
         vec![first.clone(), second.clone()],
         std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new()),
         Duration::from_secs(1),
+        8,
     ));
     for namespace in [&first, &second, &unwatched] {
         Api::<CassandraSink>::namespaced(client.clone(), namespace)
