@@ -460,6 +460,42 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
         Some("False".to_owned())
     );
 
+    // Paused is stopped for a while: no workers, and the status says paused.
+    sinks
+        .patch(
+            "values",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "state": "paused" } })),
+        )
+        .await?;
+    eventually("Paused", Duration::from_secs(30), || async {
+        let deployment = deployments.get("values-worker").await.ok()?;
+        let sink = sinks.get("values").await.ok()?;
+        (deployment.spec.as_ref()?.replicas == Some(0) && condition(&sink, "Ready")?.1 == "Paused")
+            .then_some(())
+    })
+    .await;
+    // Resuming brings back `parallelism` workers, with the same configuration (positions kept).
+    let config_before = config_maps.get("values-worker-config").await?.data;
+    sinks
+        .patch(
+            "values",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "state": "running" } })),
+        )
+        .await?;
+    eventually("resumed", Duration::from_secs(30), || async {
+        let deployment = deployments.get("values-worker").await.ok()?;
+        let sink = sinks.get("values").await.ok()?;
+        (deployment.spec.as_ref()?.replicas == Some(3) && condition(&sink, "Ready")?.1 != "Paused")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        config_maps.get("values-worker-config").await?.data,
+        config_before
+    );
+
     // An operator restart rewrites nothing: same Deployment generation and resource versions.
     let settle = || tokio::time::sleep(Duration::from_secs(2));
     settle().await;
