@@ -129,10 +129,15 @@ source:
 
     /// The table's rows: id → (counter, seq).
     pub async fn table(&self) -> anyhow::Result<BTreeMap<String, (i32, i64)>> {
+        self.table_named("values").await
+    }
+
+    /// The rows of another table of the scenario's keyspace with the columns id, counter and seq.
+    pub async fn table_named(&self, table: &str) -> anyhow::Result<BTreeMap<String, (i32, i64)>> {
         let rows = self
             .session
             .query_unpaged(
-                format!("SELECT id, counter, seq FROM {}.values", self.keyspace),
+                format!("SELECT id, counter, seq FROM {}.{table}", self.keyspace),
                 (),
             )
             .await?

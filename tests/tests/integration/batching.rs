@@ -3,7 +3,6 @@
 //! times, workers killed with SIGKILL mid-stream, and at the end the table equals the last update of
 //! every row while the worker's metrics show that batches were written.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cassandra_sink_tests::scenario::Scenario;
@@ -31,23 +30,6 @@ fn widen(scenario: &Scenario) -> anyhow::Result<()> {
     lines.push("checkpoint: { interval: 200ms, maxRecords: 400 }".to_owned());
     std::fs::write(&scenario.config, lines.join("\n") + "\n")?;
     Ok(())
-}
-
-async fn wide_table(scenario: &Scenario) -> anyhow::Result<BTreeMap<String, (i32, i64)>> {
-    let rows = scenario
-        .session
-        .query_unpaged(
-            format!("SELECT id, counter, seq FROM {}.wide", scenario.keyspace),
-            (),
-        )
-        .await?
-        .into_rows_result()?
-        .rows::<(String, Option<i32>, Option<i64>)>()?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, counter, seq)| (id, (counter.unwrap_or(0), seq.unwrap_or(-1))))
-        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +64,7 @@ async fn batches_of_one_partition_keep_exactly_once_through_kills() -> anyhow::R
         .unwrap_or(0.0);
     assert!(status_ok(worker.terminate(Duration::from_secs(30))));
     assert_eq!(
-        wide_table(&scenario).await?,
+        scenario.table_named("wide").await?,
         scenario.expected,
         "the table differs from applying every record once, in offset order"
     );

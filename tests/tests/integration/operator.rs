@@ -41,6 +41,19 @@ fn condition(sink: &CassandraSink, kind: &str) -> Option<(String, String)> {
         .map(|condition| (condition.status.clone(), condition.reason.clone()))
 }
 
+/// Waits until sink `name` is Degraded for `reason`, and returns the condition's message.
+async fn degraded_for(sinks: &Api<CassandraSink>, name: &str, reason: &str) -> String {
+    eventually(reason, Duration::from_secs(30), || async {
+        let sink = sinks.get(name).await.ok()?;
+        sink.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == reason)
+            .map(|c| c.message)
+    })
+    .await
+}
+
 /// Runs the controller in this process, on one namespace, reading progress every second.
 fn spawn_controller(
     client: &Client,
@@ -330,16 +343,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     )?;
     secured.spec.cassandra.credentials_secret = Some("cassandra-creds".to_owned());
     sinks.create(&PostParams::default(), &secured).await?;
-    let missing = eventually("SecretMissing", Duration::from_secs(30), || async {
-        let sink = sinks.get("secured").await.ok()?;
-        (condition(&sink, "Degraded")?.1 == "SecretMissing").then_some(sink)
-    })
-    .await;
-    let message = missing
-        .status
-        .as_ref()
-        .map(|s| s.conditions[2].message.clone())
-        .unwrap_or_default();
+    let message = degraded_for(&sinks, "secured", "SecretMissing").await;
     assert!(
         message.contains("spec.cassandra.credentialsSecret") && message.contains("cassandra-creds"),
         "{message}"
@@ -403,16 +407,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     ddl.spec.create_query =
         Some("CREATE TABLE no_such_keyspace.values (id text PRIMARY KEY)".to_owned());
     sinks.create(&PostParams::default(), &ddl).await?;
-    let failed = eventually("SchemaFailed", Duration::from_secs(30), || async {
-        let sink = sinks.get("ddl").await.ok()?;
-        (condition(&sink, "Degraded")?.1 == "SchemaFailed").then_some(sink)
-    })
-    .await;
-    let message = failed
-        .status
-        .as_ref()
-        .map(|s| s.conditions[2].message.clone())
-        .unwrap_or_default();
+    let message = degraded_for(&sinks, "ddl", "SchemaFailed").await;
     assert!(
         message.contains("createQuery") && message.contains("no_such_keyspace"),
         "{message}"
@@ -1060,20 +1055,9 @@ async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow
     assert!(tls.ca_file.is_some() && tls.cert_file.is_none() && tls.key_file.is_none());
 
     // A certificate its CA did not sign: refused, said in the condition, no workers.
-    let refused = eventually(
-        "the untrusted sink degraded",
-        Duration::from_secs(30),
-        || async {
-            let sink = sinks.get("untrusted").await.ok()?;
-            (condition(&sink, "Degraded")?.1 == "CassandraUnreachable").then_some(sink)
-        },
-    )
-    .await;
-    let message = refused
-        .status
-        .as_ref()
-        .map(|s| s.conditions[2].message.to_lowercase())
-        .unwrap_or_default();
+    let message = degraded_for(&sinks, "untrusted", "CassandraUnreachable")
+        .await
+        .to_lowercase();
     assert!(message.contains("certificate"), "{message}");
     assert!(deployments.get_opt("untrusted-worker").await?.is_none());
 

@@ -12,6 +12,35 @@ use cassandra_sink_tests::env_or;
 use cassandra_sink_tests::scenario::Scenario;
 use cassandra_sink_tests::worker::Worker;
 
+/// After an outage: more records arrive, the worker catches up by itself and is ready again, and the
+/// table and the record count show nothing lost or applied twice.
+async fn resumes_without_loss(
+    mut scenario: Scenario,
+    worker: Worker,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    scenario.produce(300, 30).await?;
+    scenario.wait_until_caught_up(timeout).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while worker.get("/readyz").map(|(status, _)| status) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again:\n{}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(worker.terminate(Duration::from_secs(30)).success());
+    assert_eq!(scenario.table().await?, scenario.expected);
+    let committed = scenario.committed().await?;
+    let counted: i64 = committed
+        .values()
+        .map(|(_, _, records)| records.unwrap_or(0))
+        .sum();
+    assert_eq!(counted, scenario.produced);
+    scenario.clean_up().await
+}
+
 /// The tests here each break a shared server; they must not overlap.
 static ONE_OUTAGE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -77,28 +106,7 @@ async fn a_frozen_cassandra_makes_the_worker_unready_and_it_resumes_without_loss
         worker.log_text()
     );
 
-    scenario.produce(300, 30).await?;
-    scenario
-        .wait_until_caught_up(Duration::from_secs(90))
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while worker.get("/readyz").map(|(status, _)| status) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "not ready again:\n{}",
-            worker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(worker.terminate(Duration::from_secs(30)).success());
-    assert_eq!(scenario.table().await?, scenario.expected);
-    let committed = scenario.committed().await?;
-    let counted: i64 = committed
-        .values()
-        .map(|(_, _, records)| records.unwrap_or(0))
-        .sum();
-    assert_eq!(counted, scenario.produced);
-    scenario.clean_up().await
+    resumes_without_loss(scenario, worker, Duration::from_secs(90)).await
 }
 
 /// Kills the local Kafka (SIGKILL, as a crash), whose pid `scripts/localenv.sh` recorded.
@@ -170,26 +178,5 @@ async fn a_crashed_kafka_makes_the_worker_unready_and_it_resumes_without_loss() 
     );
 
     // Kafka is back: the worker reads on by itself, with nothing lost or applied twice.
-    scenario.produce(300, 30).await?;
-    scenario
-        .wait_until_caught_up(Duration::from_secs(120))
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while worker.get("/readyz").map(|(status, _)| status) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "not ready again:\n{}",
-            worker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(worker.terminate(Duration::from_secs(30)).success());
-    assert_eq!(scenario.table().await?, scenario.expected);
-    let committed = scenario.committed().await?;
-    let counted: i64 = committed
-        .values()
-        .map(|(_, _, records)| records.unwrap_or(0))
-        .sum();
-    assert_eq!(counted, scenario.produced);
-    scenario.clean_up().await
+    resumes_without_loss(scenario, worker, Duration::from_secs(120)).await
 }
