@@ -10,16 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cassandra_sink_worker::cassandra::{connect_with, driver_consistency};
-use cassandra_sink_worker::committer::Committer;
+use cassandra_sink_worker::committer::{Committer, Position, read_positions};
 use cassandra_sink_worker::config::{CassandraConfig, HumanDuration};
 use kube::{Client, ResourceExt};
 use scylla::client::session::Session;
-use scylla::value::CqlTimestamp;
 use tokio::sync::Mutex;
 
 use crate::access::{self, AccessError};
 use crate::crd::{CassandraConnection, CassandraSink};
-use crate::progress::PositionRow;
 
 /// Errors reaching the committer table.
 #[derive(Debug, thiserror::Error)]
@@ -165,48 +163,21 @@ fn sink_id(sink: &CassandraSink) -> String {
 pub async fn positions(
     session: &Session,
     sink: &CassandraSink,
-) -> Result<Vec<PositionRow>, CommitterError> {
-    let table = format!(
-        "{}.{}_positions",
-        sink.spec.committer.keyspace, sink.spec.committer.table
-    );
-    let error = |message: String| CommitterError::Cassandra {
-        what: format!("committer table {table}"),
-        message,
-    };
-    let rows = session
-        .query_unpaged(
-            format!(
-                "SELECT source_partition, committed_offset, records_committed, epoch, committed_at \
-                 FROM {table} WHERE sink_id = ?"
-            ),
-            (sink_id(sink),),
-        )
-        .await
-        .map_err(|e| error(e.to_string()))?
-        .into_rows_result()
-        .map_err(|e| error(e.to_string()))?;
-    let mut positions = Vec::new();
-    for row in rows
-        .rows::<(
-            i32,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<CqlTimestamp>,
-        )>()
-        .map_err(|e| error(e.to_string()))?
-    {
-        let (partition, committed, records, epoch, at) = row.map_err(|e| error(e.to_string()))?;
-        positions.push(PositionRow {
-            partition,
-            committed,
-            records_committed: records.unwrap_or(0),
-            epoch: epoch.unwrap_or(0),
-            committed_at_ms: at.map(|at| at.0),
-        });
-    }
-    Ok(positions)
+) -> Result<Vec<Position>, CommitterError> {
+    read_positions(
+        session,
+        &sink.spec.committer.keyspace,
+        &sink.spec.committer.table,
+        &sink_id(sink),
+    )
+    .await
+    .map_err(|error| CommitterError::Cassandra {
+        what: format!(
+            "committer table {}.{}",
+            sink.spec.committer.keyspace, sink.spec.committer.table
+        ),
+        message: error.to_string(),
+    })
 }
 
 /// Sets each listed partition's committed position. Each reset claims the partition's row with a new

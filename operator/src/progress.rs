@@ -2,23 +2,10 @@
 //! table, set against the topic's watermarks. Pure; the reads are in [`crate::committer`] and
 //! [`crate::kafka`].
 
+use cassandra_sink_worker::committer::Position;
+
 use crate::crd::{PartitionProgress, Progress};
 use crate::kafka::Watermarks;
-
-/// One row of the positions table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PositionRow {
-    /// Kafka partition.
-    pub partition: i32,
-    /// Next offset to apply, when a checkpoint was committed or a position reset.
-    pub committed: Option<i64>,
-    /// Records written by committed checkpoints.
-    pub records_committed: i64,
-    /// Epoch of the last commit or reset.
-    pub epoch: i64,
-    /// When it was committed, in milliseconds since the Unix epoch.
-    pub committed_at_ms: Option<i64>,
-}
 
 /// Records a partition still has to deliver: from the committed position (or, never committed, the
 /// first offset Kafka holds, where a worker starts) to the end of the partition.
@@ -29,7 +16,7 @@ pub fn partition_lag(committed: Option<i64>, (low, high): (i64, i64)) -> i64 {
 
 /// The status progress: totals, the newest commit, and each partition known to the committer table
 /// or to Kafka. Without watermarks (Kafka unreachable) the lag is unknown, not zero.
-pub fn summarize(rows: &[PositionRow], watermarks: Option<&Watermarks>) -> Progress {
+pub fn summarize(rows: &[Position], watermarks: Option<&Watermarks>) -> Progress {
     let mut partitions: Vec<PartitionProgress> = rows
         .iter()
         .map(|row| PartitionProgress {
@@ -76,8 +63,8 @@ pub fn summarize(rows: &[PositionRow], watermarks: Option<&Watermarks>) -> Progr
 mod tests {
     use super::*;
 
-    fn row(partition: i32, committed: Option<i64>, records: i64) -> PositionRow {
-        PositionRow {
+    fn row(partition: i32, committed: Option<i64>, records: i64) -> Position {
+        Position {
             partition,
             committed,
             records_committed: records,

@@ -101,6 +101,61 @@ pub fn schema(keyspace: &str, table: &str) -> [String; 2] {
     ]
 }
 
+/// The query listing a sink's positions (one single-partition read of the positions table).
+fn positions_query(qualified: &str) -> String {
+    format!(
+        "SELECT source_partition, committed_offset, records_committed, epoch, committed_at \
+         FROM {qualified}_positions WHERE sink_id = ?"
+    )
+}
+
+/// The positions in a reply to [`positions_query`].
+fn positions_from(
+    result: scylla::response::query_result::QueryResult,
+) -> Result<Vec<Position>, String> {
+    type Columns = (
+        i32,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<CqlTimestamp>,
+    );
+    let rows = result.into_rows_result().map_err(|e| e.to_string())?;
+    let mut positions = Vec::new();
+    for row in rows.rows::<Columns>().map_err(|e| e.to_string())? {
+        let (partition, committed, records, epoch, at) = row.map_err(|e| e.to_string())?;
+        positions.push(Position {
+            partition,
+            committed,
+            records_committed: records.unwrap_or(0),
+            epoch: epoch.unwrap_or(0),
+            committed_at_ms: at.map(|at| at.0),
+        });
+    }
+    Ok(positions)
+}
+
+/// Every position of `sink_id` in `<keyspace>.<table>_positions`, without preparing anything (for the
+/// operator, which reads many sinks' tables once in a while).
+pub async fn read_positions(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+    sink_id: &str,
+) -> Result<Vec<Position>, CommitterError> {
+    let qualified = format!("{keyspace}.{table}");
+    let error = |message: String| CommitterError::Cassandra {
+        table: qualified.clone(),
+        operation: "list positions",
+        message,
+    };
+    let result = session
+        .query_unpaged(positions_query(&qualified), (sink_id,))
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    positions_from(result).map_err(error)
+}
+
 /// How many times a claim retries after losing a race to another claimant.
 const CLAIM_ATTEMPTS: u32 = 20;
 
@@ -190,14 +245,7 @@ impl Committer {
                 false,
             )
             .await?,
-            list: prepare(
-                "list positions",
-                format!(
-                    "SELECT source_partition, committed_offset, records_committed, epoch, committed_at \
-                     FROM {qualified}_positions WHERE sink_id = ?"
-                ),
-                false,
-            )
+            list: prepare("list positions", positions_query(&qualified), false)
             .await?,
             reset: prepare(
                 "reset position",
@@ -406,31 +454,7 @@ impl Committer {
             .execute_unpaged(&self.list, (&self.sink_id,))
             .await
             .map_err(|error| self.error("list positions", error))?;
-        let rows = result
-            .into_rows_result()
-            .map_err(|error| self.error("list positions", error))?;
-        let mut positions = Vec::new();
-        for row in rows
-            .rows::<(
-                i32,
-                Option<i64>,
-                Option<i64>,
-                Option<i64>,
-                Option<CqlTimestamp>,
-            )>()
-            .map_err(|error| self.error("list positions", error))?
-        {
-            let (partition, committed, records, epoch, at) =
-                row.map_err(|error| self.error("list positions", error))?;
-            positions.push(Position {
-                partition,
-                committed,
-                records_committed: records.unwrap_or(0),
-                epoch: epoch.unwrap_or(0),
-                committed_at_ms: at.map(|at| at.0),
-            });
-        }
-        Ok(positions)
+        positions_from(result).map_err(|error| self.error("list positions", error))
     }
 
     /// Sets a partition's committed offset (for an operator resetting a stopped sink). Claims the row
