@@ -8,8 +8,8 @@
 #   scripts/localenv.sh reset     down, then delete their data folders
 #   scripts/localenv.sh status    one line per server: running or not, address, resident memory
 #   scripts/localenv.sh env       connection settings as shell exports: eval "$(scripts/localenv.sh env)"
-#   scripts/localenv.sh start S   start one installed server (cassandra, kafka, etcd, kube-apiserver) if it
-#                                 is not running, and wait until it is ready (the outage tests use it)
+#   scripts/localenv.sh start S   start one installed server (cassandra, cassandra-auth, kafka, etcd,
+#                                 kube-apiserver) if it is not running, and wait until it is ready
 #
 # Settings (ports, versions, folders) are environment variables; see scripts/localenv/common.sh.
 set -euo pipefail
@@ -30,7 +30,7 @@ source "$here/localenv/kube.sh"
 # shellcheck source=scripts/localenv/clis.sh
 source "$here/localenv/clis.sh"
 
-SERVERS="cassandra kafka etcd kube-apiserver"
+SERVERS="cassandra cassandra-auth kafka etcd kube-apiserver"
 
 print_env() {
   cat <<EOF
@@ -44,6 +44,9 @@ export KUBECONFORM=$BIN_DIR/kubeconform-$KUBECONFORM_VERSION
 export KUBECONFORM_SCHEMAS=$KUBE_SCHEMA_DIR
 export LOCALENV_BIN=$BIN_DIR
 export CASSANDRA_PID_FILE=$PID_DIR/cassandra.pid
+export CASSANDRA_AUTH_CONTACT_POINTS=127.0.0.1:$CASSANDRA_AUTH_PORT
+export CASSANDRA_AUTH_USERNAME=cassandra
+export CASSANDRA_AUTH_PASSWORD=cassandra
 export KAFKA_PID_FILE=$PID_DIR/kafka.pid
 export LOCALENV_TLS_CA=$TLS_DIR/ca.crt
 export KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_SASL_SSL_PORT
@@ -65,17 +68,21 @@ cmd_install() {
 cmd_up() {
   local started=$SECONDS
   cmd_install
-  start_cassandra
+  # Both Cassandra nodes start while the other servers do; they are awaited last.
+  launch_cassandra cassandra
+  launch_cassandra cassandra-auth
   start_kafka
   start_etcd
   start_apiserver
+  await_cassandra cassandra
+  await_cassandra cassandra-auth
   print_env >"$ENV_FILE"
   say "all servers ready in $((SECONDS - started))s; settings: eval \"\$(scripts/localenv.sh env)\""
 }
 
 cmd_down() {
   local name
-  for name in kube-apiserver etcd kafka cassandra; do stop_process "$name"; done
+  for name in kube-apiserver etcd kafka cassandra-auth cassandra; do stop_process "$name"; done
 }
 
 cmd_status() {
@@ -88,7 +95,9 @@ cmd_status() {
       printf '%-15s stopped\n' "$name"
     fi
   done
-  printf '%-15s %s\n' cassandra-cql "127.0.0.1:$CASSANDRA_PORT (TLS optional)" kafka "127.0.0.1:$KAFKA_PORT" \
+  printf '%-15s %s\n' cassandra-cql "127.0.0.1:$CASSANDRA_PORT (TLS optional)" \
+    cassandra-auth "127.0.0.1:$CASSANDRA_AUTH_PORT (password cassandra/cassandra, TLS optional)" \
+    kafka "127.0.0.1:$KAFKA_PORT" \
     kafka-sasl-ssl "127.0.0.1:$KAFKA_SASL_SSL_PORT (PLAIN $KAFKA_SASL_USERNAME)" \
     kube-apiserver "https://127.0.0.1:$APISERVER_PORT (KUBECONFIG=$KUBECONFIG_PATH)"
 }
@@ -99,13 +108,13 @@ case "${1:-}" in
   down) cmd_down ;;
   reset)
     cmd_down
-    rm -rf "$LOCALENV_STATE/cassandra" "$LOCALENV_STATE/kafka" "$LOCALENV_STATE/etcd" "$LOCALENV_STATE/pki" \
+    rm -rf "$LOCALENV_STATE/cassandra" "$LOCALENV_STATE/cassandra-auth" "$LOCALENV_STATE/kafka" "$LOCALENV_STATE/etcd" "$LOCALENV_STATE/pki" \
       "$LOCALENV_STATE/tls"
     ;;
   status) cmd_status ;;
   start)
     case "${2:-}" in
-      cassandra) start_cassandra ;;
+      cassandra | cassandra-auth) start_cassandra "$2" ;;
       kafka) start_kafka ;;
       etcd) start_etcd ;;
       kube-apiserver) start_apiserver ;;
@@ -114,7 +123,7 @@ case "${1:-}" in
     ;;
   env) print_env ;;
   *)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -1,7 +1,27 @@
-# Apache Cassandra, one node, from Maven Central jars on Java 17. Sourced by localenv.sh.
+# Apache Cassandra from Maven Central jars on Java 17. Sourced by localenv.sh. Two single-node
+# clusters run from the same jars: `cassandra`, open to anyone (the tests' default), and
+# `cassandra-auth`, which requires a password (PasswordAuthenticator, default superuser
+# cassandra/cassandra), for the tests of credentials.
 
 CASSANDRA_HOME="$LOCALENV_CACHE/cassandra-$CASSANDRA_VERSION"
-CASSANDRA_DIR="$LOCALENV_STATE/cassandra"
+
+# cassandra_instance NAME: the settings of one node, in CASS_* variables.
+cassandra_instance() {
+  CASS_NAME=$1
+  CASS_DIR="$LOCALENV_STATE/$1"
+  case "$1" in
+    cassandra)
+      CASS_PORT=$CASSANDRA_PORT CASS_STORAGE_PORT=$CASSANDRA_STORAGE_PORT
+      CASS_HEAP=$CASSANDRA_HEAP CASS_AUTHENTICATOR=AllowAllAuthenticator CASS_CLUSTER=localenv
+      ;;
+    cassandra-auth)
+      CASS_PORT=$CASSANDRA_AUTH_PORT CASS_STORAGE_PORT=$CASSANDRA_AUTH_STORAGE_PORT
+      CASS_HEAP=$CASSANDRA_AUTH_HEAP CASS_AUTHENTICATOR=PasswordAuthenticator
+      CASS_CLUSTER=localenv-auth
+      ;;
+    *) die "no Cassandra node called $1" ;;
+  esac
+}
 
 # Resolve cassandra-all and everything it needs into one lib folder with Maven (the only client that
 # reaches Maven Central here). A marker file makes a warm run skip Maven entirely.
@@ -32,25 +52,25 @@ EOF
 }
 
 write_cassandra_config() {
-  mkdir -p "$CASSANDRA_DIR/data" "$CASSANDRA_DIR/logs"
-  cat >"$CASSANDRA_DIR/cassandra.yaml" <<EOF
-cluster_name: localenv
+  mkdir -p "$CASS_DIR/data" "$CASS_DIR/logs"
+  cat >"$CASS_DIR/cassandra.yaml" <<EOF
+cluster_name: $CASS_CLUSTER
 num_tokens: 16
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 endpoint_snitch: SimpleSnitch
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "127.0.0.1:$CASSANDRA_STORAGE_PORT"
+      - seeds: "127.0.0.1:$CASS_STORAGE_PORT"
 listen_address: 127.0.0.1
 rpc_address: 127.0.0.1
-storage_port: $CASSANDRA_STORAGE_PORT
-native_transport_port: $CASSANDRA_PORT
+storage_port: $CASS_STORAGE_PORT
+native_transport_port: $CASS_PORT
 start_native_transport: true
 commitlog_sync: periodic
 commitlog_sync_period: 10000ms
 auto_snapshot: false
-authenticator: AllowAllAuthenticator
+authenticator: $CASS_AUTHENTICATOR
 authorizer: AllowAllAuthorizer
 client_encryption_options:
   enabled: true
@@ -60,7 +80,7 @@ client_encryption_options:
   keystore: $TLS_DIR/server.pem
 EOF
   # Logback: a file of our own at INFO, so a failure can be diagnosed from the tail of the log.
-  cat >"$CASSANDRA_DIR/logback.xml" <<'EOF'
+  cat >"$CASS_DIR/logback.xml" <<'EOF'
 <configuration>
   <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
     <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
@@ -73,24 +93,28 @@ EOF
 cassandra_ready() {
   # The node logs this line once the native protocol accepts clients, after schema and system keyspaces
   # are loaded; the open port alone comes a moment earlier.
-  port_open "$CASSANDRA_PORT" &&
-    grep -q "Starting listening for CQL clients" "$LOG_DIR/cassandra.log" 2>/dev/null
+  port_open "$CASS_PORT" &&
+    grep -q "Starting listening for CQL clients" "$LOG_DIR/$CASS_NAME.log" 2>/dev/null
 }
 
-start_cassandra() {
+# launch_cassandra NAME: start the node unless it already runs with the same configuration; does not
+# wait (see await_cassandra), so both nodes and the other servers start side by side.
+launch_cassandra() {
+  cassandra_instance "$1"
   ensure_server_tls
   # The configuration is rewritten on every start; a running server whose configuration changed (a
   # newer checkout) is restarted so that it matches.
   local before=""
-  [ -f "$CASSANDRA_DIR/cassandra.yaml" ] && before=$(cat "$CASSANDRA_DIR/cassandra.yaml")
+  [ -f "$CASS_DIR/cassandra.yaml" ] && before=$(cat "$CASS_DIR/cassandra.yaml")
   write_cassandra_config
-  if running cassandra && cassandra_ready; then
-    if [ "$before" = "$(cat "$CASSANDRA_DIR/cassandra.yaml")" ]; then say "Cassandra already up on 127.0.0.1:$CASSANDRA_PORT"; return; fi
-    say "Cassandra's configuration changed: restarting it"
-    stop_process cassandra
+  if running "$CASS_NAME" && cassandra_ready; then
+    if [ "$before" = "$(cat "$CASS_DIR/cassandra.yaml")" ]; then say "$CASS_NAME already up on 127.0.0.1:$CASS_PORT"; return; fi
+    say "$CASS_NAME's configuration changed: restarting it"
+    stop_process "$CASS_NAME"
   fi
-  port_open "$CASSANDRA_PORT" && die "port $CASSANDRA_PORT is taken by a process this script did not start (set CASSANDRA_PORT)"
-  say "starting Cassandra $CASSANDRA_VERSION on 127.0.0.1:$CASSANDRA_PORT"
+  running "$CASS_NAME" && return
+  port_open "$CASS_PORT" && die "port $CASS_PORT is taken by a process this script did not start"
+  say "starting Cassandra $CASSANDRA_VERSION ($CASS_NAME, $CASS_AUTHENTICATOR) on 127.0.0.1:$CASS_PORT"
   # Java 17 module flags from Cassandra's own conf/jvm17-server.options.
   local exports="java.base/jdk.internal.misc java.management.rmi/com.sun.jmx.remote.internal.rmi
     java.rmi/sun.rmi.registry java.rmi/sun.rmi.server java.sql/java.sql java.base/java.lang.ref
@@ -102,14 +126,24 @@ start_cassandra() {
   local args=() m
   for m in $exports; do args+=(--add-exports "$m=ALL-UNNAMED"); done
   for m in $opens; do args+=(--add-opens "$m=ALL-UNNAMED"); done
-  start_process cassandra "${JAVA17:-java}" "${args[@]}" \
-    "-Xms$CASSANDRA_HEAP" "-Xmx$CASSANDRA_HEAP" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -Xss512k \
+  start_process "$CASS_NAME" "${JAVA17:-java}" "${args[@]}" \
+    "-Xms$CASS_HEAP" "-Xmx$CASS_HEAP" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -Xss512k \
     -Djdk.attach.allowAttachSelf=true -Dio.netty.tryReflectionSetAccessible=true \
-    "-Dcassandra.config=file://$CASSANDRA_DIR/cassandra.yaml" -Dcassandra-foreground=yes \
-    "-Dcassandra.storagedir=$CASSANDRA_DIR/data" "-Dcassandra.logdir=$CASSANDRA_DIR/logs" \
-    "-Dlogback.configurationFile=$CASSANDRA_DIR/logback.xml" \
+    "-Dcassandra.config=file://$CASS_DIR/cassandra.yaml" -Dcassandra-foreground=yes \
+    "-Dcassandra.storagedir=$CASS_DIR/data" "-Dcassandra.logdir=$CASS_DIR/logs" \
+    "-Dlogback.configurationFile=$CASS_DIR/logback.xml" \
     -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=0 \
     -Dcassandra.unsafesystem=true -Dcassandra.superuser_setup_delay_ms=0 -Dchronicle.analytics.disable=true \
     -cp "$CASSANDRA_HOME/lib/*" org.apache.cassandra.service.CassandraDaemon
-  wait_ready cassandra cassandra_ready
+}
+
+# await_cassandra NAME: wait until the node accepts clients.
+await_cassandra() {
+  cassandra_instance "$1"
+  wait_ready "$CASS_NAME" cassandra_ready
+}
+
+start_cassandra() {
+  launch_cassandra "${1:-cassandra}"
+  await_cassandra "${1:-cassandra}"
 }

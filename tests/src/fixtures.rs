@@ -24,6 +24,29 @@ pub async fn cassandra(settings: &Settings) -> anyhow::Result<Session> {
         })
 }
 
+/// A session on the local password-protected Cassandra node (`cassandra-auth`), as its superuser.
+/// Retries for a while: the node creates its default role just after it starts listening.
+pub async fn cassandra_auth() -> anyhow::Result<Session> {
+    let node = crate::env_or("CASSANDRA_AUTH_CONTACT_POINTS", "127.0.0.1:9043");
+    let user = crate::env_or("CASSANDRA_AUTH_USERNAME", "cassandra");
+    let password = crate::env_or("CASSANDRA_AUTH_PASSWORD", "cassandra");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match SessionBuilder::new()
+            .known_node(&node)
+            .user(&user, &password)
+            .build()
+            .await
+        {
+            Ok(session) => return Ok(session),
+            Err(error) if std::time::Instant::now() > deadline => {
+                anyhow::bail!("cannot log in to Cassandra at {node}: {error}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
 /// The datacenter of the local node.
 pub async fn datacenter(session: &Session) -> anyhow::Result<String> {
     let (datacenter,) = session

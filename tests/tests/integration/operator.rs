@@ -966,6 +966,16 @@ async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow
             json!({ "username": env_or("KAFKA_SASL_USERNAME", "sink"),
                     "password": env_or("KAFKA_SASL_PASSWORD", "sink-secret") }),
         ),
+        (
+            "cassandra-password",
+            json!({ "username": env_or("CASSANDRA_AUTH_USERNAME", "cassandra"),
+                    "password": env_or("CASSANDRA_AUTH_PASSWORD", "cassandra") }),
+        ),
+        (
+            "wrong-password",
+            json!({ "username": env_or("CASSANDRA_AUTH_USERNAME", "cassandra"),
+                    "password": "not-the-password" }),
+        ),
         // A CA that did not sign the servers' certificate: the API server's.
         (
             "wrong-ca",
@@ -1060,6 +1070,39 @@ async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow
         .to_lowercase();
     assert!(message.contains("certificate"), "{message}");
     assert!(deployments.get_opt("untrusted-worker").await?.is_none());
+
+    // The password-protected node: the operator logs in with the sink's credentials Secret to run
+    // the DDL; a wrong password is a condition that says so.
+    let auth_session = fixtures::cassandra_auth().await?;
+    fixtures::create_keyspace(&auth_session, &keyspace).await?;
+    for (name, secret) in [
+        ("authed", "cassandra-password"),
+        ("refused", "wrong-password"),
+    ] {
+        let mut sink = secured(name, "cassandra-tls")?;
+        sink.spec.cassandra.contact_points =
+            vec![env_or("CASSANDRA_AUTH_CONTACT_POINTS", "127.0.0.1:9043")];
+        sink.spec.cassandra.tls = None;
+        sink.spec.cassandra.credentials_secret = Some(secret.to_owned());
+        sinks.create(&PostParams::default(), &sink).await?;
+    }
+    eventually(
+        "workers of the sink that logged in",
+        Duration::from_secs(30),
+        || async { deployments.get_opt("authed-worker").await.ok().flatten() },
+    )
+    .await;
+    auth_session
+        .query_unpaged(format!("SELECT id FROM {keyspace}.authed"), ())
+        .await?;
+    let message = degraded_for(&sinks, "refused", "CassandraUnreachable")
+        .await
+        .to_lowercase();
+    assert!(message.contains("password"), "{message}");
+    assert!(deployments.get_opt("refused-worker").await?.is_none());
+    auth_session
+        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
+        .await?;
 
     controller.abort();
     Api::<Namespace>::all(client.clone())
