@@ -328,15 +328,21 @@ pub fn referenced_secrets(sink: &CassandraSink) -> Vec<(&'static str, String)> {
     secrets
 }
 
-/// The worker configuration of a sink as the operator renders it, without the Secret mounts (for the
-/// operator's own use of the spec: its DDL and committer reads).
-pub fn sink_config(sink: &CassandraSink) -> Result<SinkConfig, BuildError> {
+/// The sink's namespace and name, which every child's name and the sink id derive from.
+fn namespace_and_name(sink: &CassandraSink) -> Result<(String, String), BuildError> {
     let namespace = sink.namespace().ok_or(BuildError::Missing("namespace"))?;
     let name = sink
         .meta()
         .name
         .clone()
         .ok_or(BuildError::Missing("name"))?;
+    Ok((namespace, name))
+}
+
+/// The worker configuration of a sink as the operator renders it, without the Secret mounts (for the
+/// operator's own use of the spec: its DDL and committer reads).
+pub fn sink_config(sink: &CassandraSink) -> Result<SinkConfig, BuildError> {
+    let (namespace, name) = namespace_and_name(sink)?;
     let mut mounts = Mounts {
         volumes: Vec::new(),
         mounts: Vec::new(),
@@ -373,12 +379,7 @@ pub fn children(
     secrets: &SecretsSeen,
 ) -> Result<Children, BuildError> {
     let secrets_version = secrets.version.as_str();
-    let namespace = sink.namespace().ok_or(BuildError::Missing("namespace"))?;
-    let name = sink
-        .meta()
-        .name
-        .clone()
-        .ok_or(BuildError::Missing("name"))?;
+    let (namespace, name) = namespace_and_name(sink)?;
     let owner = sink
         .controller_owner_ref(&())
         .ok_or(BuildError::Missing("uid"))?;

@@ -47,6 +47,14 @@ pub async fn cassandra_auth() -> anyhow::Result<Session> {
     }
 }
 
+/// Drops a test's keyspace.
+pub async fn drop_keyspace(session: &Session, keyspace: &str) -> anyhow::Result<()> {
+    session
+        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
+        .await?;
+    Ok(())
+}
+
 /// The datacenter of the local node.
 pub async fn datacenter(session: &Session) -> anyhow::Result<String> {
     let (datacenter,) = session

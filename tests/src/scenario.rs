@@ -164,6 +164,26 @@ source:
         .await
     }
 
+    /// Checks that `table` holds exactly the last update of every id and that the committed
+    /// checkpoints counted every produced record once; returns the committer rows for further checks.
+    pub async fn assert_applied_once(
+        &self,
+        table: &str,
+    ) -> anyhow::Result<BTreeMap<i32, (Option<i64>, i64, Option<i64>)>> {
+        assert_eq!(
+            self.table_named(table).await?,
+            self.expected,
+            "the table differs from applying every record once, in offset order"
+        );
+        let committed = self.committed().await?;
+        let counted: i64 = committed
+            .values()
+            .map(|(_, _, records)| records.unwrap_or(0))
+            .sum();
+        assert_eq!(counted, self.produced, "records committed: {committed:?}");
+        Ok(committed)
+    }
+
     /// Waits until every partition's committed offset reaches Kafka's end offset.
     pub async fn wait_until_caught_up(&self, timeout: Duration) -> anyhow::Result<()> {
         let ends = fixtures::end_offsets(&self.settings, &self.topic, self.partitions)?;
@@ -189,9 +209,7 @@ source:
 
     /// Drops the keyspace and the folder.
     pub async fn clean_up(self) -> anyhow::Result<()> {
-        self.session
-            .query_unpaged(format!("DROP KEYSPACE {}", self.keyspace), ())
-            .await?;
+        fixtures::drop_keyspace(&self.session, &self.keyspace).await?;
         std::fs::remove_dir_all(&self.dir).ok();
         Ok(())
     }

@@ -325,9 +325,7 @@ async fn main() -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         cpu_seconds / elapsed.as_secs_f64()
     );
-    session
-        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
-        .await?;
+    cassandra_sink_tests::fixtures::drop_keyspace(&session, &keyspace).await?;
     std::fs::remove_dir_all(dir).ok();
     Ok(())
 }

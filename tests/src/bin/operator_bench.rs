@@ -209,8 +209,6 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     operator.kill()?;
     operator.wait()?;
-    session
-        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
-        .await?;
+    cassandra_sink_tests::fixtures::drop_keyspace(&session, &keyspace).await?;
     Ok(())
 }

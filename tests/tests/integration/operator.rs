@@ -54,6 +54,21 @@ async fn degraded_for(sinks: &Api<CassandraSink>, name: &str, reason: &str) -> S
     .await
 }
 
+/// Deletes a test's namespaces and drops its keyspace. (Without a namespace controller here the
+/// namespaces only get a deletion timestamp; fresh names keep tests apart.)
+async fn clean_up(
+    client: &Client,
+    namespaces: &[&str],
+    session: &scylla::client::session::Session,
+    keyspace: &str,
+) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    for namespace in namespaces {
+        api.delete(namespace, &DeleteParams::default()).await?;
+    }
+    cassandra_sink_tests::fixtures::drop_keyspace(session, keyspace).await
+}
+
 /// Runs the controller in this process, on one namespace, reading progress every second.
 fn spawn_controller(
     client: &Client,
@@ -107,7 +122,6 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     cassandra_sink_tests::cluster::install_crd(&client).await?;
     let (session, keyspace) = keyspace("operator").await?;
     let namespace = keyspace.replace('_', "-");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
     cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
     let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
     let controller = spawn_controller(&client, &namespace, metrics.clone());
@@ -515,12 +529,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     );
 
     restarted.abort();
-    namespaces
-        .delete(&namespace, &DeleteParams::default())
-        .await?;
-    session
-        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
-        .await?;
+    clean_up(&client, &[&namespace], &session, &keyspace).await?;
     Ok(())
 }
 
@@ -533,7 +542,6 @@ async fn two_operator_processes_elect_one_leader_and_fail_over() -> anyhow::Resu
     cassandra_sink_tests::cluster::install_crd(&client).await?;
     let (session, keyspace) = keyspace("leader").await?;
     let namespace = keyspace.replace('_', "-");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
     cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
     let dir = std::env::temp_dir().join(&namespace);
     std::fs::create_dir_all(&dir)?;
@@ -616,12 +624,7 @@ async fn two_operator_processes_elect_one_leader_and_fail_over() -> anyhow::Resu
     .await;
     survivor.kill()?;
     survivor.wait()?;
-    namespaces
-        .delete(&namespace, &DeleteParams::default())
-        .await?;
-    session
-        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
-        .await?;
+    clean_up(&client, &[&namespace], &session, &keyspace).await?;
     std::fs::remove_dir_all(dir).ok();
     Ok(())
 }
@@ -642,7 +645,6 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
     let topic = keyspace.replace('_', "-");
     fixtures::create_topic(&servers, &topic, 1).await?;
     let namespace = topic.clone();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
     cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
     let controller = spawn_controller(
         &client,
@@ -859,12 +861,7 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
     assert_eq!(rows("removed").await?, 0, "Delete removes them");
 
     controller.abort();
-    namespaces
-        .delete(&namespace, &DeleteParams::default())
-        .await?;
-    session
-        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
-        .await?;
+    clean_up(&client, &[&namespace], &session, &keyspace).await?;
     std::fs::remove_dir_all(dir).ok();
     Ok(())
 }
@@ -927,15 +924,7 @@ async fn the_operator_watches_only_the_namespaces_it_is_given() -> anyhow::Resul
     assert!(untouched.status.is_none(), "{:?}", untouched.status);
 
     controller.abort();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    for namespace in [&first, &second, &unwatched] {
-        namespaces
-            .delete(namespace, &DeleteParams::default())
-            .await?;
-    }
-    session
-        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
-        .await?;
+    clean_up(&client, &[&first, &second, &unwatched], &session, &keyspace).await?;
     Ok(())
 }
 
@@ -1100,16 +1089,9 @@ async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow
         .to_lowercase();
     assert!(message.contains("password"), "{message}");
     assert!(deployments.get_opt("refused-worker").await?.is_none());
-    auth_session
-        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
-        .await?;
+    fixtures::drop_keyspace(&auth_session, &keyspace).await?;
 
     controller.abort();
-    Api::<Namespace>::all(client.clone())
-        .delete(&namespace, &DeleteParams::default())
-        .await?;
-    session
-        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
-        .await?;
+    clean_up(&client, &[&namespace], &session, &keyspace).await?;
     Ok(())
 }

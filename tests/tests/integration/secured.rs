@@ -45,7 +45,7 @@ async fn the_worker_runs_over_cassandra_tls_and_kafka_sasl_ssl() -> anyhow::Resu
         .wait_until_caught_up(Duration::from_secs(60))
         .await?;
     assert!(worker.terminate(Duration::from_secs(30)).success());
-    assert_eq!(scenario.table().await?, scenario.expected);
+    scenario.assert_applied_once("values").await?;
     scenario.clean_up().await
 }
 
@@ -159,9 +159,7 @@ async fn the_worker_logs_in_with_a_password_and_a_wrong_one_is_refused() -> anyh
         "{log}"
     );
 
-    session
-        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), ())
-        .await?;
+    fixtures::drop_keyspace(&session, &keyspace).await?;
     std::fs::remove_dir_all(dir).ok();
     Ok(())
 }

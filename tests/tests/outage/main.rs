@@ -31,24 +31,19 @@ async fn resumes_without_loss(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(worker.terminate(Duration::from_secs(30)).success());
-    assert_eq!(scenario.table().await?, scenario.expected);
-    let committed = scenario.committed().await?;
-    let counted: i64 = committed
-        .values()
-        .map(|(_, _, records)| records.unwrap_or(0))
-        .sum();
-    assert_eq!(counted, scenario.produced);
+    scenario.assert_applied_once("values").await?;
     scenario.clean_up().await
 }
 
 /// The tests here each break a shared server; they must not overlap.
 static ONE_OUTAGE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Sends a signal to the local Cassandra, whose pid `scripts/localenv.sh` recorded.
-fn signal_cassandra(signal: &str) {
-    let pid_file = env_or("CASSANDRA_PID_FILE", "");
-    let pid = std::fs::read_to_string(&pid_file)
-        .unwrap_or_else(|error| panic!("CASSANDRA_PID_FILE ({pid_file:?}): {error}"));
+/// Sends a signal to a local server whose pid `scripts/localenv.sh` recorded in the file that the
+/// environment variable `pid_file` names.
+fn signal_server(pid_file: &str, signal: &str) {
+    let path = env_or(pid_file, "");
+    let pid = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("{pid_file} ({path:?}): {error}"));
     let status = Command::new("kill")
         .args([signal, pid.trim()])
         .status()
@@ -61,14 +56,14 @@ struct Frozen;
 
 impl Frozen {
     fn new() -> Self {
-        signal_cassandra("-STOP");
+        signal_server("CASSANDRA_PID_FILE", "-STOP");
         Frozen
     }
 }
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        signal_cassandra("-CONT");
+        signal_server("CASSANDRA_PID_FILE", "-CONT");
     }
 }
 
@@ -109,18 +104,6 @@ async fn a_frozen_cassandra_makes_the_worker_unready_and_it_resumes_without_loss
     resumes_without_loss(scenario, worker, Duration::from_secs(90)).await
 }
 
-/// Kills the local Kafka (SIGKILL, as a crash), whose pid `scripts/localenv.sh` recorded.
-fn kill_kafka() {
-    let pid_file = env_or("KAFKA_PID_FILE", "");
-    let pid = std::fs::read_to_string(&pid_file)
-        .unwrap_or_else(|error| panic!("KAFKA_PID_FILE ({pid_file:?}): {error}"));
-    let status = Command::new("kill")
-        .args(["-KILL", pid.trim()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -KILL {pid}");
-}
-
 /// Starts the local Kafka again and waits until it is ready.
 fn start_kafka() {
     let script = env_or("LOCALENV_SCRIPT", "");
@@ -136,7 +119,8 @@ struct KafkaDown;
 
 impl KafkaDown {
     fn new() -> Self {
-        kill_kafka();
+        // SIGKILL: a crash, not a shutdown.
+        signal_server("KAFKA_PID_FILE", "-KILL");
         KafkaDown
     }
 }
