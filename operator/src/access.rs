@@ -2,6 +2,9 @@
 //! the DDL, progress, lag, resets and clean-up), read from the sink's Secrets through the API. The
 //! workers get the same Secrets mounted as files; the operator never writes their content anywhere.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use cassandra_sink_worker::cassandra::{Access, Pem, TlsMaterial};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
@@ -21,6 +24,69 @@ pub struct AccessError {
     pub message: String,
 }
 
+/// The Secrets of one sink's namespace as one reconcile sees them: each read through the API at most
+/// once, however many checks and connections need it.
+pub struct Secrets {
+    client: Client,
+    namespace: String,
+    read: Mutex<BTreeMap<String, Option<Arc<SecretData>>>>,
+}
+
+impl Secrets {
+    /// Nothing read yet.
+    pub fn new(client: &Client, namespace: &str) -> Self {
+        Self {
+            client: client.clone(),
+            namespace: namespace.to_owned(),
+            read: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// A Secret, or `None` when it does not exist.
+    pub async fn get_opt(&self, name: &str) -> Result<Option<Arc<SecretData>>, AccessError> {
+        if let Some(read) = self.lock().get(name) {
+            return Ok(read.clone());
+        }
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &self.namespace)
+            .get_opt(name)
+            .await
+            .map_err(|error| AccessError {
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+                message: error.to_string(),
+            })?
+            .map(|secret| {
+                Arc::new(SecretData {
+                    namespace: self.namespace.clone(),
+                    name: name.to_owned(),
+                    secret,
+                })
+            });
+        self.lock().insert(name.to_owned(), secret.clone());
+        Ok(secret)
+    }
+
+    /// A Secret that must exist.
+    pub async fn get(&self, name: &str) -> Result<Arc<SecretData>, AccessError> {
+        self.get_opt(name).await?.ok_or_else(|| AccessError {
+            namespace: self.namespace.clone(),
+            name: name.to_owned(),
+            message: "not found".to_owned(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<Arc<SecretData>>>> {
+        self.read
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// A Secret read through the API, with its resource version (part of every cache key, so a rotated
 /// password or certificate opens a new connection).
 pub struct SecretData {
@@ -30,34 +96,29 @@ pub struct SecretData {
 }
 
 impl SecretData {
-    /// Reads a Secret.
-    pub async fn read(client: &Client, namespace: &str, name: &str) -> Result<Self, AccessError> {
-        let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-            .get(name)
-            .await
-            .map_err(|error| AccessError {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                message: error.to_string(),
-            })?;
-        Ok(Self {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            secret,
-        })
+    /// The keys it holds.
+    pub fn keys(&self) -> Vec<&str> {
+        self.secret
+            .data
+            .iter()
+            .flat_map(|data| data.keys())
+            .chain(self.secret.string_data.iter().flat_map(|data| data.keys()))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The Secret's resource version, bare.
+    pub fn resource_version(&self) -> &str {
+        self.secret
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default()
     }
 
     /// The Secret's resource version.
     pub fn version(&self) -> String {
-        format!(
-            "{}@{}",
-            self.name,
-            self.secret
-                .metadata
-                .resource_version
-                .clone()
-                .unwrap_or_default()
-        )
+        format!("{}@{}", self.name, self.resource_version())
     }
 
     fn bytes(&self, key: &str) -> Option<Vec<u8>> {
@@ -109,19 +170,18 @@ impl SecretData {
 /// Credentials and TLS for a Cassandra connection, and a version string that changes when either
 /// Secret does.
 pub async fn cassandra(
-    client: &Client,
-    namespace: &str,
+    secrets: &Secrets,
     connection: &CassandraConnection,
 ) -> Result<(Access, String), AccessError> {
     let mut access = Access::default();
     let mut version = String::new();
     if let Some(name) = &connection.credentials_secret {
-        let secret = SecretData::read(client, namespace, name).await?;
+        let secret = secrets.get(name).await?;
         access.credentials = Some((secret.text("username")?, secret.text("password")?));
         version.push_str(&secret.version());
     }
     if let Some(tls) = &connection.tls {
-        let secret = SecretData::read(client, namespace, &tls.secret_name).await?;
+        let secret = secrets.get(&tls.secret_name).await?;
         access.tls = Some(secret.tls(tls));
         version.push('|');
         version.push_str(&secret.version());

@@ -12,11 +12,11 @@ use std::time::Duration;
 use cassandra_sink_worker::cassandra::{connect_with, driver_consistency};
 use cassandra_sink_worker::committer::{Committer, Position, read_positions};
 use cassandra_sink_worker::config::{CassandraConfig, HumanDuration};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use scylla::client::session::Session;
 use tokio::sync::Mutex;
 
-use crate::access::{self, AccessError};
+use crate::access::{self, AccessError, Secrets};
 use crate::crd::{CassandraConnection, CassandraSink};
 
 /// Errors reaching the committer table.
@@ -54,7 +54,7 @@ impl Sessions {
     /// A session on the cluster that holds the sink's committer table.
     pub async fn committer_session(
         &self,
-        client: &Client,
+        secrets: &Secrets,
         sink: &CassandraSink,
     ) -> Result<Arc<Session>, CommitterError> {
         let connection = sink
@@ -67,35 +67,29 @@ impl Sessions {
             "committer table {}.{}",
             sink.spec.committer.keyspace, sink.spec.committer.table
         );
-        self.session(client, sink, connection, what).await
+        self.session(secrets, connection, what).await
     }
 
     /// A session on the cluster that receives the sink's data.
     pub async fn data_session(
         &self,
-        client: &Client,
+        secrets: &Secrets,
         sink: &CassandraSink,
     ) -> Result<Arc<Session>, CommitterError> {
-        self.session(
-            client,
-            sink,
-            &sink.spec.cassandra,
-            "the data cluster".to_owned(),
-        )
-        .await
+        self.session(secrets, &sink.spec.cassandra, "the data cluster".to_owned())
+            .await
     }
 
     /// A session on `connection`, from the cache when one is open with the same credentials and TLS.
     /// `what` names the table the session is for, in errors.
     async fn session(
         &self,
-        client: &Client,
-        sink: &CassandraSink,
+        secrets: &Secrets,
         connection: &CassandraConnection,
         what: String,
     ) -> Result<Arc<Session>, CommitterError> {
-        let namespace = sink.namespace().unwrap_or_default();
-        let (access, version) = access::cassandra(client, &namespace, connection).await?;
+        let namespace = secrets.namespace();
+        let (access, version) = access::cassandra(secrets, connection).await?;
         let key = format!(
             "{}|{}|{namespace}|{version}",
             connection.contact_points.join(","),

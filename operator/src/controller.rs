@@ -24,6 +24,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::access::{AccessError, Secrets};
 use crate::build::{self, SecretsSeen, Settings};
 use crate::committer::{self, Sessions};
 use crate::crd::{CassandraSink, CassandraSinkStatus, DeletionPolicy, PositionsReset, SinkState};
@@ -45,6 +46,9 @@ pub enum ReconcileError {
     /// Adding or removing the finalizer failed, or the clean-up did.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// A Secret could not be read.
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// The committer rows could not be deleted (`deletionPolicy: Delete`).
     #[error(transparent)]
     Cleanup(#[from] committer::CommitterError),
@@ -64,6 +68,7 @@ impl ReconcileError {
         match self {
             ReconcileError::Build(_) => "build",
             ReconcileError::Finalizer(_) => "finalizer",
+            ReconcileError::Access(_) => "access",
             ReconcileError::Cleanup(_) => "cleanup",
             ReconcileError::Kube { .. } => "kube",
         }
@@ -148,10 +153,8 @@ pub async fn reconcile(
 /// through their owner references.
 async fn cleanup(sink: &CassandraSink, context: &Context) -> Result<Action, ReconcileError> {
     if sink.spec.deletion_policy == DeletionPolicy::Delete {
-        let session = context
-            .sessions
-            .committer_session(&context.client, sink)
-            .await?;
+        let secrets = Secrets::new(&context.client, &sink.namespace().unwrap_or_default());
+        let session = context.sessions.committer_session(&secrets, sink).await?;
         let rows = committer::delete(&session, sink).await?;
         tracing::info!(sink = %sink.name_any(), rows, "committer rows deleted (deletionPolicy: Delete)");
     }
@@ -169,7 +172,9 @@ async fn reconcile_inner(
     let started = std::time::Instant::now();
     let mut problems = validate(&sink.spec);
     let running = sink.spec.state == SinkState::Running;
-    let secrets = check_secrets(&context.client, sink, &namespace, &mut problems).await?;
+    // Every Secret this reconcile needs is read once, here or by the connections below.
+    let secrets = Secrets::new(&context.client, &namespace);
+    let seen = check_secrets(&secrets, sink, &mut problems).await?;
 
     // The DDL runs here, once per change of what it creates, before workers that need the tables.
     let mut applied_schema = old.applied_schema.clone();
@@ -178,7 +183,7 @@ async fn reconcile_inner(
         let config = build::sink_config(sink)?;
         let digest = schema::digest(&config);
         if applied_schema.as_deref() != Some(digest.as_str()) {
-            match schema::run(&context.client, &context.sessions, sink, &config).await {
+            match schema::run(&secrets, &context.sessions, sink, &config).await {
                 Ok(()) => {
                     tracing::info!(sink = %name, namespace = %namespace, "schema applied");
                     applied_schema = Some(digest);
@@ -193,7 +198,7 @@ async fn reconcile_inner(
 
     let valid = problems.is_empty();
     let (desired, replicas, workers_gone) = if valid {
-        let children = build::children(sink, &context.settings, &secrets)?;
+        let children = build::children(sink, &context.settings, &seen)?;
         apply(&context.client, &namespace, &children.config_map).await?;
         apply(&context.client, &namespace, &children.service).await?;
         let deployment = apply(&context.client, &namespace, &children.deployment).await?;
@@ -218,7 +223,7 @@ async fn reconcile_inner(
 
     let applied_after = started.elapsed();
     let watermarks = if valid {
-        match context.kafka.watermarks(&context.client, sink).await {
+        match context.kafka.watermarks(&secrets, sink).await {
             Ok(watermarks) => Some(watermarks),
             Err(error) => {
                 tracing::debug!(sink = %name, %error, "watermarks not read");
@@ -229,13 +234,13 @@ async fn reconcile_inner(
         None
     };
     let positions_reset = if valid {
-        reset_positions(sink, context, watermarks.as_ref(), workers_gone).await
+        reset_positions(sink, context, &secrets, watermarks.as_ref(), workers_gone).await
     } else {
         old.positions_reset.clone()
     };
     let read_after = started.elapsed();
     let progress = if valid {
-        read_progress(sink, context, watermarks.as_ref()).await
+        read_progress(sink, context, &secrets, watermarks.as_ref()).await
     } else {
         None
     };
@@ -295,13 +300,10 @@ async fn reconcile_inner(
 async fn read_progress(
     sink: &CassandraSink,
     context: &Context,
+    secrets: &Secrets,
     watermarks: Option<&Watermarks>,
 ) -> Option<crate::crd::Progress> {
-    let rows = match context
-        .sessions
-        .committer_session(&context.client, sink)
-        .await
-    {
+    let rows = match context.sessions.committer_session(secrets, sink).await {
         Ok(session) => committer::positions(&session, sink).await,
         Err(error) => Err(error),
     };
@@ -319,6 +321,7 @@ async fn read_progress(
 async fn reset_positions(
     sink: &CassandraSink,
     context: &Context,
+    secrets: &Secrets,
     watermarks: Option<&Watermarks>,
     workers_gone: bool,
 ) -> Option<PositionsReset> {
@@ -369,11 +372,7 @@ async fn reset_positions(
         Ok(plan) => plan,
         Err(error) => return Some(outcome("Refused", error.to_string())),
     };
-    let applied = match context
-        .sessions
-        .committer_session(&context.client, sink)
-        .await
-    {
+    let applied = match context.sessions.committer_session(secrets, sink).await {
         Ok(session) => committer::reset(session, sink, &plan).await,
         Err(error) => Err(error),
     };
@@ -465,27 +464,20 @@ async fn publish_transitions(
 /// that does not. Returns what was seen: names and resource versions, which roll the workers when
 /// they change, and which TLS Secrets carry a client certificate.
 async fn check_secrets(
-    client: &Client,
+    secrets: &Secrets,
     sink: &CassandraSink,
-    namespace: &str,
     problems: &mut Vec<Problem>,
 ) -> Result<SecretsSeen, ReconcileError> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let namespace = secrets.namespace();
     let mut seen = SecretsSeen::default();
     for (field, name) in build::referenced_secrets(sink) {
-        let secret = api
-            .get_opt(&name)
-            .await
-            .map_err(|source| ReconcileError::Kube {
-                operation: format!("reading Secret {namespace}/{name}"),
-                source,
-            })?;
-        let needed: &[&str] = if field.ends_with("tls.secretName") {
+        let tls = field.ends_with("tls.secretName");
+        let needed: &[&str] = if tls {
             &["ca.crt"]
         } else {
             &["username", "password"]
         };
-        match secret {
+        match secrets.get_opt(&name).await? {
             None => problems.push(Problem {
                 reason: "SecretMissing",
                 message: format!(
@@ -495,15 +487,10 @@ async fn check_secrets(
                 ),
             }),
             Some(secret) => {
-                let keys: Vec<&String> = secret
-                    .data
-                    .iter()
-                    .flat_map(|data| data.keys())
-                    .chain(secret.string_data.iter().flat_map(|data| data.keys()))
-                    .collect();
+                let keys = secret.keys();
                 let missing: Vec<&str> = needed
                     .iter()
-                    .filter(|key| !keys.iter().any(|have| have.as_str() == **key))
+                    .filter(|key| !keys.contains(key))
                     .copied()
                     .collect();
                 if !missing.is_empty() {
@@ -515,15 +502,11 @@ async fn check_secrets(
                         ),
                     });
                 }
-                let tls = field.ends_with("tls.secretName");
-                let has = |key: &str| keys.iter().any(|have| have.as_str() == key);
-                if tls && has("tls.crt") && has("tls.key") {
+                if tls && keys.contains(&"tls.crt") && keys.contains(&"tls.key") {
                     seen.client_certs.insert(name.clone());
                 }
-                seen.version.push_str(&format!(
-                    "{name}={};",
-                    secret.metadata.resource_version.unwrap_or_default()
-                ));
+                seen.version
+                    .push_str(&format!("{name}={};", secret.resource_version()));
             }
         }
     }

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cassandra_sink_worker::config::RESERVED_KAFKA_PROPERTIES;
-use kube::{Client, ResourceExt};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::Mutex;
 
-use crate::access::{AccessError, SecretData};
+use crate::access::{AccessError, Secrets};
 use crate::crd::{CassandraSink, KafkaSourceSpec};
 
 /// Each partition's (low, high) watermark: the first offset Kafka still holds and the next offset it
@@ -57,8 +56,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(60);
 /// librdkafka settings for a read-only client of the sink's brokers, and a key that changes with
 /// them (Secret versions included).
 async fn client_config(
-    client: &Client,
-    namespace: &str,
+    secrets: &Secrets,
     kafka: &KafkaSourceSpec,
 ) -> Result<(ClientConfig, String), KafkaError> {
     let mut config = ClientConfig::new();
@@ -69,7 +67,7 @@ async fn client_config(
         key.push_str(protocol.librdkafka_name());
     }
     if let Some(sasl) = &kafka.sasl {
-        let secret = SecretData::read(client, namespace, &sasl.secret_name).await?;
+        let secret = secrets.get(&sasl.secret_name).await?;
         config
             .set("sasl.mechanism", sasl.mechanism.librdkafka_name())
             .set("sasl.username", secret.text("username")?)
@@ -77,7 +75,7 @@ async fn client_config(
         key.push_str(&secret.version());
     }
     if let Some(tls) = &kafka.tls {
-        let secret = SecretData::read(client, namespace, &tls.secret_name).await?;
+        let secret = secrets.get(&tls.secret_name).await?;
         let material = secret.tls(tls);
         let text = |pem: &cassandra_sink_worker::cassandra::Pem| {
             String::from_utf8_lossy(&pem.bytes).into_owned()
@@ -103,7 +101,7 @@ async fn client_config(
         }
     }
     key.push('|');
-    key.push_str(namespace);
+    key.push_str(secrets.namespace());
     Ok((config, key))
 }
 
@@ -111,7 +109,7 @@ impl Clients {
     /// The watermarks of every partition of the sink's topic.
     pub async fn watermarks(
         &self,
-        client: &Client,
+        secrets: &Secrets,
         sink: &CassandraSink,
     ) -> Result<Watermarks, KafkaError> {
         let kafka = &sink.spec.source.kafka;
@@ -120,8 +118,7 @@ impl Clients {
             brokers: brokers.clone(),
             message,
         };
-        let namespace = sink.namespace().unwrap_or_default();
-        let (config, key) = client_config(client, &namespace, kafka).await?;
+        let (config, key) = client_config(secrets, kafka).await?;
         let known_good = self
             .answered
             .lock()

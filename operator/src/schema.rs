@@ -6,8 +6,8 @@
 
 use cassandra_sink_worker::config::SinkConfig;
 use cassandra_sink_worker::schema::{self, SchemaError};
-use kube::Client;
 
+use crate::access::Secrets;
 use crate::build::hash;
 use crate::committer::{CommitterError, Sessions};
 use crate::crd::CassandraSink;
@@ -71,13 +71,13 @@ pub fn digest(config: &SinkConfig) -> String {
 
 /// Runs the sink's DDL through the operator's sessions.
 pub async fn run(
-    client: &Client,
+    secrets: &Secrets,
     sessions: &Sessions,
     sink: &CassandraSink,
     config: &SinkConfig,
 ) -> Result<(), SchemaStepError> {
-    let data = sessions.data_session(client, sink).await?;
-    let committer = sessions.committer_session(client, sink).await?;
+    let data = sessions.data_session(secrets, sink).await?;
+    let committer = sessions.committer_session(secrets, sink).await?;
     schema::apply(config, &data, &committer).await?;
     Ok(())
 }
