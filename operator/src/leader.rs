@@ -59,7 +59,9 @@ where
         .with_identity(&election.identity)
         .with_duration(election.duration_seconds)
         .with_grace(election.duration_seconds.div_ceil(3).max(1))
-        .with_field_manager("cassandra-sink-operator")
+        // One field manager per replica: the Lease is taken by server-side apply, and only distinct
+        // managers make a second replica's concurrent take-over conflict instead of silently winning.
+        .with_field_manager(format!("cassandra-sink-operator-{}", election.identity))
         .build()
         .await
         .map_err(|error| lease_error(error.to_string()))?;
