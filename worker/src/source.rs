@@ -125,9 +125,15 @@ pub fn client_config(source: &KafkaSource, group_id: &str) -> Result<ClientConfi
         .set("heartbeat.interval.ms", "1000")
         // librdkafka prefetches up to 64 MiB and 100,000 records per partition by default, each
         // record with a few hundred bytes of bookkeeping; the write loop buffers a checkpoint's worth
-        // itself, so a smaller prefetch keeps the worker's memory bounded.
+        // itself, so a smaller prefetch keeps the worker's memory bounded. Each fetch may overshoot
+        // these bounds by a whole response, and a compressed 1 MiB response can hold a partition's
+        // entire backlog of small records, so fetches are kept small too (Kafka still returns a
+        // larger first batch whole, so a big record never stalls). Small fetches only keep pace if
+        // a partition whose queue was full is fetched again soon, not after the default second.
         .set("queued.max.messages.kbytes", "8192")
-        .set("queued.min.messages", "10000");
+        .set("queued.min.messages", "2000")
+        .set("max.partition.fetch.bytes", "131072")
+        .set("fetch.queue.backoff.ms", "10");
     if let Some(security) = &source.security {
         config.set("security.protocol", security.protocol.librdkafka_name());
         if let Some(sasl) = &security.sasl {
