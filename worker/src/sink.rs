@@ -422,24 +422,31 @@ impl Writer {
         let mut rejected = Vec::new();
 
         // Record pending ranges; a fenced partition is dropped with its records.
+        let pending_started = Instant::now();
+        // Each partition has its own committer row, so their transactions run side by side.
         let mut fenced = Vec::new();
-        for (epoch, range, _) in &ranges {
-            if range.recovery {
-                continue;
-            }
-            let result = self
-                .retry("record pending checkpoint", || {
-                    self.committer
-                        .record_pending(range.partition, *epoch, &range.pending)
-                })
-                .await;
+        let this = &*self;
+        let pending = ranges.iter().filter(|(_, range, _)| !range.recovery).map(
+            |(epoch, range, _)| async move {
+                let result = this
+                    .retry("record pending checkpoint", || {
+                        this.committer
+                            .record_pending(range.partition, *epoch, &range.pending)
+                    })
+                    .await;
+                (range.partition, result)
+            },
+        );
+        for (partition, result) in futures::future::join_all(pending).await {
             if let Err(error) = result {
-                self.fenced(range.partition, &error);
-                fenced.push(range.partition);
+                self.fenced(partition, &error);
+                fenced.push(partition);
             }
         }
         crate::fault::point("after-pending");
+        let pending_time = pending_started.elapsed();
         writes.retain(|(record, _)| !fenced.contains(&record.partition));
+        let write_started = Instant::now();
 
         // Write everything, bounded in flight; records that do not fit, or that Cassandra itself
         // refuses, are rejected.
@@ -462,6 +469,7 @@ impl Writer {
             );
         }
 
+        let write_time = write_started.elapsed();
         crate::fault::point("before-commit");
         // Commit each partition whose range fully landed.
         let commit_started = Instant::now();
@@ -469,23 +477,26 @@ impl Writer {
         let mut committed = Vec::new();
         let mut committed_records = 0usize;
         let mut written = 0usize;
-        for (epoch, range, before) in &ranges {
-            if fenced.contains(&range.partition) {
-                continue;
-            }
-            let total = before + range.records.len() as i64;
-            let result = self
-                .retry("commit", || {
-                    self.committer.commit(
-                        range.partition,
-                        &self.topic,
-                        *epoch,
-                        range.pending.end,
-                        total,
-                        now_ms,
-                    )
-                })
-                .await;
+        let commits = ranges
+            .iter()
+            .filter(|(_, range, _)| !fenced.contains(&range.partition))
+            .map(|(epoch, range, before)| async move {
+                let total = before + range.records.len() as i64;
+                let result = this
+                    .retry("commit", || {
+                        this.committer.commit(
+                            range.partition,
+                            &this.topic,
+                            *epoch,
+                            range.pending.end,
+                            total,
+                            now_ms,
+                        )
+                    })
+                    .await;
+                (range, total, result)
+            });
+        for (range, total, result) in futures::future::join_all(commits).await {
             match result {
                 Ok(()) => {
                     committed.push((range.partition, range.pending.end, total));
@@ -522,6 +533,8 @@ impl Writer {
             dead_lettered = rejected.len(),
             ranges = %described.join(" "),
             millis = started.elapsed().as_millis() as u64,
+            pending_micros = pending_time.as_micros() as u64,
+            write_micros = write_time.as_micros() as u64,
             commit_micros = commit_time.as_micros() as u64,
             "checkpoint committed"
         );
