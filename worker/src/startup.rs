@@ -177,6 +177,7 @@ pub async fn prepare(
     owner: &str,
     metrics: Arc<Metrics>,
 ) -> Result<Prepared, StartError> {
+    let started = std::time::Instant::now();
     let analysis = check_statement(config)?;
     let session = Arc::new(connect(&config.cassandra).await?);
     let committer_session = match &config.committer.cassandra {
@@ -184,9 +185,11 @@ pub async fn prepare(
         None => session.clone(),
     };
 
+    let connected = started.elapsed();
     if config.manage_schema {
         schema::apply(config, &session, &committer_session).await?;
     }
+    let schema_ready = started.elapsed();
     let keyspace = &config.committer.keyspace;
     let table = &config.committer.table;
 
@@ -292,6 +295,14 @@ pub async fn prepare(
         max_records: config.checkpoint.max_records as usize,
         max_bytes: config.checkpoint.max_bytes as usize,
     };
+    tracing::info!(
+        nodes,
+        connect_millis = connected.as_millis() as u64,
+        schema_millis = (schema_ready - connected).as_millis() as u64,
+        millis = started.elapsed().as_millis() as u64,
+        manage_schema = config.manage_schema,
+        "connected to Cassandra and prepared"
+    );
     Ok(Prepared {
         sink: Loop::new(writer, limits),
         source_config: config.source.kafka.clone(),
