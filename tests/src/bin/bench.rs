@@ -36,6 +36,9 @@ struct Options {
     /// The worker's `checkpoint.maxRecords`.
     #[arg(long, default_value_t = 10_000)]
     max_records: usize,
+    /// Print the worker's whole log, not only its checkpoint lines.
+    #[arg(long)]
+    worker_log: bool,
     /// The worker binary (a release build).
     #[arg(long, default_value = "target/release/cassandra-sink-worker")]
     worker: PathBuf,
@@ -49,21 +52,70 @@ fn record(index: usize, keys: usize) -> (String, i32, i64) {
     )
 }
 
+/// CPU seconds spent by each process that shares the machine in a measured part.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSplit {
+    cassandra: f64,
+    kafka: f64,
+    client: f64,
+}
+
+impl CpuSplit {
+    /// Now, for Cassandra and Kafka (from the local servers' pid files) and `client`.
+    fn sample(client: u32) -> Self {
+        let server = |variable: &str| {
+            std::env::var(variable)
+                .ok()
+                .and_then(|file| std::fs::read_to_string(file).ok())
+                .and_then(|pid| pid.trim().parse::<u32>().ok())
+                .and_then(|pid| usage(pid).ok())
+                .map_or(0.0, |(_, cpu)| cpu)
+        };
+        Self {
+            cassandra: server("CASSANDRA_PID_FILE"),
+            kafka: server("KAFKA_PID_FILE"),
+            client: usage(client).map_or(0.0, |(_, cpu)| cpu),
+        }
+    }
+
+    /// CPU seconds per 100,000 records between `self` and `later`.
+    fn per_100k(self, later: Self, records: usize) -> Self {
+        let scale = 100_000.0 / records as f64;
+        Self {
+            cassandra: (later.cassandra - self.cassandra) * scale,
+            kafka: (later.kafka - self.kafka) * scale,
+            client: (later.client - self.client) * scale,
+        }
+    }
+}
+
+impl std::fmt::Display for CpuSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Cassandra {:.2} s, Kafka {:.2} s, client {:.2} s",
+            self.cassandra, self.kafka, self.client
+        )
+    }
+}
+
 async fn ceiling(
     session: &scylla::client::session::Session,
     keyspace: &str,
+    table: &str,
     options: &Options,
-) -> anyhow::Result<(usize, f64)> {
+) -> anyhow::Result<(usize, f64, CpuSplit)> {
     let mut insert = session
         .prepare(format!(
-            "INSERT INTO {keyspace}.ceiling (id, counter, seq) VALUES (?, ?, ?)"
+            "INSERT INTO {keyspace}.{table} (id, counter, seq) VALUES (?, ?, ?)"
         ))
         .await?;
     insert.set_consistency(scylla::statement::Consistency::LocalQuorum);
     insert.set_is_idempotent(true);
-    let mut best = (0, 0.0);
+    let mut best = (0, 0.0, CpuSplit::default());
     for &concurrency in &options.concurrency {
         let started = Instant::now();
+        let cpu_before = CpuSplit::sample(std::process::id());
         let insert = &insert;
         let failures = futures::stream::iter(0..options.records)
             .map(|index| async move {
@@ -80,9 +132,12 @@ async fn ceiling(
             .await;
         anyhow::ensure!(failures == 0, "{failures} ceiling writes failed");
         let rate = options.records as f64 / started.elapsed().as_secs_f64();
-        eprintln!("  ceiling at concurrency {concurrency}: {rate:.0} records/s");
+        let cpu = cpu_before.per_100k(CpuSplit::sample(std::process::id()), options.records);
+        eprintln!(
+            "  ceiling at concurrency {concurrency}: {rate:.0} records/s; CPU per 100k: {cpu}"
+        );
         if rate > best.1 {
-            best = (concurrency, rate);
+            best = (concurrency, rate, cpu);
         }
     }
     Ok(best)
@@ -177,13 +232,21 @@ async fn main() -> anyhow::Result<()> {
     let topic = keyspace.replace('_', "-");
     create_topic(&settings, &topic, options.partitions).await?;
 
-    eprintln!("warming Cassandra up (not measured)");
-    ceiling(&session, &keyspace, &options).await?;
+    // A first write of a key costs Cassandra more than an update of it, so both tables get every key
+    // before anything is measured: the driver and the worker then find their tables in the same state.
+    eprintln!("warming Cassandra and both tables up (not measured)");
+    ceiling(&session, &keyspace, "ceiling", &options).await?;
+    let once = Options {
+        concurrency: vec![256],
+        ..options.clone()
+    };
+    ceiling(&session, &keyspace, "values", &once).await?;
     eprintln!(
         "(a1) write ceiling: the driver alone, {} records",
         options.records
     );
-    let (best_concurrency, first_ceiling) = ceiling(&session, &keyspace, &options).await?;
+    let (best_concurrency, first_ceiling, ceiling_cpu) =
+        ceiling(&session, &keyspace, "ceiling", &options).await?;
 
     eprintln!("pre-filling topic {topic} with {} records", options.records);
     prefill(&settings, &topic, &options).await?;
@@ -207,8 +270,13 @@ async fn main() -> anyhow::Result<()> {
         ),
     )?;
     let started = Instant::now();
+    // The worker's own CPU starts at zero; the servers' is taken from here.
+    let servers_before = CpuSplit {
+        client: 0.0,
+        ..CpuSplit::sample(std::process::id())
+    };
     let worker = Worker::start_binary(&options.worker, &config, "bench", &[]);
-    let mut first_commit: Option<(Instant, i64)> = None;
+    let mut first_commit: Option<(Instant, i64, CpuSplit)> = None;
     loop {
         let committed: i64 = fixtures::committed(
             &session,
@@ -223,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|(offset, _, _)| *offset)
         .sum();
         if committed > 0 && first_commit.is_none() {
-            first_commit = Some((Instant::now(), committed));
+            first_commit = Some((Instant::now(), committed, CpuSplit::sample(worker.pid())));
         }
         if committed as usize >= options.records {
             break;
@@ -237,6 +305,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let (peak_mib, cpu_seconds) = usage(worker.pid())?;
+    let worker_end = CpuSplit::sample(worker.pid());
+    let worker_cpu = servers_before.per_100k(worker_end, options.records);
     let log = worker.log_text();
     assert!(worker.terminate(Duration::from_secs(30)).success());
     let worker_rate = options.records as f64 / elapsed.as_secs_f64();
@@ -245,12 +315,12 @@ async fn main() -> anyhow::Result<()> {
         concurrency: vec![best_concurrency],
         ..options.clone()
     };
-    let (_, second_ceiling) = ceiling(&session, &keyspace, &again).await?;
+    let (_, second_ceiling, _) = ceiling(&session, &keyspace, "ceiling", &again).await?;
     // The machine drifts between runs: compare the worker with the ceiling measured around it.
     let ceiling_rate = (first_ceiling + second_ceiling) / 2.0;
     for line in log
         .lines()
-        .filter(|line| line.contains("checkpoint committed"))
+        .filter(|line| options.worker_log || line.contains("checkpoint committed"))
     {
         eprintln!(
             "  {}",
@@ -303,7 +373,7 @@ async fn main() -> anyhow::Result<()> {
         "| (b) worker end to end, exactly-once | {worker_rate:.0} records/s ({:.1} s incl. start-up) |",
         elapsed.as_secs_f64()
     );
-    if let Some((first, at_first)) = first_commit {
+    if let Some((first, at_first, cpu_at_first)) = first_commit {
         let steady = elapsed.as_secs_f64() - (first - started).as_secs_f64();
         let steady_rate = (options.records as f64 - at_first as f64) / steady;
         println!(
@@ -311,6 +381,10 @@ async fn main() -> anyhow::Result<()> {
             (first - started).as_secs_f64()
         );
         println!("| b'/a | {:.2} |", steady_rate / ceiling_rate);
+        println!(
+            "| CPU per 100,000 records, (b') | {} (the worker) |",
+            cpu_at_first.per_100k(worker_end, options.records - at_first as usize)
+        );
     }
     println!("| b/a | {:.2} |", worker_rate / ceiling_rate);
     println!(
@@ -325,6 +399,8 @@ async fn main() -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         cpu_seconds / elapsed.as_secs_f64()
     );
+    println!("| CPU per 100,000 records, (a) at its best | {ceiling_cpu} (the driver) |");
+    println!("| CPU per 100,000 records, (b) | {worker_cpu} (the worker) |");
     cassandra_sink_tests::fixtures::drop_keyspace(&session, &keyspace).await?;
     std::fs::remove_dir_all(dir).ok();
     Ok(())
