@@ -127,8 +127,8 @@ pub fn client_config(source: &KafkaSource, group_id: &str) -> Result<ClientConfi
         // record with a few hundred bytes of bookkeeping; the write loop buffers a checkpoint's worth
         // itself, so a smaller prefetch keeps the worker's memory bounded. Each fetch may overshoot
         // these bounds by a whole response, and a compressed 1 MiB response can hold a partition's
-        // entire backlog of small records, so fetches are kept small too (Kafka still returns a
-        // larger first batch whole, so a big record never stalls). Small fetches only keep pace if
+        // entire backlog of small records, so fetches are kept small too (a larger record still
+        // arrives: librdkafka raises the size until it fits). Small fetches only keep pace if
         // a partition whose queue was full is fetched again soon, not after the default second.
         .set("queued.max.messages.kbytes", "8192")
         .set("queued.min.messages", "2000")
@@ -290,27 +290,18 @@ impl SourceContext {
         consumer: &BaseConsumer<Self>,
         partitions: &[i32],
     ) -> Result<Vec<(Claim, StartAt)>, SourceError> {
+        // Each partition has its own committer row: the claims run side by side, so a rebalance of
+        // many partitions costs about one transaction's time.
+        let claims = self
+            .runtime
+            .block_on(futures::future::join_all(
+                partitions.iter().map(|&partition| self.claim(partition)),
+            ))
+            .into_iter()
+            .collect::<Result<Vec<Claim>, SourceError>>()?;
         let mut result = Vec::with_capacity(partitions.len());
-        for &partition in partitions {
-            let claim = self.runtime.block_on(async {
-                let mut backoff = Duration::from_millis(200);
-                loop {
-                    match self.committer.claim(partition, &self.topic).await {
-                        Ok(claim) => return Ok(claim),
-                        Err(CommitterError::Cassandra { .. })
-                            if !self.stop.load(Ordering::Relaxed) =>
-                        {
-                            tracing::warn!(
-                                partition,
-                                "claim failed; Cassandra unavailable? retrying"
-                            );
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(10));
-                        }
-                        Err(error) => return Err(error),
-                    }
-                }
-            })?;
+        for claim in claims {
+            let partition = claim.partition;
             let (low, _high) = consumer
                 .fetch_watermarks(&self.topic, partition, Duration::from_secs(30))
                 .map_err(|source| SourceError::Client {
@@ -329,6 +320,22 @@ impl SourceContext {
             result.push((claim, start));
         }
         Ok(result)
+    }
+
+    /// Claims one partition, retrying while Cassandra is unavailable.
+    async fn claim(&self, partition: i32) -> Result<Claim, SourceError> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.committer.claim(partition, &self.topic).await {
+                Ok(claim) => return Ok(claim),
+                Err(CommitterError::Cassandra { .. }) if !self.stop.load(Ordering::Relaxed) => {
+                    tracing::warn!(partition, "claim failed; Cassandra unavailable? retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 }
 
