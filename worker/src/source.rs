@@ -568,4 +568,17 @@ mod tests {
         let config = client_config(&source(properties), "g").expect("passed through");
         assert_eq!(config.get("fetch.max.bytes"), Some("1048576"));
     }
+
+    #[test]
+    fn prefetch_is_small_by_default_and_the_user_may_change_it() {
+        let config = client_config(&source(BTreeMap::new()), "g").expect("config");
+        assert_eq!(config.get("max.partition.fetch.bytes"), Some("131072"));
+        assert_eq!(config.get("queued.min.messages"), Some("2000"));
+        // Without a short backoff, small fetches starve the write loop for a second at a time.
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
+        let properties =
+            BTreeMap::from([("max.partition.fetch.bytes".to_owned(), "1048576".to_owned())]);
+        let config = client_config(&source(properties), "g").expect("overridden");
+        assert_eq!(config.get("max.partition.fetch.bytes"), Some("1048576"));
+    }
 }
