@@ -358,7 +358,8 @@ async fn reset_positions(
     if sink.spec.state != SinkState::Stopped || !workers_gone {
         return Some(outcome(
             "Waiting",
-            "positions are reset only while the sink is stopped: set spec.state to stopped; the              reset is applied once its workers are gone"
+            "positions are reset only while the sink is stopped: set spec.state to stopped; the \
+             reset is applied once its workers are gone"
                 .to_owned(),
         ));
     }

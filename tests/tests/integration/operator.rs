@@ -759,7 +759,13 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
         reset_phase("Waiting")
     })
     .await;
-    assert!(waiting.message.contains("stopped"), "{}", waiting.message);
+    assert!(
+        waiting
+            .message
+            .contains("set spec.state to stopped; the reset is applied once its workers are gone"),
+        "{}",
+        waiting.message
+    );
     let epoch_before = sinks
         .get("kept")
         .await?
