@@ -213,7 +213,7 @@ fn worker_config(
             None
         };
     SinkConfig {
-        sink_id: format!("{namespace}/{name}"),
+        sink_id: sink_id(namespace, name),
         cassandra: cassandra(mounts, "cassandra", &spec.cassandra),
         create_query: spec.create_query.clone(),
         insert_query: spec.insert_query.clone(),
@@ -329,6 +329,11 @@ pub fn referenced_secrets(sink: &CassandraSink) -> Vec<(&'static str, String)> {
 }
 
 /// The sink's namespace and name, which every child's name and the sink id derive from.
+/// The sink's id in the committer table and in its workers' configuration: `<namespace>/<name>`.
+pub fn sink_id(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
 fn namespace_and_name(sink: &CassandraSink) -> Result<(String, String), BuildError> {
     let namespace = sink.namespace().ok_or(BuildError::Missing("namespace"))?;
     let name = sink

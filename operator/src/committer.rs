@@ -57,17 +57,8 @@ impl Sessions {
         secrets: &Secrets,
         sink: &CassandraSink,
     ) -> Result<Arc<Session>, CommitterError> {
-        let connection = sink
-            .spec
-            .committer
-            .cassandra
-            .as_ref()
-            .unwrap_or(&sink.spec.cassandra);
-        let what = format!(
-            "committer table {}.{}",
-            sink.spec.committer.keyspace, sink.spec.committer.table
-        );
-        self.session(secrets, connection, what).await
+        self.session(secrets, committer_connection(sink), committer_table(sink))
+            .await
     }
 
     /// A session on the cluster that receives the sink's data.
@@ -146,10 +137,23 @@ impl Sessions {
 }
 
 fn sink_id(sink: &CassandraSink) -> String {
+    crate::build::sink_id(&sink.namespace().unwrap_or_default(), &sink.name_any())
+}
+
+/// The cluster that holds the committer table: its own, or the data cluster.
+fn committer_connection(sink: &CassandraSink) -> &CassandraConnection {
+    sink.spec
+        .committer
+        .cassandra
+        .as_ref()
+        .unwrap_or(&sink.spec.cassandra)
+}
+
+/// The committer table as errors name it.
+fn committer_table(sink: &CassandraSink) -> String {
     format!(
-        "{}/{}",
-        sink.namespace().unwrap_or_default(),
-        sink.name_any()
+        "committer table {}.{}",
+        sink.spec.committer.keyspace, sink.spec.committer.table
     )
 }
 
@@ -166,10 +170,7 @@ pub async fn positions(
     )
     .await
     .map_err(|error| CommitterError::Cassandra {
-        what: format!(
-            "committer table {}.{}",
-            sink.spec.committer.keyspace, sink.spec.committer.table
-        ),
+        what: committer_table(sink),
         message: error.to_string(),
     })
 }
@@ -181,29 +182,17 @@ pub async fn reset(
     sink: &CassandraSink,
     offsets: &BTreeMap<i32, i64>,
 ) -> Result<(), CommitterError> {
-    let table = format!(
-        "{}.{}",
-        sink.spec.committer.keyspace, sink.spec.committer.table
-    );
     let error = |message: String| CommitterError::Cassandra {
-        what: format!("committer table {table}"),
+        what: committer_table(sink),
         message,
     };
-    let consistency = sink
-        .spec
-        .committer
-        .cassandra
-        .as_ref()
-        .map_or(sink.spec.cassandra.consistency, |cluster| {
-            cluster.consistency
-        });
     let committer = Committer::new(
         session,
         &sink.spec.committer.keyspace,
         &sink.spec.committer.table,
         &sink_id(sink),
         "cassandra-sink-operator",
-        driver_consistency(consistency),
+        driver_consistency(committer_connection(sink).consistency),
     )
     .await
     .map_err(|e| error(e.to_string()))?;
@@ -223,7 +212,7 @@ pub async fn delete(session: &Session, sink: &CassandraSink) -> Result<usize, Co
     let table = &sink.spec.committer.table;
     let qualified = format!("{keyspace}.{table}");
     let error = |message: String| CommitterError::Cassandra {
-        what: format!("committer table {qualified}"),
+        what: committer_table(sink),
         message,
     };
     let id = sink_id(sink);
