@@ -34,17 +34,31 @@ pub enum KafkaError {
     },
 }
 
-/// Cached clients, and recent failures so that an unreachable cluster does not slow every reconcile.
+/// What the operator knows of each Kafka cluster (and credentials), so that an unreachable cluster does
+/// not slow every reconcile.
 #[derive(Default)]
 pub struct Clients {
-    cache: Mutex<BTreeMap<String, Arc<BaseConsumer>>>,
-    failures: Mutex<BTreeMap<String, Instant>>,
-    /// When each cluster last answered. A cluster that answered recently is read without waiting.
-    answered: Mutex<BTreeMap<String, Instant>>,
-    /// One read at a time per cluster whose state is unknown (first use, or after a failure): the
+    clusters: Mutex<BTreeMap<String, Cluster>>,
+}
+
+/// One cluster's client and recent history.
+#[derive(Default)]
+struct Cluster {
+    client: Option<Arc<BaseConsumer>>,
+    /// When the cluster last failed to answer.
+    failed: Option<Instant>,
+    /// When the cluster last answered. A cluster that answered recently is read without waiting.
+    answered: Option<Instant>,
+    /// One read at a time while the cluster's state is unknown (first use, or after a failure): the
     /// first read finds out, and the reconciles queued behind it see the failure at once instead of
     /// each waiting out a timeout on a blocking thread of its own.
-    turns: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+    turn: Arc<Mutex<()>>,
+}
+
+impl Cluster {
+    fn answered_recently(&self) -> bool {
+        self.answered.is_some_and(|at| at.elapsed() < RETRY_AFTER)
+    }
 }
 
 /// How long one metadata or offsets request may take.
@@ -119,29 +133,24 @@ impl Clients {
             message,
         };
         let (config, key) = client_config(secrets, kafka).await?;
-        let known_good = self
-            .answered
-            .lock()
-            .await
-            .get(&key)
-            .is_some_and(|at| at.elapsed() < RETRY_AFTER);
-        let turn = if known_good {
-            None
-        } else {
-            Some(
-                self.turns
-                    .lock()
-                    .await
-                    .entry(key.clone())
-                    .or_default()
-                    .clone(),
-            )
+        let turn = {
+            let mut clusters = self.clusters.lock().await;
+            let cluster = clusters.entry(key.clone()).or_default();
+            (!cluster.answered_recently()).then(|| cluster.turn.clone())
         };
         let _turn = match &turn {
             Some(turn) => Some(turn.lock().await),
             None => None,
         };
-        if let Some(failed) = self.failures.lock().await.get(&key)
+        let (failed, cached) = {
+            let clusters = self.clusters.lock().await;
+            let cluster = clusters.get(&key);
+            (
+                cluster.and_then(|cluster| cluster.failed),
+                cluster.and_then(|cluster| cluster.client.clone()),
+            )
+        };
+        if let Some(failed) = failed
             && failed.elapsed() < RETRY_AFTER
         {
             return Err(error(format!(
@@ -149,16 +158,17 @@ impl Clients {
                 failed.elapsed()
             )));
         }
-        let cached = self.cache.lock().await.get(&key).cloned();
         let consumer = match cached {
             Some(consumer) => consumer,
             None => {
                 let consumer: BaseConsumer = config.create().map_err(|e| error(e.to_string()))?;
                 let consumer = Arc::new(consumer);
-                self.cache
+                self.clusters
                     .lock()
                     .await
-                    .insert(key.clone(), consumer.clone());
+                    .entry(key.clone())
+                    .or_default()
+                    .client = Some(consumer.clone());
                 consumer
             }
         };
@@ -167,20 +177,22 @@ impl Clients {
         let result = tokio::task::spawn_blocking(move || read_watermarks(&consumer, &topic))
             .await
             .unwrap_or_else(|e| Err(Failure::Unreachable(e.to_string())));
+        let mut clusters = self.clusters.lock().await;
+        let cluster = clusters.entry(key).or_default();
         match result {
             Ok(watermarks) => {
-                self.failures.lock().await.remove(&key);
-                self.answered.lock().await.insert(key, Instant::now());
+                cluster.failed = None;
+                cluster.answered = Some(Instant::now());
                 Ok(watermarks)
             }
             // Only an unreachable cluster is remembered: a missing topic concerns this sink alone.
             Err(Failure::Unreachable(message)) => {
-                self.answered.lock().await.remove(&key);
-                self.failures.lock().await.insert(key, Instant::now());
+                cluster.answered = None;
+                cluster.failed = Some(Instant::now());
                 Err(error(message))
             }
             Err(Failure::Topic(message)) => {
-                self.answered.lock().await.insert(key, Instant::now());
+                cluster.answered = Some(Instant::now());
                 Err(error(message))
             }
         }
