@@ -136,6 +136,18 @@ impl Worker {
         None
     }
 
+    /// Waits for the worker to stop by itself with a failure, and returns its log; panics, showing the
+    /// log, if it is still running after `timeout` or exited successfully.
+    pub fn wait_for_failure(&mut self, timeout: Duration) -> String {
+        let status = self.wait(timeout);
+        let log = self.log_text();
+        match status {
+            None => panic!("the worker is still running after {timeout:?}:\n{log}"),
+            Some(status) => assert!(!status.success(), "the worker exited with {status}:\n{log}"),
+        }
+        log
+    }
+
     /// Everything the worker logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

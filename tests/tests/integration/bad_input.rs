@@ -131,11 +131,7 @@ async fn on_invalid_record_fail_stops_with_the_reason_before_the_bad_record() ->
         ])
         .await?;
     let mut worker = Worker::start(&scenario.config, "worker", &[]);
-    let status = worker
-        .wait(Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("the worker kept running:\n{}", worker.log_text()));
-    assert!(!status.success());
-    let log = worker.log_text();
+    let log = worker.wait_for_failure(Duration::from_secs(60));
     assert!(
         log.contains("invalid record at partition 0 offset 2")
             && log.contains("reason=InvalidRecord"),

@@ -132,15 +132,12 @@ async fn aborts_at_each_protocol_step_recover_from_the_committer_table() -> anyh
             environment.iter().map(|(k, v)| (*k, v.as_str())).collect();
         with_fault.push(("CASSANDRA_SINK_FAULT", fault.as_str()));
         let mut worker = Worker::start(&scenario.config, &format!("worker-{round}"), &with_fault);
-        let status = worker
-            .wait(Duration::from_secs(60))
-            .unwrap_or_else(|| panic!("worker did not reach {point}:\n{}", worker.log_text()));
+        let log = worker.wait_for_failure(Duration::from_secs(60));
         assert!(
-            !status.success() && worker.log_text().contains(&format!("aborting at {point}")),
-            "expected an abort at {point}, got {status:?}:\n{}",
-            worker.log_text()
+            log.contains(&format!("aborting at {point}")),
+            "expected an abort at {point}:\n{log}"
         );
-        if round > 0 && worker.log_text().contains("pending=Some") {
+        if round > 0 && log.contains("pending=Some") {
             recovered += 1;
         }
         scenario.produce(200, 30).await?;

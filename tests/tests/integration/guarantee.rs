@@ -91,13 +91,8 @@ async fn at_least_once_runs_a_counter_update_that_exactly_once_refuses() -> anyh
     let at_least_once = counter_config("at-least-once");
     std::fs::write(&scenario.config, exactly_once)?;
     let mut refused = Worker::start(&scenario.config, "refused", &[]);
-    let status = refused.wait(Duration::from_secs(30)).expect("exits");
-    assert!(!status.success());
-    assert!(
-        refused.log_text().contains("reason=NotExactlyOnce"),
-        "{}",
-        refused.log_text()
-    );
+    let log = refused.wait_for_failure(Duration::from_secs(30));
+    assert!(log.contains("reason=NotExactlyOnce"), "{log}");
 
     for index in 0..50 {
         let value = format!("[1, \"id{}\"]", index % 5);

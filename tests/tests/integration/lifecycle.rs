@@ -62,11 +62,7 @@ async fn a_range_deleted_from_kafka_stops_the_sink_instead_of_skipping_it() -> a
     scenario.produce(100, 10).await?;
     delete_records(&scenario.settings, &scenario.topic, 0, 150).await?;
     let mut worker = Worker::start(&scenario.config, "second", &[]);
-    let status = worker
-        .wait(Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("the worker went on:\n{}", worker.log_text()));
-    assert!(!status.success());
-    let log = worker.log_text();
+    let log = worker.wait_for_failure(Duration::from_secs(60));
     assert!(
         log.contains("offsets 100..150 are no longer in Kafka") && log.contains("reason=RangeGone"),
         "{log}"
