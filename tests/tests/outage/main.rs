@@ -21,18 +21,28 @@ async fn resumes_without_loss(
 ) -> anyhow::Result<()> {
     scenario.produce(300, 30).await?;
     scenario.wait_until_caught_up(timeout).await?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while worker.get("/readyz").map(|(status, _)| status) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "not ready again:\n{}",
-            worker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert!(
+        readyz_reaches(&worker, 200, Duration::from_secs(20)).await,
+        "not ready again:\n{}",
+        worker.log_text()
+    );
     assert!(worker.terminate(Duration::from_secs(30)).success());
     scenario.assert_applied_once("values").await?;
     scenario.clean_up().await
+}
+
+/// Polls the worker's `/readyz` until it answers `status`, for at most `timeout`; whether it did.
+async fn readyz_reaches(worker: &Worker, status: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if worker.get("/readyz").map(|(answered, _)| answered) == Some(status) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The tests here each break a shared server; they must not overlap.
@@ -51,19 +61,19 @@ fn signal_server(pid_file: &str, signal: &str) {
     assert!(status.success(), "kill {signal} {pid}");
 }
 
-/// Thaws Cassandra even if an assertion fails while it is frozen.
-struct Frozen;
+/// A server outage, ended when dropped: even if an assertion fails while the server is down.
+struct Outage(fn());
 
-impl Frozen {
-    fn new() -> Self {
-        signal_server("CASSANDRA_PID_FILE", "-STOP");
-        Frozen
+impl Outage {
+    fn begin(start: fn(), end: fn()) -> Self {
+        start();
+        Outage(end)
     }
 }
 
-impl Drop for Frozen {
+impl Drop for Outage {
     fn drop(&mut self) {
-        signal_server("CASSANDRA_PID_FILE", "-CONT");
+        (self.0)();
     }
 }
 
@@ -85,16 +95,14 @@ async fn a_frozen_cassandra_makes_the_worker_unready_and_it_resumes_without_loss
         .await?;
     assert_eq!(worker.get("/readyz").map(|(status, _)| status), Some(200));
 
-    let mut saw_unready = false;
-    {
-        let _frozen = Frozen::new();
+    let saw_unready = {
+        let _frozen = Outage::begin(
+            || signal_server("CASSANDRA_PID_FILE", "-STOP"),
+            || signal_server("CASSANDRA_PID_FILE", "-CONT"),
+        );
         scenario.produce(300, 30).await?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline && !saw_unready {
-            saw_unready = worker.get("/readyz").map(|(status, _)| status) == Some(503);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+        readyz_reaches(&worker, 503, Duration::from_secs(20)).await
+    };
     assert!(
         saw_unready,
         "the worker stayed ready while Cassandra was frozen:\n{}",
@@ -114,23 +122,6 @@ fn start_kafka() {
     assert!(status.success(), "{script} start kafka");
 }
 
-/// Restarts Kafka even if an assertion fails while it is down.
-struct KafkaDown;
-
-impl KafkaDown {
-    fn new() -> Self {
-        // SIGKILL: a crash, not a shutdown.
-        signal_server("KAFKA_PID_FILE", "-KILL");
-        KafkaDown
-    }
-}
-
-impl Drop for KafkaDown {
-    fn drop(&mut self) {
-        start_kafka();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_kafka_makes_the_worker_unready_and_it_resumes_without_loss() -> anyhow::Result<()>
 {
@@ -144,17 +135,14 @@ async fn a_crashed_kafka_makes_the_worker_unready_and_it_resumes_without_loss() 
         .await?;
     assert_eq!(worker.get("/readyz").map(|(status, _)| status), Some(200));
 
-    let mut saw_unready = false;
-    {
-        let _down = KafkaDown::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline && !saw_unready {
-            saw_unready = worker.get("/readyz").map(|(status, _)| status) == Some(503);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    let saw_unready = {
+        // SIGKILL: a crash, not a shutdown.
+        let _down = Outage::begin(|| signal_server("KAFKA_PID_FILE", "-KILL"), start_kafka);
+        let saw_unready = readyz_reaches(&worker, 503, Duration::from_secs(30)).await;
         // The worker lives through the outage: it retries instead of exiting.
         assert!(worker.get("/healthz").is_some(), "{}", worker.log_text());
-    }
+        saw_unready
+    };
     assert!(
         saw_unready,
         "the worker stayed ready while Kafka was down:\n{}",
