@@ -32,6 +32,21 @@ where
     }
 }
 
+/// Merges `spec` into the sink's spec, as `kubectl patch --type merge` does.
+async fn patch_spec(
+    sinks: &Api<CassandraSink>,
+    name: &str,
+    spec: serde_json::Value,
+) -> kube::Result<CassandraSink> {
+    sinks
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+}
+
 fn condition(sink: &CassandraSink, kind: &str) -> Option<(String, String)> {
     sink.status
         .as_ref()?
@@ -232,13 +247,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     );
 
     // The spec changes parallelism; the Deployment follows.
-    sinks
-        .patch(
-            "values",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "parallelism": 3 } })),
-        )
-        .await?;
+    patch_spec(&sinks, "values", json!({ "parallelism": 3 })).await?;
     let deployment = eventually("3 replicas", Duration::from_secs(30), || async {
         let deployment = deployments.get("values-worker").await.ok()?;
         (deployment.spec.as_ref()?.replicas == Some(3)).then_some(deployment)
@@ -427,14 +436,12 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
         "{message}"
     );
     assert!(deployments.get_opt("ddl-worker").await?.is_none());
-    sinks
-        .patch(
-            "ddl",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "createQuery":
-                format!("CREATE TABLE {keyspace}.created (id text PRIMARY KEY)") } })),
-        )
-        .await?;
+    patch_spec(
+        &sinks,
+        "ddl",
+        json!({ "createQuery": format!("CREATE TABLE {keyspace}.created (id text PRIMARY KEY)") }),
+    )
+    .await?;
     let applied = eventually(
         "workers once the DDL runs",
         Duration::from_secs(30),
@@ -450,13 +457,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
         .await?;
 
     // Stopping scales the workers to zero and says so.
-    sinks
-        .patch(
-            "values",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "state": "stopped" } })),
-        )
-        .await?;
+    patch_spec(&sinks, "values", json!({ "state": "stopped" })).await?;
     let stopped = eventually("Stopped", Duration::from_secs(30), || async {
         let deployment = deployments.get("values-worker").await.ok()?;
         let sink = sinks.get("values").await.ok()?;
@@ -470,13 +471,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     );
 
     // Paused is stopped for a while: no workers, and the status says paused.
-    sinks
-        .patch(
-            "values",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "state": "paused" } })),
-        )
-        .await?;
+    patch_spec(&sinks, "values", json!({ "state": "paused" })).await?;
     eventually("Paused", Duration::from_secs(30), || async {
         let deployment = deployments.get("values-worker").await.ok()?;
         let sink = sinks.get("values").await.ok()?;
@@ -486,13 +481,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     .await;
     // Resuming brings back `parallelism` workers, with the same configuration (positions kept).
     let config_before = config_maps.get("values-worker-config").await?.data;
-    sinks
-        .patch(
-            "values",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "state": "running" } })),
-        )
-        .await?;
+    patch_spec(&sinks, "values", json!({ "state": "running" })).await?;
     eventually("resumed", Duration::from_secs(30), || async {
         let deployment = deployments.get("values-worker").await.ok()?;
         let sink = sinks.get("values").await.ok()?;
@@ -776,13 +765,7 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
 
     // Stopped, and (playing the Deployment controller) its workers gone: the reset is applied, the
     // partition's epoch moves on (fencing any straggler) and the status lists the new position.
-    sinks
-        .patch(
-            "kept",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "state": "stopped" } })),
-        )
-        .await?;
+    patch_spec(&sinks, "kept", json!({ "state": "stopped" })).await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let stopped = eventually("zero replicas", Duration::from_secs(30), || async {
         let deployment = deployments.get("kept-worker").await.ok()?;
