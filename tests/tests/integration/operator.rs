@@ -32,6 +32,14 @@ where
     }
 }
 
+/// A client of the local API server, with the CassandraSink CRD installed.
+async fn client_with_crd() -> anyhow::Result<Client> {
+    cassandra_sink_tests::install_crypto_provider();
+    let client = Client::try_default().await?;
+    cassandra_sink_tests::cluster::install_crd(&client).await?;
+    Ok(client)
+}
+
 /// Merges `spec` into the sink's spec, as `kubectl patch --type merge` does.
 async fn patch_spec(
     sinks: &Api<CassandraSink>,
@@ -132,9 +140,7 @@ async fn keyspace(prefix: &str) -> anyhow::Result<(scylla::client::session::Sess
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> anyhow::Result<()> {
-    cassandra_sink_tests::install_crypto_provider();
-    let client = Client::try_default().await?;
-    cassandra_sink_tests::cluster::install_crd(&client).await?;
+    let client = client_with_crd().await?;
     let (session, keyspace) = keyspace("operator").await?;
     let namespace = keyspace.replace('_', "-");
     cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
@@ -526,9 +532,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
 async fn two_operator_processes_elect_one_leader_and_fail_over() -> anyhow::Result<()> {
     use std::process::{Command, Stdio};
 
-    cassandra_sink_tests::install_crypto_provider();
-    let client = Client::try_default().await?;
-    cassandra_sink_tests::cluster::install_crd(&client).await?;
+    let client = client_with_crd().await?;
     let (session, keyspace) = keyspace("leader").await?;
     let namespace = keyspace.replace('_', "-");
     cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
@@ -624,10 +628,8 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
     use cassandra_sink_tests::fixtures;
     use cassandra_sink_tests::worker::Worker;
 
-    cassandra_sink_tests::install_crypto_provider();
+    let client = client_with_crd().await?;
     let servers = cassandra_sink_tests::Settings::from_env();
-    let client = Client::try_default().await?;
-    cassandra_sink_tests::cluster::install_crd(&client).await?;
     let keyspace = unique_name("progress");
     let session = fixtures::cassandra(&servers).await?;
     fixtures::create_keyspace(&session, &keyspace).await?;
@@ -857,9 +859,7 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_watches_only_the_namespaces_it_is_given() -> anyhow::Result<()> {
-    cassandra_sink_tests::install_crypto_provider();
-    let client = Client::try_default().await?;
-    cassandra_sink_tests::cluster::install_crd(&client).await?;
+    let client = client_with_crd().await?;
     let (session, keyspace) = keyspace("scoped").await?;
     let base = keyspace.replace('_', "-");
     let [first, second, unwatched] = ["a", "b", "c"].map(|suffix| format!("{base}-{suffix}"));
@@ -921,10 +921,8 @@ async fn the_operator_watches_only_the_namespaces_it_is_given() -> anyhow::Resul
 async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow::Result<()> {
     use cassandra_sink_tests::{env_or, fixtures};
 
-    cassandra_sink_tests::install_crypto_provider();
+    let client = client_with_crd().await?;
     let servers = cassandra_sink_tests::Settings::from_env();
-    let client = Client::try_default().await?;
-    cassandra_sink_tests::cluster::install_crd(&client).await?;
     let (session, keyspace) = keyspace("secured").await?;
     let topic = keyspace.replace('_', "-");
     fixtures::create_topic(&servers, &topic, 2).await?;
