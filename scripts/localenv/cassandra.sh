@@ -51,9 +51,20 @@ EOF
   touch "$CASSANDRA_HOME/.complete"
 }
 
+# The address Cassandra advertises to clients: the node's bridge address while it exists here, for
+# pods cannot reach this machine's loopback; 127.0.0.1 otherwise.
+cassandra_advertised_address() {
+  if ip -o -4 addr show 2>/dev/null | grep -q " inet $NODE_ADDRESS/"; then
+    echo "$NODE_ADDRESS"
+  else
+    echo 127.0.0.1
+  fi
+}
+
 write_cassandra_config() {
   mkdir -p "$CASS_DIR/data" "$CASS_DIR/logs"
   cat >"$CASS_DIR/cassandra.yaml" <<EOF
+# server certificate $(server_tls_fingerprint)
 cluster_name: $CASS_CLUSTER
 num_tokens: 16
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
@@ -63,7 +74,11 @@ seed_provider:
     parameters:
       - seeds: "127.0.0.1:$CASS_STORAGE_PORT"
 listen_address: 127.0.0.1
-rpc_address: 127.0.0.1
+# Clients on this machine connect at 127.0.0.1, pods on the node's bridge at $NODE_ADDRESS. Drivers then
+# use the address the node advertises, so while the bridge exists (scripts/localenv.sh up --node makes
+# it before the servers start) that is the bridge address, which this machine reaches too.
+rpc_address: 0.0.0.0
+broadcast_rpc_address: $(cassandra_advertised_address)
 storage_port: $CASS_STORAGE_PORT
 native_transport_port: $CASS_PORT
 start_native_transport: true

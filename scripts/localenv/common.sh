@@ -28,6 +28,11 @@
 : "${APISERVER_PORT:=6443}"
 : "${HELM_VERSION:=3.19.0}"
 : "${KUBECONFORM_VERSION:=0.7.0}"
+# The host's address on the node's pod bridge (scripts/localenv/node.sh): Cassandra and Kafka accept
+# pods there, Kafka on listeners of their own that advertise it.
+: "${NODE_ADDRESS:=10.244.0.1}"
+: "${KAFKA_POD_PORT:=9095}"
+: "${KAFKA_POD_SASL_SSL_PORT:=9096}"
 
 BIN_DIR="$LOCALENV_CACHE/bin"
 LOG_DIR="$LOCALENV_STATE/logs"

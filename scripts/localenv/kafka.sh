@@ -40,16 +40,21 @@ kafka_java() {
 
 write_kafka_config() {
   mkdir -p "$KAFKA_DIR/data"
+  local jaas="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"admin\" password=\"admin-secret\" user_admin=\"admin-secret\" user_$KAFKA_SASL_USERNAME=\"$KAFKA_SASL_PASSWORD\";"
+  # Two listeners for clients on this machine, two for pods on the node's bridge: a client is sent to
+  # the addresses advertised by the listener it connected to, and a pod cannot reach 127.0.0.1.
   cat >"$KAFKA_DIR/server.properties" <<EOF
+# server certificate $(server_tls_fingerprint)
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT,PODS://0.0.0.0:$KAFKA_POD_PORT,PODS_SASL_SSL://0.0.0.0:$KAFKA_POD_SASL_SSL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT,PODS://$NODE_ADDRESS:$KAFKA_POD_PORT,PODS_SASL_SSL://$NODE_ADDRESS:$KAFKA_POD_SASL_SSL_PORT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,PODS:PLAINTEXT,PODS_SASL_SSL:SASL_SSL
 sasl.enabled.mechanisms=PLAIN
-listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_$KAFKA_SASL_USERNAME="$KAFKA_SASL_PASSWORD";
+listener.name.sasl_ssl.plain.sasl.jaas.config=$jaas
+listener.name.pods_sasl_ssl.plain.sasl.jaas.config=$jaas
 ssl.keystore.type=PEM
 ssl.keystore.location=$TLS_DIR/server.pem
 inter.broker.listener.name=PLAINTEXT

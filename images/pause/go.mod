@@ -1,0 +1,3 @@
+module cassandra-sink.invalid/pause
+
+go 1.22
