@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Builds an OCI image archive from a compiled binary, without a container engine.
 
-The image holds the binary, the shared libraries it links (found with ldd, so the image runs whatever
-the build machine's glibc is), CA certificates, a non-root user 65532 and /tmp. The archive is an OCI
+The image holds the binary (without debug information), the shared libraries it links (found with
+ldd, so the image runs whatever the build machine's glibc is; none for a static binary), CA
+certificates, a non-root user 65532 and /tmp. The archive is an OCI
 image layout in a tar (oci-archive), which containerd imports with `ctr images import` and podman or
 skopeo read as `oci-archive:`. Output is deterministic: fixed timestamps and sorted entries.
 
@@ -14,16 +15,24 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 
 USER = 65532
 
 
 def shared_libraries(binary):
-    """Absolute paths of the libraries the binary loads, the dynamic loader included."""
-    output = subprocess.run(["ldd", binary], check=True, capture_output=True, text=True).stdout
+    """Absolute paths of the libraries the binary loads, the dynamic loader included; none for a
+    statically linked binary (for which ldd says "not a dynamic executable" and exits with 1)."""
+    result = subprocess.run(["ldd", binary], capture_output=True, text=True)
+    if result.returncode != 0:
+        if "not a dynamic executable" in result.stdout + result.stderr:
+            return []
+        sys.exit(f"ldd {binary} failed: {result.stderr.strip()}")
+    output = result.stdout
     paths = []
     for line in output.splitlines():
         parts = line.split()
@@ -94,9 +103,14 @@ def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
     binary, reference, output = sys.argv[1:4]
-    port = sys.argv[sys.argv.index("--port") + 1] if "--port" in sys.argv else "8080"
+    port = sys.argv[sys.argv.index("--port") + 1] if "--port" in sys.argv else None
     name = os.path.basename(binary)
-    raw = layer(binary, name)
+    with tempfile.TemporaryDirectory() as scratch:
+        # Debug information is no use in an image and can be most of a debug build's size.
+        stripped = os.path.join(scratch, name)
+        shutil.copyfile(binary, stripped)
+        subprocess.run(["strip", "--strip-debug", stripped], check=True)
+        raw = layer(stripped, name)
     compressed = gzip.compress(raw, mtime=0)
     blobs = {}
     layer_digest = blob(blobs, compressed)
@@ -108,7 +122,7 @@ def main():
             "Entrypoint": [f"/usr/local/bin/{name}"],
             "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
             "WorkingDir": "/home/nonroot",
-            "ExposedPorts": {f"{port}/tcp": {}},
+            "ExposedPorts": {f"{port}/tcp": {}} if port else {},
             "Labels": {"org.opencontainers.image.title": name},
         },
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(raw).hexdigest()}"]},
