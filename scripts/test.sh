@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command (README, CI): brings up the local servers, then runs the format and lint checks and
-# every test, unit and integration, against real Cassandra, Kafka and kube-apiserver.
+# The test command (README, CI): brings up the local servers and the one-node Kubernetes cluster, then
+# runs the format and lint checks and every test: unit, integration against real Cassandra, Kafka and
+# kube-apiserver, and end to end on the node (operator and workers as pods).
 #
 #   scripts/test.sh                  everything
 #   scripts/test.sh -- <filter>      cargo test arguments after --, e.g. `-- smoke_kafka`
@@ -16,8 +17,8 @@ if [ "${CI:-}" = "true" ]; then
   trap 'scripts/localenv.sh down' EXIT
 fi
 
-step "local servers"
-scripts/localenv.sh up
+step "local servers and the Kubernetes node"
+scripts/localenv.sh up --node
 eval "$(scripts/localenv.sh env)"
 
 step "rustfmt"

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod fixtures;
+pub mod node;
 pub mod scenario;
 pub mod worker;
 
