@@ -16,6 +16,8 @@
 
 use std::fmt;
 
+mod shape;
+
 /// The kinds of data statement a sink may run per record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatementKind {
@@ -121,6 +123,16 @@ pub enum StatementError {
     /// No bind marker at all: every record would write the same row.
     #[error("the statement has no bind markers, so no record value would reach Cassandra")]
     NoMarkers,
+    /// A clause is missing, out of place or malformed.
+    #[error("expected {expected} at character {at}, found {found}")]
+    Syntax {
+        /// What the statement needs there.
+        expected: String,
+        /// What is there instead, quoted from the statement.
+        found: String,
+        /// Character position, from 1.
+        at: usize,
+    },
 }
 
 /// Functions whose value depends on when or where they run.
@@ -304,6 +316,7 @@ pub fn analyze(text: &str) -> Result<Analysis, StatementError> {
             });
         }
     };
+    shape::check(kind, &tokens, text)?;
 
     let markers: Vec<Marker> = words
         .iter()
@@ -593,5 +606,148 @@ mod tests {
         .expect("parses");
         assert!(analysis.not_idempotent.is_empty());
         assert_eq!(analysis.markers.len(), 2);
+    }
+
+    /// The error for `text`, which must be a syntax error: (what was expected, what was found).
+    fn syntax(text: &str) -> (String, String) {
+        match analyze(text) {
+            Err(StatementError::Syntax {
+                expected, found, ..
+            }) => (expected, found),
+            other => panic!("{text}: expected a syntax error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_malformed_insert_is_refused_quoting_what_could_not_be_read() {
+        let cases = [
+            (
+                "INSERT INTO ks.values (id, counter) VALUES (?, ?",
+                "`)` closing the VALUES list",
+                "the end",
+            ),
+            (
+                "INSERT INTO ks.values (id counter) VALUES (?, ?)",
+                "`,` or `)` in the column list",
+                "`counter",
+            ),
+            (
+                "INSERT INTO ks.values (id, counter) VALUES (?)",
+                "2 values, one per column",
+                "1 in the VALUES list",
+            ),
+            (
+                "INSERT INTO ks.values (id) VALUES (?, ?)",
+                "1 values, one per column",
+                "2 in the VALUES list",
+            ),
+            (
+                "INSERT INTO ks.values (id, counter) VALUES (?, ?) garbage",
+                "the end of the statement",
+                "`garbage`",
+            ),
+            (
+                "INSERT INTO ks.values (id, counter) VALUS (?, ?)",
+                "VALUES after the column list",
+                "`VALUS (?, ?)`",
+            ),
+            (
+                "INSERT INTO (id, counter) VALUES (?, ?)",
+                "a table name",
+                "`(id, counter)",
+            ),
+            (
+                "INSERT ks.values (id, counter) VALUES (?, ?)",
+                "INTO after INSERT",
+                "`ks.values",
+            ),
+            (
+                "INSERT INTO ks.values (id, counter) VALUES ?, ?",
+                "`(` opening the VALUES list",
+                "`?, ?`",
+            ),
+            (
+                "INSERT INTO ks.values VALUES (?, ?)",
+                "`(` opening the column list",
+                "`VALUES (?, ?)`",
+            ),
+            (
+                "INSERT INTO ks.values (id, counter) VALUES (?, ?]",
+                "`,` or `)` in the VALUES list",
+                "`]`",
+            ),
+            (
+                "INSERT INTO ks.values (id, counter) VALUES (?, [?)",
+                "`]` closing the `[`",
+                "`)`",
+            ),
+            (
+                "INSERT INTO ks. (id) VALUES (?)",
+                "a table name after `keyspace.`",
+                "`(id)",
+            ),
+            (
+                "INSERT INTO ks.values (id, counter) VALUES (?, ?) USING TTLL 5",
+                "TTL or TIMESTAMP",
+                "`TTLL 5`",
+            ),
+        ];
+        for (text, expected, found) in cases {
+            let (got_expected, got_found) = syntax(text);
+            assert!(
+                got_expected.starts_with(expected) && got_found.starts_with(found),
+                "{text}: expected {got_expected:?}, found {got_found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_updates_and_deletes_are_refused() {
+        for (text, expected) in [
+            (
+                "UPDATE ks.t counter = ? WHERE id = ?",
+                "SET after the table name",
+            ),
+            (
+                "UPDATE ks.t SET counter = ?",
+                "`,` or WHERE after the assignments",
+            ),
+            (
+                "UPDATE ks.t SET counter ? WHERE id = ?",
+                "an operator or `,` in an assignment",
+            ),
+            (
+                "UPDATE ks.t SET counter = ? WHERE id",
+                "a relation on the primary key with an operator",
+            ),
+            (
+                "UPDATE ks.t SET counter = ? WHERE id = ? extra",
+                "an operator or `,` in a relation",
+            ),
+            ("DELETE ks.t WHERE id = ?", "FROM in DELETE"),
+            ("DELETE FROM ks.t", "WHERE after the table name"),
+            ("DELETE FROM ks.t WHERE id = ? AND", "a relation"),
+        ] {
+            let (got, _) = syntax(text);
+            assert!(got.starts_with(expected), "{text}: {got}");
+        }
+    }
+
+    #[test]
+    fn well_formed_statements_of_every_shape_pass() {
+        for text in [
+            "INSERT INTO example.values (id, counter) VALUES (?, ?);",
+            "insert into \"Ks\".\"Values\" (\"Id\", json, ttl) values (:id, :json, :ttl)",
+            "INSERT INTO ks.t (id, tags, m, pos) VALUES (?, {'a', 'b'}, {'k': ?}, (?, 1.5e-3))",
+            "INSERT INTO ks.t (id, v) VALUES (?, ?) USING TTL 86400",
+            "INSERT INTO ks.t (id, v) VALUES (?, blobAsText(?)) IF NOT EXISTS",
+            "INSERT INTO ks.t JSON ? DEFAULT UNSET",
+            "UPDATE ks.t USING TTL ? SET v = ?, m['k'] = ?, s = s + {'x'} WHERE id = ? AND c IN (1, 2)",
+            "UPDATE ks.t SET v = ? WHERE id = ? IF v = 3",
+            "DELETE FROM ks.t WHERE id = ?",
+            "DELETE v, m['k'] FROM ks.t USING TIMESTAMP 5 WHERE id = ? AND c > ? IF EXISTS",
+        ] {
+            assert!(analyze(text).is_ok(), "{text}: {:?}", analyze(text));
+        }
     }
 }
