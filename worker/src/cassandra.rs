@@ -7,7 +7,10 @@ use std::time::Duration;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::errors::{
+    ConnectionError, ConnectionPoolError, ConnectionSetupRequestErrorKind, DbError, ExecutionError,
+    MetadataError, NewSessionError, PrepareError, RequestAttemptError,
+};
 use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::statement::Consistency as DriverConsistency;
 
@@ -29,14 +32,75 @@ pub enum ConnectError {
     /// A TLS file is missing or malformed.
     #[error("Cassandra TLS: {0}")]
     Tls(String),
-    /// No node answered, or authentication failed.
-    #[error("cannot connect to Cassandra at {contact_points}: {message}")]
+    /// No node answered, or a node refused the credentials or the TLS handshake.
+    #[error("cannot connect to Cassandra at {contact_points}: {source}")]
     Connect {
         /// The configured contact points.
         contact_points: String,
-        /// The driver's message.
-        message: String,
+        /// The driver's error.
+        source: Box<NewSessionError>,
     },
+}
+
+impl ConnectError {
+    /// True when connecting again cannot help until a person changes something: a credential or TLS
+    /// file that cannot be read, credentials Cassandra refuses, a certificate it does not trust or
+    /// that does not trust it. An unreachable or starting cluster is transient.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ConnectError::Secret { .. } | ConnectError::Tls(_) => true,
+            ConnectError::Connect { source, .. } => match source.as_ref() {
+                NewSessionError::EmptyKnownNodesList | NewSessionError::IllegalConfig(_) => true,
+                error => last_connection_error(error)
+                    .is_some_and(|error| refused_credentials(error) || refused_certificate(error)),
+            },
+        }
+    }
+
+    /// True when Cassandra refused the credentials (as opposed to a TLS or reachability failure).
+    pub fn is_unauthorized(&self) -> bool {
+        match self {
+            ConnectError::Connect { source, .. } => {
+                last_connection_error(source).is_some_and(refused_credentials)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The error of the last connection the driver tried, when that is why the session failed.
+fn last_connection_error(error: &NewSessionError) -> Option<&ConnectionError> {
+    match error {
+        NewSessionError::MetadataError(MetadataError::ConnectionPoolError(
+            ConnectionPoolError::Broken {
+                last_connection_error,
+            },
+        )) => Some(last_connection_error),
+        _ => None,
+    }
+}
+
+fn refused_credentials(error: &ConnectionError) -> bool {
+    matches!(
+        error,
+        ConnectionError::ConnectionSetupRequestError(setup) if matches!(
+            setup.error,
+            ConnectionSetupRequestErrorKind::DbError(
+                DbError::AuthenticationError | DbError::Unauthorized,
+                _
+            ) | ConnectionSetupRequestErrorKind::MissingAuthentication
+        )
+    )
+}
+
+/// A TLS handshake that failed on a certificate (rustls' error inside the I/O error).
+fn refused_certificate(error: &ConnectionError) -> bool {
+    match error {
+        ConnectionError::IoError(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
+    }
 }
 
 /// Reads a secret value from its file or environment variable; a trailing newline is removed.
@@ -173,7 +237,7 @@ pub async fn connect_with(
         .await
         .map_err(|error| ConnectError::Connect {
             contact_points: config.contact_points.join(","),
-            message: error.to_string(),
+            source: Box::new(error),
         })
 }
 
@@ -289,6 +353,39 @@ impl rustls::client::danger::ServerCertVerifier for AnyName {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.supported_verify_schemes()
     }
+}
+
+/// The error Cassandra answered a request with, if it answered (rather than timing out or being
+/// out of reach).
+pub fn db_error(error: &ExecutionError) -> Option<&DbError> {
+    match error {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => Some(db),
+        _ => None,
+    }
+}
+
+/// The error Cassandra answered a PREPARE with, if it answered.
+pub fn prepare_db_error(error: &PrepareError) -> Option<&DbError> {
+    match error {
+        PrepareError::AllAttemptsFailed {
+            first_attempt: RequestAttemptError::DbError(db, _),
+        } => Some(db),
+        _ => None,
+    }
+}
+
+/// True for an answer that the same request will always get: the statement is wrong, names what
+/// does not exist, or is not permitted. Timeouts, unavailable replicas and overloaded nodes are not.
+pub fn is_refusal(db: &DbError) -> bool {
+    matches!(
+        db,
+        DbError::SyntaxError
+            | DbError::Invalid
+            | DbError::Unauthorized
+            | DbError::AuthenticationError
+            | DbError::ConfigError
+            | DbError::ProtocolError
+    )
 }
 
 /// What to do about a failed request.

@@ -40,15 +40,45 @@ pub enum CommitterError {
         attempts: u32,
     },
     /// Cassandra refused or failed a request.
-    #[error("committer table {table}: {operation} failed: {message}")]
+    #[error("committer table {table}: {operation} failed: {source}")]
     Cassandra {
         /// The table.
         table: String,
         /// What was attempted.
         operation: &'static str,
-        /// The driver's message.
-        message: String,
+        /// The driver's error (an `ExecutionError`, a `PrepareError`, a rows error…).
+        source: BoxedError,
     },
+}
+
+/// A driver error of any of the kinds a committer request can end with, kept whole.
+pub type BoxedError = Box<dyn std::error::Error + Send + Sync>;
+
+impl CommitterError {
+    /// True when Cassandra refused the request (the table is gone or not permitted, a type changed):
+    /// the same request will fail again until a person changes something.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            CommitterError::Cassandra { source, .. } => {
+                if let Some(error) = source.downcast_ref::<scylla::errors::ExecutionError>() {
+                    crate::cassandra::db_error(error).is_some_and(crate::cassandra::is_refusal)
+                } else if let Some(error) = source.downcast_ref::<scylla::errors::PrepareError>() {
+                    crate::cassandra::prepare_db_error(error)
+                        .is_some_and(crate::cassandra::is_refusal)
+                } else {
+                    // A reply that does not have the committer table's shape.
+                    source
+                        .downcast_ref::<scylla::errors::IntoRowsResultError>()
+                        .is_some()
+                        || source.downcast_ref::<scylla::errors::RowsError>().is_some()
+                        || source
+                            .downcast_ref::<scylla::errors::DeserializationError>()
+                            .is_some()
+                }
+            }
+            CommitterError::Fenced { .. } | CommitterError::Contended { .. } => false,
+        }
+    }
 }
 
 /// A committed position as listed for operators and the CLI.
@@ -112,7 +142,7 @@ fn positions_query(qualified: &str) -> String {
 /// The positions in a reply to [`positions_query`].
 fn positions_from(
     result: scylla::response::query_result::QueryResult,
-) -> Result<Vec<Position>, String> {
+) -> Result<Vec<Position>, BoxedError> {
     type Columns = (
         i32,
         Option<i64>,
@@ -120,10 +150,10 @@ fn positions_from(
         Option<i64>,
         Option<CqlTimestamp>,
     );
-    let rows = result.into_rows_result().map_err(|e| e.to_string())?;
+    let rows = result.into_rows_result()?;
     let mut positions = Vec::new();
-    for row in rows.rows::<Columns>().map_err(|e| e.to_string())? {
-        let (partition, committed, records, epoch, at) = row.map_err(|e| e.to_string())?;
+    for row in rows.rows::<Columns>()? {
+        let (partition, committed, records, epoch, at) = row?;
         positions.push(Position {
             partition,
             committed,
@@ -144,15 +174,15 @@ pub async fn read_positions(
     sink_id: &str,
 ) -> Result<Vec<Position>, CommitterError> {
     let qualified = format!("{keyspace}.{table}");
-    let error = |message: String| CommitterError::Cassandra {
+    let error = |source: BoxedError| CommitterError::Cassandra {
         table: qualified.clone(),
         operation: "list positions",
-        message,
+        source,
     };
     let result = session
         .query_unpaged(positions_query(&qualified), (sink_id,))
         .await
-        .map_err(|e| error(e.to_string()))?;
+        .map_err(|e| error(e.into()))?;
     positions_from(result).map_err(error)
 }
 
@@ -182,7 +212,7 @@ impl Committer {
                         .map_err(|error| CommitterError::Cassandra {
                             table: qualified,
                             operation,
-                            message: error.to_string(),
+                            source: error.into(),
                         })?;
                 statement.set_consistency(if serial_read {
                     Consistency::LocalSerial
@@ -263,11 +293,11 @@ impl Committer {
         })
     }
 
-    fn error(&self, operation: &'static str, error: impl ToString) -> CommitterError {
+    fn error(&self, operation: &'static str, error: impl Into<BoxedError>) -> CommitterError {
         CommitterError::Cassandra {
             table: self.table.clone(),
             operation,
-            message: error.to_string(),
+            source: error.into(),
         }
     }
 

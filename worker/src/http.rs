@@ -44,15 +44,40 @@ async fn prometheus(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     )
 }
 
-/// Serves the endpoints on `address` until `shutdown` completes.
+/// Errors of the HTTP endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The address could not be bound (taken, or not an address of this host).
+    #[error("cannot listen on {address} for /healthz, /readyz and /metrics: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving /healthz, /readyz and /metrics failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Binds the endpoint's address; a failure is the caller's to report, before anything else starts.
+pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, HttpError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| HttpError::Bind { address, source })
+}
+
+/// Serves the endpoints on `listener` until `shutdown` completes.
 pub async fn serve(
-    address: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    tracing::info!(%address, "serving /healthz, /readyz and /metrics");
+) -> Result<(), HttpError> {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "serving /healthz, /readyz and /metrics");
+    }
     axum::serve(listener, router(metrics))
         .with_graceful_shutdown(shutdown)
         .await
+        .map_err(HttpError::Serve)
 }

@@ -18,10 +18,12 @@ pub mod dead_letter;
 pub mod fault;
 #[cfg(feature = "runtime")]
 pub mod http;
-#[cfg(feature = "runtime")]
+#[cfg(feature = "committer")]
 pub mod mapping;
 #[cfg(feature = "runtime")]
 pub mod metrics;
+#[cfg(feature = "committer")]
+pub mod prepared;
 #[cfg(feature = "runtime")]
 pub mod routing;
 #[cfg(feature = "committer")]

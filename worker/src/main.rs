@@ -98,6 +98,27 @@ fn worker_id(explicit: Option<String>) -> String {
     })
 }
 
+/// Where Kubernetes reads a container's termination message (the pod's default
+/// `terminationMessagePath`); it shows in `kubectl describe pod` and the operator puts it in the sink's
+/// status.
+const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Leaves `reason=…: message` for Kubernetes when running in a pod (the file exists there only).
+fn termination_message(reason: &str, error: &dyn std::fmt::Display) {
+    if Path::new(TERMINATION_LOG).exists() {
+        // Kubernetes keeps at most 4096 bytes of it.
+        let mut message = format!("reason={reason}: {error}");
+        let mut end = message.len().min(4000);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        if let Err(failure) = std::fs::write(TERMINATION_LOG, message) {
+            tracing::warn!(%failure, "cannot write the termination message");
+        }
+    }
+}
+
 /// Completes on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
 /// future is first polled, so a SIGTERM during start-up is not the default (fatal) action.
 fn termination() -> std::io::Result<impl std::future::Future<Output = ()>> {
@@ -135,14 +156,52 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Runs the command; a failure is printed as its message and causes (`error: …`), never with a
+/// backtrace, whatever `RUST_BACKTRACE` says: what went wrong is a configuration or a server, and
+/// the message says which.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    match cli.command {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The committer table's cluster, connected once without waiting (for the commands a person runs).
+async fn committer_session(
+    config: &SinkConfig,
+) -> anyhow::Result<Arc<scylla::client::session::Session>> {
+    let cluster = config
+        .committer
+        .cassandra
+        .as_ref()
+        .unwrap_or(&config.cassandra);
+    Ok(Arc::new(
+        cassandra_sink_worker::cassandra::connect(cluster).await?,
+    ))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Check { config } => {
             let parsed = load(&config)?;
-            startup::check_statement(&parsed)?;
+            if let Err(error) = startup::check_statement(&parsed) {
+                anyhow::bail!("reason={}: {error}", error.reason());
+            }
             let rendered = serde_saphyr::to_string(&parsed)
                 .with_context(|| format!("rendering {}", config.display()))?;
             print!("{rendered}");
@@ -157,7 +216,15 @@ async fn main() -> anyhow::Result<()> {
             let metrics = Arc::new(Metrics::new());
             let (stop, stopped) = watch::channel(false);
             let mut http_stopped = stopped.clone();
-            let server = tokio::spawn(http::serve(listen, metrics.clone(), async move {
+            // Bound before anything else: without its probes a worker is only ever restarted.
+            let listener = match http::bind(listen).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::error!(reason = "ListenFailed", %error, "sink stopped");
+                    return Err(error.into());
+                }
+            };
+            let server = tokio::spawn(http::serve(listener, metrics.clone(), async move {
                 let _ = http_stopped.wait_for(|stop| *stop).await;
             }));
             let id = worker_id(id);
@@ -176,22 +243,37 @@ async fn main() -> anyhow::Result<()> {
             };
             let _ = stop.send(true);
             drop(stopped);
-            let _ = server.await;
+            let served = server.await;
             if let Err(error) = result {
                 tracing::error!(reason = %error.reason(), %error, "sink stopped");
+                termination_message(error.reason(), &error);
                 return Err(error.into());
             }
-            tracing::info!("stopped cleanly");
+            match served {
+                Ok(Ok(())) => tracing::info!("stopped cleanly"),
+                Ok(Err(error)) => {
+                    tracing::error!(reason = "ListenFailed", %error, "the HTTP server failed");
+                    return Err(error.into());
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
         Command::Positions { config } => {
+            // Read-only: no DDL, no prepared statements, nothing claimed.
             let parsed = load(&config)?;
-            let prepared =
-                startup::prepare(&parsed, &worker_id(None), Arc::new(Metrics::new())).await?;
+            let session = committer_session(&parsed).await?;
+            let positions = cassandra_sink_worker::committer::read_positions(
+                &session,
+                &parsed.committer.keyspace,
+                &parsed.committer.table,
+                &parsed.sink_id,
+            )
+            .await?;
             println!(
                 "{:>9} {:>16} {:>16} {:>6}",
                 "partition", "committed", "records", "epoch"
             );
-            for position in prepared.committer().positions().await? {
+            for position in positions {
                 let committed = position
                     .committed
                     .map_or_else(|| "-".to_owned(), |offset| offset.to_string());
@@ -207,10 +289,21 @@ async fn main() -> anyhow::Result<()> {
             offset,
         } => {
             let parsed = load(&config)?;
-            let prepared =
-                startup::prepare(&parsed, &worker_id(None), Arc::new(Metrics::new())).await?;
-            prepared
-                .committer()
+            let cluster = parsed
+                .committer
+                .cassandra
+                .as_ref()
+                .unwrap_or(&parsed.cassandra);
+            let committer = cassandra_sink_worker::committer::Committer::new(
+                committer_session(&parsed).await?,
+                &parsed.committer.keyspace,
+                &parsed.committer.table,
+                &parsed.sink_id,
+                &worker_id(None),
+                cassandra_sink_worker::cassandra::driver_consistency(cluster.consistency),
+            )
+            .await?;
+            committer
                 .reset(partition, &parsed.source.kafka.topic, offset)
                 .await?;
             println!("partition {partition}: committed position set to {offset}");

@@ -5,19 +5,47 @@
 //! table's identity.
 
 use scylla::client::session::Session;
-use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError, SchemaAgreementError};
 
 use crate::committer;
 use crate::config::{DeadLetterConfig, SinkConfig};
 
-/// A DDL statement that failed.
+/// Why the DDL did not complete.
 #[derive(Debug, thiserror::Error)]
-#[error("{what} failed: {message}")]
-pub struct SchemaError {
-    /// Which statement (`createQuery`, `creating the committer table`…).
-    pub what: String,
-    /// Cassandra's message.
-    pub message: String,
+pub enum SchemaError {
+    /// A statement failed.
+    #[error("{what} failed: {source}")]
+    Statement {
+        /// Which statement (`createQuery`, `creating the committer table`…).
+        what: &'static str,
+        /// The driver's error, with Cassandra's answer when it gave one.
+        source: Box<ExecutionError>,
+    },
+    /// The nodes did not come to agree on the new schema in time.
+    #[error("waiting for the nodes to agree on the schema: {0}")]
+    Agreement(#[source] Box<SchemaAgreementError>),
+}
+
+impl SchemaError {
+    /// True when Cassandra refused a statement (wrong, or not permitted), which running it again
+    /// will not change; false when it was out of reach or slow.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            SchemaError::Statement { source, .. } => {
+                crate::cassandra::db_error(source).is_some_and(crate::cassandra::is_refusal)
+            }
+            SchemaError::Agreement(_) => false,
+        }
+    }
+
+    /// True when Cassandra refused a statement for lack of permission.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(
+            self,
+            SchemaError::Statement { source, .. }
+                if matches!(crate::cassandra::db_error(source), Some(DbError::Unauthorized))
+        )
+    }
 }
 
 /// The dead-letter table's keyspace and name, or `None` when invalid records go to a topic.
@@ -47,16 +75,16 @@ pub fn dead_letter_schema(keyspace: &str, table: &str) -> String {
 }
 
 /// Runs one DDL statement; "already exists" is success (an earlier run created it).
-async fn ddl(session: &Session, what: &str, cql: &str) -> Result<(), SchemaError> {
+async fn ddl(session: &Session, what: &'static str, cql: &str) -> Result<(), SchemaError> {
     match session.query_unpaged(cql, ()).await {
         Ok(_) => Ok(()),
         Err(ExecutionError::LastAttemptError(RequestAttemptError::DbError(
             DbError::AlreadyExists { .. },
             _,
         ))) => Ok(()),
-        Err(error) => Err(SchemaError {
-            what: what.to_owned(),
-            message: error.to_string(),
+        Err(error) => Err(SchemaError::Statement {
+            what,
+            source: Box::new(error),
         }),
     }
 }
@@ -86,10 +114,7 @@ pub async fn apply(
         session
             .await_schema_agreement()
             .await
-            .map_err(|error| SchemaError {
-                what: "waiting for schema agreement".to_owned(),
-                message: error.to_string(),
-            })?;
+            .map_err(|error| SchemaError::Agreement(Box::new(error)))?;
     }
     Ok(())
 }

@@ -6,23 +6,23 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use scylla::client::session::Session;
-use scylla::cluster::metadata::{ColumnType, NativeType};
 use scylla::statement::prepared::PreparedStatement;
 
 use crate::batching::BatchLimits;
 use crate::cassandra::{ConnectError, connect, driver_consistency, load_balancing_policy};
 use crate::committer::{Committer, CommitterError};
-use crate::config::{DeadLetterConfig, Guarantee, SinkConfig};
+use crate::config::{CassandraConfig, DeadLetterConfig, Guarantee, SinkConfig};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
-use crate::mapping::{MarkerSpec, Plan, PlanError};
 use crate::metrics::Metrics;
+use crate::prepared::{self, PrepareInsertError};
 use crate::routing::{Router, RouterSettings};
 use crate::schema::{self, SchemaError};
 use crate::sink::{Batching, Limits, Loop, SinkError, Writer};
 use crate::source::{Source, SourceError};
-use crate::statement::{self, NotIdempotent, StatementError};
+use crate::statement::{self, StatementError};
 
 /// Why the sink cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -46,12 +46,9 @@ pub enum StartError {
     /// A DDL statement failed.
     #[error(transparent)]
     Schema(#[from] SchemaError),
-    /// Preparing `insertQuery` failed (unknown table or column, bad syntax).
-    #[error("Cassandra refused insertQuery: {0}")]
-    Prepare(String),
-    /// The mapping does not fit the statement.
-    #[error("mapping: {0}")]
-    Mapping(#[from] PlanError),
+    /// Cassandra could not prepare `insertQuery`, or the mapping does not fit what it prepared.
+    #[error(transparent)]
+    Prepare(#[from] PrepareInsertError),
     /// The committer table failed.
     #[error(transparent)]
     Committer(#[from] CommitterError),
@@ -72,10 +69,17 @@ impl StartError {
         match self {
             StartError::Statement(_) => "InvalidStatement",
             StartError::NotExactlyOnce { .. } => "NotExactlyOnce",
+            StartError::Connect(error) if error.is_unauthorized() => "Unauthorized",
             StartError::Connect(_) => "CassandraUnreachable",
             StartError::Schema(_) => "SchemaFailed",
-            StartError::Prepare(_) => "InvalidStatement",
-            StartError::Mapping(_) => "InvalidMapping",
+            StartError::Prepare(PrepareInsertError::Prepare(error))
+                if crate::cassandra::prepare_db_error(error).is_none() =>
+            {
+                "CassandraUnreachable"
+            }
+            StartError::Prepare(PrepareInsertError::Prepare(_)) => "InvalidStatement",
+            StartError::Prepare(PrepareInsertError::NotExactlyOnce(_)) => "NotExactlyOnce",
+            StartError::Prepare(PrepareInsertError::Mapping(_)) => "InvalidMapping",
             StartError::Committer(_) => "CommitterFailed",
             StartError::DeadLetter(_) => "DeadLetterFailed",
             StartError::Source(SourceError::RangeGone(_))
@@ -102,25 +106,6 @@ pub fn check_statement(config: &SinkConfig) -> Result<statement::Analysis, Start
         });
     }
     Ok(analysis)
-}
-
-/// The prepared statement's markers, with partition-key flags.
-fn marker_specs(prepared: &PreparedStatement) -> Vec<MarkerSpec> {
-    let key_indexes: Vec<usize> = prepared
-        .get_variable_pk_indexes()
-        .iter()
-        .map(|index| index.index as usize)
-        .collect();
-    prepared
-        .get_variable_col_specs()
-        .iter()
-        .enumerate()
-        .map(|(index, spec)| MarkerSpec {
-            name: spec.name().to_owned(),
-            typ: spec.typ().clone().into_owned(),
-            partition_key: key_indexes.contains(&index),
-        })
-        .collect()
 }
 
 /// Batching for a statement whose table has clustering columns: rows of one partition can then be
@@ -160,6 +145,28 @@ fn batching(
     })
 }
 
+/// Connects, waiting out a cluster that does not answer yet: a worker started during a Cassandra
+/// outage stays up and unready, and connects when the cluster is back, instead of exiting (which a
+/// kubelet answers with a back-off that grows to minutes). Credentials or certificates that Cassandra
+/// refuses are final: retrying cannot cure them.
+async fn connect_patiently(cluster: &CassandraConfig) -> Result<Session, StartError> {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match connect(cluster).await {
+            Ok(session) => return Ok(session),
+            Err(error) if error.is_permanent() => return Err(error.into()),
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?pause, "Cassandra unreachable; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_CONNECT_PAUSE);
+            }
+        }
+    }
+}
+
+/// The longest pause between two attempts to connect.
+const MAX_CONNECT_PAUSE: Duration = Duration::from_secs(30);
+
 /// A prepared session, committer and loop, ready to run.
 pub struct Prepared {
     sink: Loop,
@@ -179,9 +186,9 @@ pub async fn prepare(
 ) -> Result<Prepared, StartError> {
     let started = std::time::Instant::now();
     let analysis = check_statement(config)?;
-    let session = Arc::new(connect(&config.cassandra).await?);
+    let session = Arc::new(connect_patiently(&config.cassandra).await?);
     let committer_session = match &config.committer.cassandra {
-        Some(cluster) => Arc::new(connect(cluster).await?),
+        Some(cluster) => Arc::new(connect_patiently(cluster).await?),
         None => session.clone(),
     };
 
@@ -193,27 +200,7 @@ pub async fn prepare(
     let keyspace = &config.committer.keyspace;
     let table = &config.committer.table;
 
-    let mut statement = session
-        .prepare(config.insert_query.as_str())
-        .await
-        .map_err(|error| StartError::Prepare(error.to_string()))?;
-    let specs = marker_specs(&statement);
-    if config.guarantee == Guarantee::ExactlyOnce
-        && let Some(counter) = specs
-            .iter()
-            .find(|spec| spec.typ == ColumnType::Native(NativeType::Counter))
-    {
-        return Err(StartError::NotExactlyOnce {
-            reasons: vec![NotIdempotent::Increment(counter.name.clone()).to_string()],
-        });
-    }
-    let plan = Plan::compile(
-        &config.mapping,
-        &analysis.markers,
-        specs,
-        config.limits.null_means_unset,
-        config.limits.max_record_bytes as usize,
-    )?;
+    let (mut statement, plan) = prepared::prepare_insert(&session, config, &analysis).await?;
     statement.set_consistency(driver_consistency(config.cassandra.consistency));
     statement.set_is_idempotent(analysis.not_idempotent.is_empty());
 

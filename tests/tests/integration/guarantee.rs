@@ -115,3 +115,75 @@ async fn at_least_once_runs_a_counter_update_that_exactly_once_refuses() -> anyh
     assert!(counts.iter().all(|(_, n)| n.0 == 10), "{counts:?}");
     scenario.clean_up().await
 }
+
+/// The shapes of INSERT a person gets wrong, each refused offline by `check` with `InvalidStatement`
+/// and the part it could not read; a backtrace never follows the message, whatever RUST_BACKTRACE says.
+#[test]
+fn check_refuses_each_malformed_statement_naming_what_it_could_not_read() {
+    let dir = std::env::temp_dir().join(cassandra_sink_tests::unique_name("shape"));
+    std::fs::create_dir_all(&dir).expect("folder");
+    let cases = [
+        (
+            "INSERT INTO ks.values (id, counter) VALUES (?, ?",
+            "closing the VALUES list",
+        ),
+        (
+            "INSERT INTO ks.values (id counter) VALUES (?, ?)",
+            "found `counter",
+        ),
+        (
+            "INSERT INTO ks.values (id, counter) VALUES (?)",
+            "2 values, one per column",
+        ),
+        (
+            "INSERT INTO ks.values (id, counter) VALUES (?, ?) garbage",
+            "found `garbage`",
+        ),
+        (
+            "INSERT INTO ks.values (id, counter) VALUS (?, ?)",
+            "found `VALUS",
+        ),
+        ("INSERT INTO (id, counter) VALUES (?, ?)", "a table name"),
+        (
+            "INSERT ks.values (id, counter) VALUES (?, ?)",
+            "INTO after INSERT",
+        ),
+        (
+            "INSERT INTO ks.values (id, counter) VALUES ?, ?",
+            "opening the VALUES list",
+        ),
+        (
+            "INSERT INTO ks.values VALUES (?, ?)",
+            "opening the column list",
+        ),
+    ];
+    for (statement, part) in cases {
+        let config = dir.join("sink.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "sinkId: t/shape\ncassandra: {{ contactPoints: [\"127.0.0.1:9042\"] }}\n\
+                 insertQuery: \"{statement}\"\ncommitter: {{ keyspace: ks, table: checkpoints }}\n\
+                 source: {{ kafka: {{ bootstrapServers: [\"127.0.0.1:9092\"], topic: t }} }}\n"
+            ),
+        )
+        .expect("config");
+        let output = Command::new(binary())
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .expect("run the worker binary");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{statement} was accepted");
+        assert!(
+            stderr.contains("reason=InvalidStatement") && stderr.contains(part),
+            "{statement}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("backtrace") && !stderr.contains("  0: "),
+            "{statement}: a backtrace follows the message:\n{stderr}"
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -142,12 +142,12 @@ async fn the_worker_logs_in_with_a_password_and_a_wrong_one_is_refused() -> anyh
     }
     assert!(worker.terminate(Duration::from_secs(30)).success());
 
-    // A wrong password: the worker stops at once and says why.
+    // A wrong password: the worker stops at once (retrying cannot cure it) and says why.
     std::fs::write(&password, "not-the-password\n")?;
     let mut refused = Worker::start(&config, "refused", &[]);
     let log = refused.wait_for_failure(Duration::from_secs(60));
     assert!(
-        log.contains("CassandraUnreachable") && log.to_lowercase().contains("password"),
+        log.contains("reason=Unauthorized") && log.to_lowercase().contains("password"),
         "{log}"
     );
 
