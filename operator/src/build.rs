@@ -466,6 +466,9 @@ pub fn children(
             container_port: HTTP_PORT,
             ..ContainerPort::default()
         }]),
+        // The worker writes `reason=…: message` there when it stops for good; without it, the
+        // end of its log. The operator puts it in the sink's status.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         liveness_probe: Some(probe("/healthz", 10)),
         readiness_probe: Some(probe("/readyz", 5)),
         resources: Some(ResourceRequirements {

@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cassandra_sink_worker::cassandra::{connect_with, driver_consistency};
-use cassandra_sink_worker::committer::{Committer, Position, read_positions};
+use cassandra_sink_worker::cassandra::{ConnectError, connect_with, driver_consistency};
+use cassandra_sink_worker::committer::{
+    BoxedError, Committer, CommitterError as WorkerCommitterError, Position, read_positions,
+};
 use cassandra_sink_worker::config::{CassandraConfig, HumanDuration};
 use kube::ResourceExt;
 use scylla::client::session::Session;
@@ -19,20 +21,79 @@ use tokio::sync::Mutex;
 use crate::access::{self, AccessError, Secrets};
 use crate::crd::{CassandraConnection, CassandraSink};
 
-/// Errors reaching the committer table.
+/// Errors reaching a sink's Cassandra, or its committer table there.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitterError {
     /// A credentials or TLS Secret could not be read.
     #[error(transparent)]
     Access(#[from] AccessError),
-    /// Connecting or querying failed.
-    #[error("{what}: {message}")]
-    Cassandra {
+    /// Connecting failed.
+    #[error("{what}: {source}")]
+    Connect {
         /// What the session was for: `committer table ks.t`, or `the data cluster`.
         what: String,
-        /// The driver's message.
-        message: String,
+        /// Why.
+        source: ConnectError,
     },
+    /// Connecting took longer than the operator waits.
+    #[error("{what}: no answer from {contact_points} within {CONNECT_TIMEOUT:?}")]
+    Timeout {
+        /// What the session was for.
+        what: String,
+        /// The contact points tried.
+        contact_points: String,
+    },
+    /// Connecting failed a short while ago; the operator does not try again yet.
+    #[error("{what}: {} ({:.0?} ago; next attempt after {RETRY_AFTER:?})", failure.message, failure.at.elapsed())]
+    Recent {
+        /// What the session was for.
+        what: String,
+        /// How it failed.
+        failure: Failure,
+    },
+    /// A request on the committer table failed.
+    #[error("{what}: {source}")]
+    Query {
+        /// The table.
+        what: String,
+        /// The worker library's error, with the driver's inside.
+        source: WorkerCommitterError,
+    },
+}
+
+impl CommitterError {
+    /// True when trying again cannot help until a person changes something: a Secret the operator
+    /// may not read, credentials or a certificate Cassandra refuses, a request it refuses.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            CommitterError::Access(_) => true,
+            CommitterError::Connect { source, .. } => source.is_permanent(),
+            CommitterError::Timeout { .. } => false,
+            CommitterError::Recent { failure, .. } => failure.permanent,
+            CommitterError::Query { source, .. } => source.is_refusal(),
+        }
+    }
+
+    /// True when Cassandra refused the credentials.
+    pub fn is_unauthorized(&self) -> bool {
+        match self {
+            CommitterError::Connect { source, .. } => source.is_unauthorized(),
+            CommitterError::Recent { failure, .. } => failure.unauthorized,
+            _ => false,
+        }
+    }
+}
+
+/// A failure to connect, remembered for [`RETRY_AFTER`].
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// When.
+    at: std::time::Instant,
+    /// The error's text.
+    message: String,
+    /// Its classification.
+    permanent: bool,
+    unauthorized: bool,
 }
 
 /// Cached sessions, one per cluster and credentials, and recent failures to connect.
@@ -40,7 +101,7 @@ pub enum CommitterError {
 pub struct Sessions {
     cache: Mutex<BTreeMap<String, Arc<Session>>>,
     /// When connecting last failed, and why.
-    failures: Mutex<BTreeMap<String, (std::time::Instant, String)>>,
+    failures: Mutex<BTreeMap<String, Failure>>,
 }
 
 /// After a failed connection, how long the operator waits before trying that cluster again, so that
@@ -89,15 +150,12 @@ impl Sessions {
         if let Some(session) = self.cache.lock().await.get(&key) {
             return Ok(session.clone());
         }
-        if let Some((failed, why)) = self.failures.lock().await.get(&key)
-            && failed.elapsed() < RETRY_AFTER
+        if let Some(failure) = self.failures.lock().await.get(&key)
+            && failure.at.elapsed() < RETRY_AFTER
         {
-            return Err(CommitterError::Cassandra {
+            return Err(CommitterError::Recent {
                 what,
-                message: format!(
-                    "{why} ({:.0?} ago; next attempt after {RETRY_AFTER:?})",
-                    failed.elapsed()
-                ),
+                failure: failure.clone(),
             });
         }
         let config = CassandraConfig {
@@ -109,15 +167,14 @@ impl Sessions {
             request_timeout: HumanDuration(CONNECT_TIMEOUT),
         };
         // No lock is held while connecting: reconciles of other sinks go on meanwhile.
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, connect_with(&config, access))
-            .await
-            .map_err(|_| {
-                format!(
-                    "no answer from {} within {CONNECT_TIMEOUT:?}",
-                    connection.contact_points.join(",")
-                )
-            })
-            .and_then(|result| result.map_err(|error| error.to_string()));
+        let connected =
+            match tokio::time::timeout(CONNECT_TIMEOUT, connect_with(&config, access)).await {
+                Err(_) => Err(CommitterError::Timeout {
+                    what,
+                    contact_points: connection.contact_points.join(","),
+                }),
+                Ok(result) => result.map_err(|source| CommitterError::Connect { what, source }),
+            };
         match connected {
             Ok(session) => {
                 let session = Arc::new(session);
@@ -125,12 +182,18 @@ impl Sessions {
                 self.cache.lock().await.insert(key, session.clone());
                 Ok(session)
             }
-            Err(message) => {
-                self.failures
-                    .lock()
-                    .await
-                    .insert(key, (std::time::Instant::now(), message.clone()));
-                Err(CommitterError::Cassandra { what, message })
+            Err(error) => {
+                let failure = Failure {
+                    at: std::time::Instant::now(),
+                    message: match &error {
+                        CommitterError::Connect { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    },
+                    permanent: error.is_permanent(),
+                    unauthorized: error.is_unauthorized(),
+                };
+                self.failures.lock().await.insert(key, failure);
+                Err(error)
             }
         }
     }
@@ -169,9 +232,9 @@ pub async fn positions(
         &sink_id(sink),
     )
     .await
-    .map_err(|error| CommitterError::Cassandra {
+    .map_err(|source| CommitterError::Query {
         what: committer_table(sink),
-        message: error.to_string(),
+        source,
     })
 }
 
@@ -182,9 +245,9 @@ pub async fn reset(
     sink: &CassandraSink,
     offsets: &BTreeMap<i32, i64>,
 ) -> Result<(), CommitterError> {
-    let error = |message: String| CommitterError::Cassandra {
+    let error = |source: WorkerCommitterError| CommitterError::Query {
         what: committer_table(sink),
-        message,
+        source,
     };
     let committer = Committer::new(
         session,
@@ -195,12 +258,12 @@ pub async fn reset(
         driver_consistency(committer_connection(sink).consistency),
     )
     .await
-    .map_err(|e| error(e.to_string()))?;
+    .map_err(error)?;
     for (&partition, &offset) in offsets {
         committer
             .reset(partition, &sink.spec.source.kafka.topic, offset)
             .await
-            .map_err(|e| error(e.to_string()))?;
+            .map_err(error)?;
     }
     Ok(())
 }
@@ -211,9 +274,13 @@ pub async fn delete(session: &Session, sink: &CassandraSink) -> Result<usize, Co
     let keyspace = &sink.spec.committer.keyspace;
     let table = &sink.spec.committer.table;
     let qualified = format!("{keyspace}.{table}");
-    let error = |message: String| CommitterError::Cassandra {
+    let error = |operation: &'static str, source: BoxedError| CommitterError::Query {
         what: committer_table(sink),
-        message,
+        source: WorkerCommitterError::Cassandra {
+            table: qualified.clone(),
+            operation,
+            source,
+        },
     };
     let id = sink_id(sink);
     // The committer rows are keyed by (sink, partition); claimed-but-never-committed partitions have no
@@ -224,12 +291,12 @@ pub async fn delete(session: &Session, sink: &CassandraSink) -> Result<usize, Co
             (&id,),
         )
         .await
-        .map_err(|e| error(e.to_string()))?
+        .map_err(|e| error("list partitions", e.into()))?
         .into_rows_result()
-        .map_err(|e| error(e.to_string()))?;
+        .map_err(|e| error("list partitions", e.into()))?;
     let partitions: Vec<i32> = rows
         .rows::<(i32,)>()
-        .map_err(|e| error(e.to_string()))?
+        .map_err(|e| error("list partitions", e.into()))?
         .filter_map(Result::ok)
         .map(|(partition,)| partition)
         .collect();
@@ -240,7 +307,7 @@ pub async fn delete(session: &Session, sink: &CassandraSink) -> Result<usize, Co
                 (&id, *partition),
             )
             .await
-            .map_err(|e| error(e.to_string()))?;
+            .map_err(|e| error("delete a row", e.into()))?;
     }
     session
         .query_unpaged(
@@ -248,6 +315,6 @@ pub async fn delete(session: &Session, sink: &CassandraSink) -> Result<usize, Co
             (&id,),
         )
         .await
-        .map_err(|e| error(e.to_string()))?;
+        .map_err(|e| error("delete the positions", e.into()))?;
     Ok(partitions.len())
 }

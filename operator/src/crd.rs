@@ -224,7 +224,11 @@ pub struct CassandraSinkStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Progressing and Degraded, each with a reason and a message a person can act on.
+    /// Ready, Reconciling, Stalled, Progressing and Degraded, each with a reason and a message a
+    /// person can act on. Ready: the sink is as its spec asks (running: every worker ready and
+    /// committing; paused or stopped: no worker left). Reconciling and Stalled follow the kstatus
+    /// conventions that Flux and `kubectl wait` read: Stalled=True means a person must change
+    /// something.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
     /// Workers that are running (the scale subresource reads it).
@@ -236,8 +240,9 @@ pub struct CassandraSinkStatus {
     /// How far the sink has got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
-    /// Digest of the DDL the operator last ran for this sink (createQuery, the committer and
-    /// dead-letter tables). The operator runs the DDL once per change of it; the workers do not.
+    /// Digest of what the operator last checked against the sink's cluster: the DDL it ran
+    /// (createQuery, the committer and dead-letter tables) and insertQuery with the mapping, prepared.
+    /// It runs them again only when they change; the workers do not run the DDL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_schema: Option<String>,
     /// The outcome of the last `cassandra-sink.io/reset-positions` request; cleared when the

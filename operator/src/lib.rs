@@ -10,6 +10,8 @@ pub mod kafka;
 pub mod leader;
 pub mod metrics;
 pub mod progress;
+pub mod reason;
+pub mod reconcile;
 pub mod reference;
 pub mod reset;
 pub mod schema;

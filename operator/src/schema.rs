@@ -1,56 +1,32 @@
-//! The sink's DDL, run by the operator once per change of what it creates, instead of by every worker
-//! on every start: N workers racing the same CREATE TABLE on a multi-node Cassandra can leave nodes
-//! disagreeing about the table's identity, and a typo in `createQuery` would otherwise show only as
-//! crash-looping pods. The digest of what was run is kept in `status.appliedSchema`; the workers are
-//! rendered `manageSchema: false`.
+//! The sink checked against its live cluster before any worker runs: the DDL (`createQuery`, the
+//! committer, positions and dead-letter tables), then a PREPARE of `insertQuery` and the mapping
+//! compiled against what Cassandra says of its markers. Once per change of what they depend on: the
+//! digest of it is kept in `status.appliedSchema`; the workers are rendered `manageSchema: false`.
+//!
+//! Why the operator and not each worker: N workers racing the same CREATE TABLE on a multi-node
+//! Cassandra can leave the nodes disagreeing about the table's identity, and a statement Cassandra
+//! refuses would otherwise show only as crash-looping pods. Here it is a condition naming the field
+//! and quoting Cassandra, and no worker is started.
+//!
+//! Failures are told apart: Cassandra refusing something (a syntax error, an unknown column or
+//! keyspace, a type that does not fit, a missing permission, credentials or a certificate) waits for
+//! a person (permanent reasons); a cluster that does not answer is retried by the operator.
 
+use cassandra_sink_worker::cassandra::{is_refusal, prepare_db_error};
 use cassandra_sink_worker::config::SinkConfig;
+use cassandra_sink_worker::prepared::{PrepareInsertError, prepare_insert};
 use cassandra_sink_worker::schema::{self, SchemaError};
+use cassandra_sink_worker::statement;
+use scylla::errors::{DbError, PrepareError, RequestAttemptError};
 
 use crate::access::Secrets;
-use crate::build::hash;
+use crate::build::{hash, sink_config};
 use crate::committer::{CommitterError, Sessions};
 use crate::crd::CassandraSink;
+use crate::reason::Reason;
 use crate::validate::Problem;
 
-/// Why the DDL could not be run.
-#[derive(Debug, thiserror::Error)]
-pub enum SchemaStepError {
-    /// No session on a cluster (unreachable, refused credentials, unreadable Secret).
-    #[error(transparent)]
-    Session(#[from] CommitterError),
-    /// Cassandra refused a statement.
-    #[error(transparent)]
-    Refused(#[from] SchemaError),
-}
-
-impl SchemaStepError {
-    /// The condition problem this error shows as.
-    pub fn problem(&self) -> Problem {
-        match self {
-            SchemaStepError::Session(CommitterError::Access(error)) => Problem {
-                reason: "SecretUnreadable",
-                message: format!("the operator cannot run the sink's DDL: {error}"),
-            },
-            SchemaStepError::Session(error) => Problem {
-                reason: "CassandraUnreachable",
-                message: format!(
-                    "the operator cannot run the sink's DDL: {error}; it retries, and starts the \
-                     workers once the tables exist"
-                ),
-            },
-            SchemaStepError::Refused(error) => Problem {
-                reason: "SchemaFailed",
-                message: format!(
-                    "Cassandra refused the sink's DDL: {error}; correct spec.createQuery (or create \
-                     the missing keyspace), the operator retries"
-                ),
-            },
-        }
-    }
-}
-
-/// The statements the DDL runs and where, as a digest: when it changes, the DDL runs again.
+/// What the check depends on, as a digest: when it changes, it runs again.
 pub fn digest(config: &SinkConfig) -> String {
     let committer_points = config
         .committer
@@ -59,55 +35,183 @@ pub fn digest(config: &SinkConfig) -> String {
         .map(|cluster| cluster.contact_points.join(","))
         .unwrap_or_default();
     hash(&format!(
-        "{}|{}|{:?}|{}.{}|{:?}",
+        "{}|{}|{:?}|{}.{}|{:?}|{}|{:?}|{:?}",
         config.cassandra.contact_points.join(","),
         committer_points,
         config.create_query,
         config.committer.keyspace,
         config.committer.table,
         schema::dead_letter_table(config),
+        config.insert_query,
+        config.mapping,
+        config.guarantee,
     ))
 }
 
-/// Runs the sink's DDL through the operator's sessions.
-pub async fn run(
+/// Runs the DDL and checks the statement unless `checked` is the digest of the current spec; returns
+/// the digest, or the problem that keeps the sink from running.
+pub async fn ensure(
     secrets: &Secrets,
     sessions: &Sessions,
     sink: &CassandraSink,
-    config: &SinkConfig,
-) -> Result<(), SchemaStepError> {
-    let data = sessions.data_session(secrets, sink).await?;
-    let committer = sessions.committer_session(secrets, sink).await?;
-    schema::apply(config, &data, &committer).await?;
-    Ok(())
+    checked: Option<&str>,
+) -> Result<String, Problem> {
+    let config = sink_config(sink).map_err(|error| Problem {
+        reason: Reason::InvalidIdentifier,
+        message: error.to_string(),
+    })?;
+    let digest = digest(&config);
+    if checked == Some(digest.as_str()) {
+        return Ok(digest);
+    }
+    let data = sessions
+        .data_session(secrets, sink)
+        .await
+        .map_err(|error| session_problem(&error))?;
+    let committer = sessions
+        .committer_session(secrets, sink)
+        .await
+        .map_err(|error| session_problem(&error))?;
+    schema::apply(&config, &data, &committer)
+        .await
+        .map_err(|error| schema_problem(&error))?;
+    // validate() has refused what the text alone shows wrong; this is what needs the cluster.
+    let analysis = statement::analyze(&config.insert_query).map_err(|error| Problem {
+        reason: Reason::InvalidStatement,
+        message: format!("spec.insertQuery: {error}"),
+    })?;
+    prepare_insert(&data, &config, &analysis)
+        .await
+        .map_err(|error| statement_problem(&error))?;
+    tracing::info!(sink = %config.sink_id, "schema applied and insertQuery prepared");
+    Ok(digest)
+}
+
+/// A session that could not be had.
+fn session_problem(error: &CommitterError) -> Problem {
+    let reason = match error {
+        CommitterError::Access(_) => Reason::SecretUnreadable,
+        error if error.is_unauthorized() => Reason::Unauthorized,
+        error if error.is_permanent() => Reason::TlsFailed,
+        _ => Reason::CassandraUnreachable,
+    };
+    let advice = match reason {
+        Reason::SecretUnreadable => "check the operator's RBAC (secrets: get) in this namespace",
+        Reason::Unauthorized => "check the username and password in the credentials Secret",
+        Reason::TlsFailed => "check the CA in the TLS Secret, and verifyHostname",
+        _ => "the operator retries, and starts the workers once the cluster answers",
+    };
+    Problem {
+        reason,
+        message: format!("the operator cannot reach the sink's Cassandra: {error}; {advice}"),
+    }
+}
+
+/// A DDL statement that failed.
+fn schema_problem(error: &SchemaError) -> Problem {
+    if error.is_unauthorized() {
+        Problem {
+            reason: Reason::Unauthorized,
+            message: format!(
+                "Cassandra refused the sink's DDL for lack of permission: {error}; grant the sink's \
+                 role CREATE on the keyspaces of spec.createQuery and spec.committer"
+            ),
+        }
+    } else if error.is_refusal() {
+        Problem {
+            reason: Reason::SchemaFailed,
+            message: format!(
+                "Cassandra refused the sink's DDL: {error}; correct spec.createQuery or create the \
+                 keyspace it and spec.committer.keyspace name"
+            ),
+        }
+    } else {
+        Problem {
+            reason: Reason::CassandraUnreachable,
+            message: format!(
+                "the sink's DDL did not complete: {error}; the operator retries, and starts the \
+                 workers once the tables exist"
+            ),
+        }
+    }
+}
+
+/// Cassandra's own words in a refused PREPARE, when it answered.
+fn cassandra_says(error: &PrepareError) -> String {
+    match error {
+        PrepareError::AllAttemptsFailed {
+            first_attempt: RequestAttemptError::DbError(_, message),
+        } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `insertQuery` or the mapping, refused.
+fn statement_problem(error: &PrepareInsertError) -> Problem {
+    match error {
+        PrepareInsertError::Prepare(prepare) => match prepare_db_error(prepare) {
+            Some(DbError::Unauthorized) => Problem {
+                reason: Reason::Unauthorized,
+                message: format!(
+                    "Cassandra refused to prepare spec.insertQuery for lack of permission: {}; \
+                     grant the sink's role MODIFY on its table",
+                    cassandra_says(prepare)
+                ),
+            },
+            Some(db) if is_refusal(db) => Problem {
+                reason: Reason::InvalidStatement,
+                message: format!(
+                    "Cassandra refused spec.insertQuery: {}",
+                    cassandra_says(prepare)
+                ),
+            },
+            _ => Problem {
+                reason: Reason::CassandraUnreachable,
+                message: format!(
+                    "spec.insertQuery could not be prepared now: {prepare}; the operator retries"
+                ),
+            },
+        },
+        PrepareInsertError::NotExactlyOnce(_) => Problem {
+            reason: Reason::NotExactlyOnce,
+            message: format!("spec.{error}"),
+        },
+        PrepareInsertError::Mapping(mapping) => Problem {
+            reason: Reason::InvalidMapping,
+            message: format!(
+                "spec.mapping does not fit spec.insertQuery as Cassandra prepared it: {mapping}"
+            ),
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::sink_config;
     use crate::crd::tests_support::seed_sink;
 
     #[test]
-    fn the_digest_changes_with_what_the_ddl_creates_and_only_with_that() {
+    fn the_digest_changes_with_what_is_checked_and_only_with_that() {
         let base = seed_sink();
         let digest_of = |sink: &CassandraSink| digest(&sink_config(sink).expect("config"));
         let mut scaled = base.clone();
         scaled.spec.parallelism = 7;
-        scaled.spec.insert_query = "INSERT INTO example.values (id) VALUES (?)".to_owned();
+        scaled.spec.state = crate::crd::SinkState::Paused;
         assert_eq!(digest_of(&base), digest_of(&scaled));
 
         let mut created = base.clone();
         created.spec.create_query =
             Some("CREATE TABLE example.other (id text PRIMARY KEY)".to_owned());
-        assert_ne!(digest_of(&base), digest_of(&created));
-
         let mut committer = base.clone();
         committer.spec.committer.table = "positions2".to_owned();
-        assert_ne!(digest_of(&base), digest_of(&committer));
-
         let mut moved = base.clone();
         moved.spec.cassandra.contact_points = vec!["other.db.svc:9042".to_owned()];
-        assert_ne!(digest_of(&base), digest_of(&moved));
+        let mut statement = base.clone();
+        statement.spec.insert_query = "INSERT INTO example.values (id) VALUES (?)".to_owned();
+        let mut guarantee = base.clone();
+        guarantee.spec.guarantee = cassandra_sink_worker::config::Guarantee::AtLeastOnce;
+        for changed in [created, committer, moved, statement, guarantee] {
+            assert_ne!(digest_of(&base), digest_of(&changed));
+        }
     }
 }

@@ -6,17 +6,18 @@ use cassandra_sink_worker::config::Guarantee;
 use cassandra_sink_worker::statement;
 
 use crate::crd::CassandraSinkSpec;
+use crate::reason::Reason;
 
 /// One thing wrong with a spec, with a reason for the condition and a message a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// CamelCase reason for the condition.
-    pub reason: &'static str,
+    /// The condition's reason.
+    pub reason: Reason,
     /// What is wrong, where, and what to do.
     pub message: String,
 }
 
-fn problem(reason: &'static str, message: String) -> Problem {
+fn problem(reason: Reason, message: String) -> Problem {
     Problem { reason, message }
 }
 
@@ -33,19 +34,19 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
     let mut problems = Vec::new();
     if spec.cassandra.contact_points.is_empty() {
         problems.push(problem(
-            "NoContactPoints",
+            Reason::NoContactPoints,
             "spec.cassandra.contactPoints is empty: list at least one host:port".to_owned(),
         ));
     }
     if spec.source.kafka.bootstrap_servers.is_empty() {
         problems.push(problem(
-            "NoBootstrapServers",
+            Reason::NoBootstrapServers,
             "spec.source.kafka.bootstrapServers is empty: list at least one host:port".to_owned(),
         ));
     }
     if spec.parallelism < 1 {
         problems.push(problem(
-            "InvalidParallelism",
+            Reason::InvalidParallelism,
             format!(
                 "spec.parallelism is {}; it must be at least 1",
                 spec.parallelism
@@ -58,7 +59,7 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
     ] {
         if !is_identifier(name) {
             problems.push(problem(
-                "InvalidIdentifier",
+                Reason::InvalidIdentifier,
                 format!(
                     "{field} is {name:?}: use letters, digits and _ (starting with a letter, at most 48)"
                 ),
@@ -67,7 +68,7 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
     }
     match statement::analyze(&spec.insert_query) {
         Err(error) => problems.push(problem(
-            "InvalidStatement",
+            Reason::InvalidStatement,
             format!("spec.insertQuery: {error}"),
         )),
         Ok(analysis) => {
@@ -78,7 +79,7 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
                     .map(ToString::to_string)
                     .collect();
                 problems.push(problem(
-                    "NotExactlyOnce",
+                    Reason::NotExactlyOnce,
                     format!(
                         "spec.insertQuery cannot be applied exactly once: {}. Use an idempotent \
                          statement, or set spec.guarantee: at-least-once",
@@ -92,7 +93,7 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
         let first = create.split_whitespace().next().unwrap_or_default();
         if !first.eq_ignore_ascii_case("create") {
             problems.push(problem(
-                "InvalidStatement",
+                Reason::InvalidStatement,
                 format!("spec.createQuery must be a CREATE statement, found {first:?}"),
             ));
         }
@@ -118,15 +119,15 @@ mod tests {
         spec.committer.table = "check-points".into();
         spec.insert_query = "UPDATE example.hits SET n = n + ? WHERE id = ?".into();
         spec.create_query = Some("DROP TABLE example.values".into());
-        let reasons: Vec<&str> = validate(&spec).iter().map(|p| p.reason).collect();
+        let reasons: Vec<Reason> = validate(&spec).iter().map(|p| p.reason).collect();
         assert_eq!(
             reasons,
             vec![
-                "NoContactPoints",
-                "InvalidParallelism",
-                "InvalidIdentifier",
-                "NotExactlyOnce",
-                "InvalidStatement"
+                Reason::NoContactPoints,
+                Reason::InvalidParallelism,
+                Reason::InvalidIdentifier,
+                Reason::NotExactlyOnce,
+                Reason::InvalidStatement
             ]
         );
         let messages: Vec<String> = validate(&spec).into_iter().map(|p| p.message).collect();

@@ -111,9 +111,9 @@ fn spawn_controller(
     ))
 }
 
-/// A sink on the local servers whose committer lives in `keyspace`. The operator creates the
-/// committer tables before it starts workers, so the keyspace must exist; the insert is never prepared
-/// here (no worker runs).
+/// A sink on the local servers whose table and committer live in `keyspace` (`example.` in `insert`
+/// stands for it). The operator runs the DDL and prepares the insert before it starts workers, so
+/// the keyspace must exist; the createQuery makes the table.
 fn sink(keyspace: &str, name: &str, insert: &str) -> anyhow::Result<CassandraSink> {
     let servers = cassandra_sink_tests::Settings::from_env();
     Ok(serde_json::from_value(json!({
@@ -122,7 +122,10 @@ fn sink(keyspace: &str, name: &str, insert: &str) -> anyhow::Result<CassandraSin
         "metadata": { "name": name },
         "spec": {
             "cassandra": { "contactPoints": [servers.cassandra], "localDatacenter": "datacenter1" },
-            "insertQuery": insert,
+            "createQuery": format!(
+                "CREATE TABLE IF NOT EXISTS {keyspace}.values (id text PRIMARY KEY, counter int)"
+            ),
+            "insertQuery": insert.replace("example.", &format!("{keyspace}.")),
             "committer": { "keyspace": keyspace, "table": "checkpoints" },
             "source": { "kafka": { "bootstrapServers": [servers.kafka], "topic": "values" } }
         }
@@ -1040,8 +1043,9 @@ async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow
     let tls = config.cassandra.tls.expect("TLS towards Cassandra");
     assert!(tls.ca_file.is_some() && tls.cert_file.is_none() && tls.key_file.is_none());
 
-    // A certificate its CA did not sign: refused, said in the condition, no workers.
-    let message = degraded_for(&sinks, "untrusted", "CassandraUnreachable")
+    // A certificate its CA did not sign: refused, said in the condition (stalled: retrying cannot
+    // cure it), no workers.
+    let message = true_for(&sinks, "untrusted", "Stalled", "TlsFailed")
         .await
         .to_lowercase();
     assert!(message.contains("certificate"), "{message}");
@@ -1071,7 +1075,7 @@ async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow
     auth_session
         .query_unpaged(format!("SELECT id FROM {keyspace}.authed"), ())
         .await?;
-    let message = degraded_for(&sinks, "refused", "CassandraUnreachable")
+    let message = true_for(&sinks, "refused", "Stalled", "Unauthorized")
         .await
         .to_lowercase();
     assert!(message.contains("password"), "{message}");
@@ -1079,6 +1083,199 @@ async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow
     fixtures::drop_keyspace(&auth_session, &keyspace).await?;
 
     controller.abort();
+    clean_up(&client, &[&namespace], &session, &keyspace).await?;
+    Ok(())
+}
+
+/// The message of condition `kind` once it is True for `reason`.
+async fn true_for(sinks: &Api<CassandraSink>, name: &str, kind: &str, reason: &str) -> String {
+    eventually(
+        &format!("{name}: {kind}={reason}"),
+        Duration::from_secs(30),
+        || async {
+            let sink = sinks.get(name).await.ok()?;
+            sink.status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == kind && c.status == "True" && c.reason == reason)
+                .map(|c| c.message)
+        },
+    )
+    .await
+}
+
+/// Statements that read well but that Cassandra refuses: the operator prepares `insertQuery` on the
+/// live cluster before any worker runs, so each stalls the sink with Cassandra's own words and no
+/// Deployment is made; corrected, the sink goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() -> anyhow::Result<()>
+{
+    let client = client_with_crd().await?;
+    let (session, keyspace) = keyspace("refused").await?;
+    let namespace = keyspace.replace('_', "-");
+    cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
+    let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
+    let controller = spawn_controller(&client, &namespace, metrics);
+    let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+
+    // (name, insertQuery, mapping, reason, words the message must hold)
+    let cases = [
+        (
+            "column",
+            "INSERT INTO example.values (id, countr) VALUES (?, ?)",
+            None,
+            "InvalidStatement",
+            vec!["spec.insertQuery", "countr"],
+        ),
+        (
+            "keyspace",
+            "INSERT INTO nosuchkeyspace.values (id, counter) VALUES (?, ?)",
+            None,
+            "InvalidStatement",
+            vec!["spec.insertQuery", "nosuchkeyspace"],
+        ),
+        (
+            "type",
+            "INSERT INTO example.values (id, counter) VALUES (?, 'seven')",
+            None,
+            "InvalidStatement",
+            vec!["spec.insertQuery", "seven", "int"],
+        ),
+        (
+            "mapping",
+            "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+            Some(json!({ "fields": ["value.id"] })),
+            "InvalidMapping",
+            vec!["spec.mapping", "1 field paths", "2 bind markers"],
+        ),
+    ];
+    for (name, insert, mapping, _, _) in &cases {
+        let mut sink = sink(&keyspace, name, insert)?;
+        if let Some(mapping) = mapping {
+            sink.spec.mapping = serde_json::from_value(mapping.clone())?;
+        }
+        sinks.create(&PostParams::default(), &sink).await?;
+    }
+    for (name, insert, _, reason, words) in &cases {
+        let message = true_for(&sinks, name, "Stalled", reason).await;
+        for word in words {
+            assert!(message.contains(word), "{name} ({insert}): {message}");
+        }
+        assert!(
+            deployments
+                .get_opt(&format!("{name}-worker"))
+                .await?
+                .is_none(),
+            "{name}: workers were started"
+        );
+    }
+    // What `kubectl wait` users see.
+    let kubectl = cassandra_sink_tests::env_or("KUBECTL", "kubectl");
+    let waited = std::process::Command::new(&kubectl)
+        .args([
+            "wait",
+            "--for=condition=Stalled",
+            "cassandrasink/column",
+            "-n",
+        ])
+        .arg(&namespace)
+        .arg("--timeout=30s")
+        .output()?;
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+
+    // Corrected, the sink is no longer stalled and gets its workers.
+    patch_spec(
+        &sinks,
+        "column",
+        json!({ "insertQuery": format!("INSERT INTO {keyspace}.values (id, counter) VALUES (?, ?)") }),
+    )
+    .await?;
+    eventually(
+        "workers once corrected",
+        Duration::from_secs(30),
+        || async { deployments.get_opt("column-worker").await.ok().flatten() },
+    )
+    .await;
+    let corrected = sinks.get("column").await?;
+    assert_eq!(
+        condition(&corrected, "Stalled").map(|c| c.0),
+        Some("False".to_owned())
+    );
+
+    controller.abort();
+    clean_up(&client, &[&namespace], &session, &keyspace).await?;
+    Ok(())
+}
+
+/// The finalizer is on a sink only while deleting it has something to do: added for
+/// `deletionPolicy: Delete`, removed when switched back to `Retain`, so deleting a sink that keeps
+/// its positions never waits for the operator (a `helm uninstall` first leaves nothing stuck).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_finalizer_is_there_only_while_the_deletion_policy_needs_it() -> anyhow::Result<()> {
+    let client = client_with_crd().await?;
+    let (session, keyspace) = keyspace("finalizer").await?;
+    let namespace = keyspace.replace('_', "-");
+    cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
+    let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
+    let controller = spawn_controller(&client, &namespace, metrics);
+    let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
+    sinks
+        .create(
+            &PostParams::default(),
+            &sink(
+                &keyspace,
+                "kept",
+                "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+            )?,
+        )
+        .await?;
+    let finalizers = |sink: &CassandraSink| sink.metadata.finalizers.clone().unwrap_or_default();
+    // Reconciled (it has a status), with no finalizer under the default Retain.
+    let reconciled = eventually("a status", Duration::from_secs(30), || async {
+        sinks
+            .get("kept")
+            .await
+            .ok()
+            .filter(|sink| sink.status.is_some())
+    })
+    .await;
+    assert!(finalizers(&reconciled).is_empty(), "{reconciled:?}");
+
+    patch_spec(&sinks, "kept", json!({ "deletionPolicy": "Delete" })).await?;
+    eventually(
+        "the finalizer for Delete",
+        Duration::from_secs(30),
+        || async {
+            let sink = sinks.get("kept").await.ok()?;
+            finalizers(&sink)
+                .contains(&controller::FINALIZER.to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+    patch_spec(&sinks, "kept", json!({ "deletionPolicy": "Retain" })).await?;
+    eventually(
+        "no finalizer for Retain",
+        Duration::from_secs(30),
+        || async {
+            let sink = sinks.get("kept").await.ok()?;
+            finalizers(&sink).is_empty().then_some(())
+        },
+    )
+    .await;
+
+    // With the operator gone, deleting the sink completes at once.
+    controller.abort();
+    sinks.delete("kept", &DeleteParams::default()).await?;
+    eventually("the sink gone", Duration::from_secs(10), || async {
+        sinks.get_opt("kept").await.ok()?.is_none().then_some(())
+    })
+    .await;
     clean_up(&client, &[&namespace], &session, &keyspace).await?;
     Ok(())
 }

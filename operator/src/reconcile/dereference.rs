@@ -1,0 +1,102 @@
+//! The reads a reconcile decides from, done first and once: the Secrets the spec references (do they
+//! exist, with the keys the workers read; their versions, which roll the workers), and the topic's
+//! watermarks (for lag and resets).
+
+use kube::ResourceExt;
+
+use crate::access::{AccessError, Secrets};
+use crate::build::{self, SecretsSeen};
+use crate::crd::CassandraSink;
+use crate::kafka::Watermarks;
+use crate::reason::Reason;
+use crate::validate::Problem;
+
+use super::Context;
+
+/// What the reads found.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// The referenced Secrets as seen: versions and which carry a client certificate.
+    pub secrets: SecretsSeen,
+    /// A missing Secret or key, named with the spec field that references it.
+    pub secret_problems: Vec<Problem>,
+    /// Each partition's watermarks, or `None` when Kafka did not answer (lag is then unknown, not 0).
+    pub watermarks: Option<Watermarks>,
+}
+
+/// Reads what the reconcile needs.
+pub async fn observe(
+    secrets: &Secrets,
+    sink: &CassandraSink,
+    context: &Context,
+) -> Result<Observed, AccessError> {
+    let (seen, secret_problems) = check_secrets(secrets, sink).await?;
+    let watermarks =
+        if secret_problems.is_empty() && !sink.spec.source.kafka.bootstrap_servers.is_empty() {
+            match context.kafka.watermarks(secrets, sink).await {
+                Ok(watermarks) => Some(watermarks),
+                Err(error) => {
+                    tracing::debug!(sink = %sink.name_any(), %error, "watermarks not read");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+    Ok(Observed {
+        secrets: seen,
+        secret_problems,
+        watermarks,
+    })
+}
+
+/// Checks that every referenced Secret exists with the keys the workers read.
+async fn check_secrets(
+    secrets: &Secrets,
+    sink: &CassandraSink,
+) -> Result<(SecretsSeen, Vec<Problem>), AccessError> {
+    let namespace = secrets.namespace();
+    let mut seen = SecretsSeen::default();
+    let mut problems = Vec::new();
+    for (field, name) in build::referenced_secrets(sink) {
+        let tls = field.ends_with("tls.secretName");
+        let needed: &[&str] = if tls {
+            &["ca.crt"]
+        } else {
+            &["username", "password"]
+        };
+        match secrets.get_opt(&name).await? {
+            None => problems.push(Problem {
+                reason: Reason::SecretMissing,
+                message: format!(
+                    "{field} names Secret {name:?}, which does not exist in namespace {namespace}; \
+                     create it with keys {}",
+                    needed.join(", ")
+                ),
+            }),
+            Some(secret) => {
+                let keys = secret.keys();
+                let missing: Vec<&str> = needed
+                    .iter()
+                    .filter(|key| !keys.contains(key))
+                    .copied()
+                    .collect();
+                if !missing.is_empty() {
+                    problems.push(Problem {
+                        reason: Reason::SecretKeyMissing,
+                        message: format!(
+                            "Secret {namespace}/{name} ({field}) has no key {}",
+                            missing.join(", ")
+                        ),
+                    });
+                }
+                if tls && keys.contains(&"tls.crt") && keys.contains(&"tls.key") {
+                    seen.client_certs.insert(name.clone());
+                }
+                seen.version
+                    .push_str(&format!("{name}={};", secret.resource_version()));
+            }
+        }
+    }
+    Ok((seen, problems))
+}
