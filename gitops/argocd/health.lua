@@ -1,5 +1,5 @@
 -- Argo CD health check for cassandra-sink.io/CassandraSink. It reads only what the operator writes:
--- status.observedGeneration and the Ready / Degraded conditions (reasons in docs/operator.md).
+-- status.observedGeneration and the Ready / Stalled / Degraded conditions (docs/troubleshooting.md).
 local hs = { status = "Progressing", message = "Waiting for the operator" }
 
 local function condition(kind)
@@ -14,6 +14,10 @@ local function condition(kind)
   return nil
 end
 
+local function describe(c)
+  return c.type .. " " .. c.reason .. ": " .. (c.message or "")
+end
+
 if obj.status == nil then
   return hs
 end
@@ -23,20 +27,23 @@ if obj.metadata ~= nil and obj.metadata.generation ~= nil
   return hs
 end
 
-local degraded = condition("Degraded")
-if degraded ~= nil and degraded.status == "True" then
-  hs.status = "Degraded"
-  hs.message = degraded.reason .. ": " .. (degraded.message or "")
-  return hs
+-- Stalled: a person must change something. Degraded: something keeps the sink from working.
+for _, kind in ipairs({ "Stalled", "Degraded" }) do
+  local c = condition(kind)
+  if c ~= nil and c.status == "True" then
+    hs.status = "Degraded"
+    hs.message = describe(c)
+    return hs
+  end
 end
 
 local ready = condition("Ready")
 if ready ~= nil then
-  if ready.status == "True" then
-    hs.status = "Healthy"
-  elseif ready.reason == "Paused" or ready.reason == "Stopped" then
+  if ready.status == "True" and (ready.reason == "Paused" or ready.reason == "Stopped") then
     hs.status = "Suspended"
+  elseif ready.status == "True" then
+    hs.status = "Healthy"
   end
-  hs.message = ready.reason .. ": " .. (ready.message or "")
+  hs.message = describe(ready)
 end
 return hs

@@ -233,5 +233,5 @@ fn the_argo_cd_health_check_reports_each_state() {
         .expect("run lua5.4 (scripts/localenv.sh installs it)");
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{report}");
-    assert!(report.contains("6 passed, 0 failed"), "{report}");
+    assert!(report.contains("10 passed, 0 failed"), "{report}");
 }
