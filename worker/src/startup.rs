@@ -70,6 +70,8 @@ impl StartError {
             StartError::Statement(_) => "InvalidStatement",
             StartError::NotExactlyOnce { .. } => "NotExactlyOnce",
             StartError::Connect(error) if error.is_unauthorized() => "Unauthorized",
+            StartError::Connect(ConnectError::Secret { .. }) => "CredentialsUnreadable",
+            StartError::Connect(error) if error.is_permanent() => "TlsFailed",
             StartError::Connect(_) => "CassandraUnreachable",
             StartError::Schema(_) => "SchemaFailed",
             StartError::Prepare(PrepareInsertError::Prepare(error))

@@ -101,6 +101,8 @@ const FINAL_WORKER_REASONS: &[&str] = &[
     "InvalidMapping",
     "SchemaFailed",
     "Unauthorized",
+    "TlsFailed",
+    "CredentialsUnreadable",
     "RangeGone",
     "InvalidRecord",
     "CommitterFailed",

@@ -62,7 +62,7 @@ async fn a_cassandra_certificate_from_another_ca_is_refused() -> anyhow::Result<
     let mut worker = Worker::start(&scenario.config, "worker", &[]);
     let log = worker.wait_for_failure(Duration::from_secs(60));
     assert!(
-        log.contains("CassandraUnreachable") && log.to_lowercase().contains("certificate"),
+        log.contains("reason=TlsFailed") && log.to_lowercase().contains("certificate"),
         "{log}"
     );
     scenario.clean_up().await
