@@ -1,8 +1,10 @@
 //! Crash points for testing recovery: `CASSANDRA_SINK_FAULT=<point>:<n>` makes the process abort (no
-//! cleanup, like `kill -9`) the n-th time it reaches `<point>`. Unset, each check is one relaxed load.
+//! cleanup, like `kill -9`) the n-th time it reaches `<point>`, or, for a failure point, makes that
+//! step fail the n-th time. Unset, each check is one relaxed load.
 //!
-//! Points: `after-pending` (pending recorded, nothing written), `mid-write` (about half of a
+//! Crash points: `after-pending` (pending recorded, nothing written), `mid-write` (about half of a
 //! checkpoint's writes acknowledged), `before-commit` (all written, not committed), `after-commit`.
+//! Failure points: `assign` (librdkafka refusing to assign the claimed partitions).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,13 +33,27 @@ fn armed() -> Option<&'static Armed> {
         .as_ref()
 }
 
+/// True when `point` is armed and reached for the n-th time.
+fn reached(point: &str) -> bool {
+    armed().is_some_and(|armed| {
+        armed.point == point && armed.hits.fetch_add(1, Ordering::Relaxed) + 1 == armed.after
+    })
+}
+
 /// Aborts the process if `point` is armed and reached for the n-th time.
 pub fn point(point: &str) {
-    if let Some(armed) = armed()
-        && armed.point == point
-        && armed.hits.fetch_add(1, Ordering::Relaxed) + 1 == armed.after
-    {
+    if reached(point) {
         eprintln!("{VARIABLE}: aborting at {point}");
         std::process::abort();
     }
+}
+
+/// True when the failure `point` is armed and reached for the n-th time: the caller then fails that
+/// step as it would for real.
+pub fn fails(point: &str) -> bool {
+    let fails = reached(point);
+    if fails {
+        eprintln!("{VARIABLE}: failing {point}");
+    }
+    fails
 }

@@ -218,33 +218,20 @@ impl ConsumerContext for SourceContext {
                         return;
                     }
                 };
-                for (claim, start) in &claims {
-                    let offset = match start {
-                        StartAt::Beginning => Offset::Beginning,
-                        StartAt::Offset(offset) => Offset::Offset(*offset),
-                    };
-                    if let Err(error) =
-                        partitions.set_partition_offset(&self.topic, claim.partition, offset)
-                    {
-                        tracing::error!(%error, partition = claim.partition, "cannot set start offset");
+                // The write loop learns it owns the partitions only once librdkafka has them, from
+                // the committed positions: a partition it cannot start right is never owned. No
+                // record of them can arrive before this callback returns.
+                let assigned = self.assign(consumer, partitions, &claims, cooperative);
+                let event = match assigned {
+                    Ok(()) => {
+                        SourceEvent::Assigned(claims.into_iter().map(|(claim, _)| claim).collect())
                     }
-                }
-                let claims: Vec<Claim> = claims.into_iter().map(|(claim, _)| claim).collect();
-                if self
-                    .events
-                    .blocking_send(SourceEvent::Assigned(claims))
-                    .is_err()
-                {
-                    return;
-                }
-                let assigned = if cooperative {
-                    consumer.incremental_assign(partitions)
-                } else {
-                    consumer.assign(partitions)
+                    Err(error) => {
+                        tracing::error!(%error, "cannot start reading the assigned partitions");
+                        SourceEvent::Failed(error)
+                    }
                 };
-                if let Err(error) = assigned {
-                    tracing::error!(%error, "assigning partitions failed");
-                }
+                let _ = self.events.blocking_send(event);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
                 if Handle::try_current().is_ok() =>
@@ -283,6 +270,39 @@ impl ConsumerContext for SourceContext {
 }
 
 impl SourceContext {
+    /// Sets each partition's start from its claim and hands them to librdkafka.
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partitions: &mut TopicPartitionList,
+        claims: &[(Claim, StartAt)],
+        cooperative: bool,
+    ) -> Result<(), SourceError> {
+        let failed = |source: KafkaError| SourceError::Client {
+            topic: self.topic.clone(),
+            source,
+        };
+        for (claim, start) in claims {
+            let offset = match start {
+                StartAt::Beginning => Offset::Beginning,
+                StartAt::Offset(offset) => Offset::Offset(*offset),
+            };
+            partitions
+                .set_partition_offset(&self.topic, claim.partition, offset)
+                .map_err(failed)?;
+        }
+        if crate::fault::fails("assign") {
+            return Err(failed(KafkaError::Subscription(
+                "assignment refused (injected fault)".to_owned(),
+            )));
+        }
+        if cooperative {
+            consumer.incremental_assign(partitions).map_err(failed)
+        } else {
+            consumer.assign(partitions).map_err(failed)
+        }
+    }
+
     /// Claims every assigned partition (retrying while Cassandra is unavailable) and decides where
     /// each starts.
     fn claim_all(

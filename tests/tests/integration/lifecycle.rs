@@ -74,3 +74,38 @@ async fn a_range_deleted_from_kafka_stops_the_sink_instead_of_skipping_it() -> a
     );
     scenario.clean_up().await
 }
+
+/// librdkafka refusing to start the claimed partitions (an injected fault at the assign step): the
+/// write loop is never told it owns them, so the worker stops with the reason instead of running on,
+/// ready and idle, believing it owns partitions it does not read; a restart takes them properly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_assign_never_leaves_the_worker_owning_a_partition() -> anyhow::Result<()> {
+    let mut scenario = Scenario::new("assign", 2, "checkpoint: { interval: 100ms }\n").await?;
+    scenario.produce(200, 20).await?;
+    let mut refused = Worker::start(
+        &scenario.config,
+        "refused",
+        &[("CASSANDRA_SINK_FAULT", "assign:1")],
+    );
+    let log = refused.wait_for_failure(Duration::from_secs(60));
+    assert!(
+        log.contains("cannot start reading the assigned partitions")
+            && log.contains("reason=KafkaFailed"),
+        "{log}"
+    );
+    assert!(
+        scenario
+            .committed()
+            .await?
+            .values()
+            .all(|(offset, _, _)| offset.is_none()),
+        "the refused worker committed"
+    );
+    let worker = Worker::start(&scenario.config, "second", &[]);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(60))
+        .await?;
+    assert!(worker.terminate(Duration::from_secs(30)).success());
+    scenario.assert_applied_once("values").await?;
+    scenario.clean_up().await
+}
