@@ -719,27 +719,53 @@ fn string(json: &Json) -> Result<String, String> {
         .ok_or_else(|| "expected a string".to_owned())
 }
 
-/// An integer within [min, max]: a JSON integer, or a string holding one (JSON numbers lose precision
-/// past 2^53, so large values often travel as strings).
+/// The largest integer every JSON parser reads exactly (2^53): past it, producers send strings.
+const EXACT_IN_JSON: f64 = 9_007_199_254_740_992.0;
+
+/// An integer within [min, max]. One rule for every form a producer may use: the value must be an
+/// integer, however it is written. A JSON number (`42`, `42.0`, `1e3`) up to 2^53, past which JSON
+/// numbers lose precision, or a string holding one (`"42"`, `"1e3"`, or any decimal integer, which is
+/// how large values travel). A fraction (`42.5`, `"42.5"`) is refused, never rounded.
 fn integer(json: &Json, min: i64, max: i64) -> Result<i64, String> {
     let value = match json {
-        Json::Number(number) => number.as_i64().ok_or_else(|| {
-            if number.is_f64() {
-                format!("expected an integer, got {number}")
-            } else {
-                format!("{number} is out of range [{min}, {max}]")
+        Json::Number(number) => match (number.as_i64(), number.as_f64()) {
+            (Some(value), _) => value,
+            (None, Some(float)) if number.is_u64() => {
+                return Err(format!("{float} is out of range [{min}, {max}]"));
             }
-        })?,
-        Json::String(text) => text
-            .trim()
-            .parse::<i64>()
-            .map_err(|_| "expected an integer".to_owned())?,
+            (None, Some(float)) => integral(float, &number.to_string())?,
+            (None, None) => return Err(format!("expected an integer, got {number}")),
+        },
+        Json::String(text) => {
+            let text = text.trim();
+            match text.parse::<i64>() {
+                Ok(value) => value,
+                Err(_) => match text.parse::<f64>() {
+                    Ok(float) => integral(float, text)?,
+                    Err(_) => return Err("expected an integer".to_owned()),
+                },
+            }
+        }
         _ => return Err("expected an integer".to_owned()),
     };
     if value < min || value > max {
         return Err(format!("{value} is out of range [{min}, {max}]"));
     }
     Ok(value)
+}
+
+/// `float` as an integer when it is one, exactly.
+fn integral(float: f64, written: &str) -> Result<i64, String> {
+    if float.fract() != 0.0 || !float.is_finite() {
+        Err(format!("expected an integer, got {written}"))
+    } else if float.abs() > EXACT_IN_JSON {
+        Err(format!(
+            "{written} is beyond 2^53, where JSON numbers lose precision; send it as a string of \
+             digits"
+        ))
+    } else {
+        Ok(float as i64)
+    }
 }
 
 fn float(json: &Json) -> Result<f64, String> {
@@ -1149,5 +1175,45 @@ mod tests {
             from_json(&serde_json::json!(true), &native(NativeType::Boolean)),
             Ok(CqlValue::Boolean(true))
         );
+    }
+
+    #[test]
+    fn an_integer_column_takes_an_integer_however_it_is_written() {
+        let int = ColumnType::Native(NativeType::Int);
+        for accepted in [
+            serde_json::json!(42),
+            serde_json::json!(42.0),
+            serde_json::json!(4.2e1),
+            serde_json::json!("42"),
+            serde_json::json!(" 42 "),
+            serde_json::json!("4.2e1"),
+        ] {
+            assert_eq!(
+                from_json(&accepted, &int),
+                Ok(CqlValue::Int(42)),
+                "{accepted}"
+            );
+        }
+        assert_eq!(
+            from_json(&serde_json::json!(1e3), &int),
+            Ok(CqlValue::Int(1000))
+        );
+        for refused in [
+            serde_json::json!(42.5),
+            serde_json::json!("42.5"),
+            serde_json::json!("forty-two"),
+            serde_json::json!(true),
+            serde_json::json!(3e9),
+        ] {
+            assert!(from_json(&refused, &int).is_err(), "{refused}");
+        }
+        let big = ColumnType::Native(NativeType::BigInt);
+        assert_eq!(
+            from_json(&serde_json::json!("9223372036854775807"), &big),
+            Ok(CqlValue::BigInt(i64::MAX)),
+            "large values travel as strings"
+        );
+        let beyond = from_json(&serde_json::json!(1e17), &big).expect_err("imprecise");
+        assert!(beyond.contains("2^53"), "{beyond}");
     }
 }
