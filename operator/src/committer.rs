@@ -20,6 +20,7 @@ use tokio::sync::Mutex;
 
 use crate::access::{self, AccessError, Secrets};
 use crate::crd::{CassandraConnection, CassandraSink};
+use crate::idle::IdleCache;
 
 /// Errors reaching a sink's Cassandra, or its committer table there.
 #[derive(Debug, thiserror::Error)]
@@ -96,12 +97,20 @@ pub struct Failure {
     unauthorized: bool,
 }
 
-/// Cached sessions, one per cluster and credentials, and recent failures to connect.
+/// Cached sessions, one per cluster and credentials, and recent failures to connect. A session no
+/// sink has used for [`crate::idle::IDLE`] (its Secret rotated, its sink deleted) is closed.
 #[derive(Default)]
 pub struct Sessions {
-    cache: Mutex<BTreeMap<String, Arc<Session>>>,
+    cache: Mutex<IdleCache<Arc<Session>>>,
     /// When connecting last failed, and why.
     failures: Mutex<BTreeMap<String, Failure>>,
+}
+
+impl Sessions {
+    /// Sessions kept open now.
+    pub async fn open(&self) -> usize {
+        self.cache.lock().await.len()
+    }
 }
 
 /// After a failed connection, how long the operator waits before trying that cluster again, so that
@@ -147,9 +156,14 @@ impl Sessions {
             connection.contact_points.join(","),
             connection.local_datacenter.clone().unwrap_or_default(),
         );
-        if let Some(session) = self.cache.lock().await.get(&key) {
+        let now = std::time::Instant::now();
+        if let Some(session) = self.cache.lock().await.get(&key, now) {
             return Ok(session.clone());
         }
+        self.failures
+            .lock()
+            .await
+            .retain(|_, failure| failure.at.elapsed() < RETRY_AFTER);
         if let Some(failure) = self.failures.lock().await.get(&key)
             && failure.at.elapsed() < RETRY_AFTER
         {
@@ -179,7 +193,10 @@ impl Sessions {
             Ok(session) => {
                 let session = Arc::new(session);
                 self.failures.lock().await.remove(&key);
-                self.cache.lock().await.insert(key, session.clone());
+                self.cache
+                    .lock()
+                    .await
+                    .insert(&key, session.clone(), std::time::Instant::now());
                 Ok(session)
             }
             Err(error) => {

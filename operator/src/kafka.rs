@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::access::{AccessError, Secrets};
 use crate::crd::{CassandraSink, KafkaSourceSpec};
+use crate::idle::IdleCache;
 
 /// Each partition's (low, high) watermark: the first offset Kafka still holds and the next offset it
 /// will write.
@@ -35,10 +36,18 @@ pub enum KafkaError {
 }
 
 /// What the operator knows of each Kafka cluster (and credentials), so that an unreachable cluster does
-/// not slow every reconcile.
+/// not slow every reconcile. A cluster no sink has read for [`crate::idle::IDLE`] (its Secret rotated,
+/// its sinks deleted) is forgotten, and its client closed.
 #[derive(Default)]
 pub struct Clients {
-    clusters: Mutex<BTreeMap<String, Cluster>>,
+    clusters: Mutex<IdleCache<Cluster>>,
+}
+
+impl Clients {
+    /// Clusters known now.
+    pub async fn known(&self) -> usize {
+        self.clusters.lock().await.len()
+    }
 }
 
 /// One cluster's client and recent history.
@@ -135,7 +144,7 @@ impl Clients {
         let (config, key) = client_config(secrets, kafka).await?;
         let turn = {
             let mut clusters = self.clusters.lock().await;
-            let cluster = clusters.entry(key.clone()).or_default();
+            let cluster = clusters.entry(&key, Instant::now(), Cluster::default);
             (!cluster.answered_recently()).then(|| cluster.turn.clone())
         };
         let _turn = match &turn {
@@ -143,10 +152,10 @@ impl Clients {
             None => None,
         };
         let (failed, cached) = {
-            let clusters = self.clusters.lock().await;
-            let cluster = clusters.get(&key);
+            let mut clusters = self.clusters.lock().await;
+            let cluster = clusters.get(&key, Instant::now());
             (
-                cluster.and_then(|cluster| cluster.failed),
+                cluster.as_ref().and_then(|cluster| cluster.failed),
                 cluster.and_then(|cluster| cluster.client.clone()),
             )
         };
@@ -166,8 +175,7 @@ impl Clients {
                 self.clusters
                     .lock()
                     .await
-                    .entry(key.clone())
-                    .or_default()
+                    .entry(&key, Instant::now(), Cluster::default)
                     .client = Some(consumer.clone());
                 consumer
             }
@@ -178,7 +186,7 @@ impl Clients {
             .await
             .unwrap_or_else(|e| Err(Failure::Unreachable(e.to_string())));
         let mut clusters = self.clusters.lock().await;
-        let cluster = clusters.entry(key).or_default();
+        let cluster = clusters.entry(&key, Instant::now(), Cluster::default);
         match result {
             Ok(watermarks) => {
                 cluster.failed = None;
