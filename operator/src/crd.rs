@@ -90,6 +90,12 @@ pub struct CassandraSinkSpec {
     /// as the seed's committer: positions survive a re-creation) or `Delete`.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// CPU and memory of each worker container. Unset parts default to requests of 250m CPU and
+    /// 128Mi, and a memory limit of 256Mi, or 64Mi plus twice `checkpoint.maxBytes` when that is more
+    /// (a worker holds one checkpoint being written and the next one read ahead). A memory limit too
+    /// small for that is refused with the reason `InsufficientMemory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 }
 
 /// What deleting a CassandraSink does to its committer rows.

@@ -89,6 +89,10 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
             }
         }
     }
+    problems.extend(crate::resources::check(
+        spec.resources.as_ref(),
+        spec.checkpoint.max_bytes,
+    ));
     if let Some(create) = &spec.create_query {
         let first = create.split_whitespace().next().unwrap_or_default();
         if !first.eq_ignore_ascii_case("create") {

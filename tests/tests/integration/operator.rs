@@ -1279,3 +1279,70 @@ async fn the_finalizer_is_there_only_while_the_deletion_policy_needs_it() -> any
     clean_up(&client, &[&namespace], &session, &keyspace).await?;
     Ok(())
 }
+
+/// Worker resources come from the spec; a memory limit that cannot hold two checkpoints of
+/// `checkpoint.maxBytes` is refused before any worker could be killed for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_resources_come_from_the_spec_and_must_hold_the_checkpoints() -> anyhow::Result<()> {
+    let client = client_with_crd().await?;
+    let (session, keyspace) = keyspace("resources").await?;
+    let namespace = keyspace.replace('_', "-");
+    cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
+    let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
+    let controller = spawn_controller(&client, &namespace, metrics);
+    let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let mut sized = sink(
+        &keyspace,
+        "sized",
+        "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+    )?;
+    sized.spec.resources = Some(serde_json::from_value(
+        json!({ "limits": { "memory": "128Mi" }, "requests": { "cpu": 1 } }),
+    )?);
+    sinks.create(&PostParams::default(), &sized).await?;
+    let message = true_for(&sinks, "sized", "Stalled", "InsufficientMemory").await;
+    assert!(
+        message.contains("at least 192 MiB") && message.contains("checkpoint.maxBytes"),
+        "{message}"
+    );
+    assert!(deployments.get_opt("sized-worker").await?.is_none());
+
+    patch_spec(
+        &sinks,
+        "sized",
+        json!({ "resources": { "limits": { "memory": "512Mi" } } }),
+    )
+    .await?;
+    let deployment = eventually("workers once it fits", Duration::from_secs(30), || async {
+        deployments.get_opt("sized-worker").await.ok().flatten()
+    })
+    .await;
+    let resources = deployment
+        .spec
+        .and_then(|spec| spec.template.spec)
+        .and_then(|pod| pod.containers.into_iter().next())
+        .and_then(|container| container.resources)
+        .expect("worker resources");
+    let quantity = |map: &Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
+                    key: &str| {
+        map.as_ref()
+            .and_then(|map| map.get(key))
+            .map(|quantity| quantity.0.clone())
+    };
+    assert_eq!(
+        quantity(&resources.limits, "memory").as_deref(),
+        Some("512Mi")
+    );
+    assert_eq!(quantity(&resources.requests, "cpu").as_deref(), Some("1"));
+    assert_eq!(
+        quantity(&resources.requests, "memory").as_deref(),
+        Some("128Mi")
+    );
+
+    controller.abort();
+    clean_up(&client, &[&namespace], &session, &keyspace).await?;
+    Ok(())
+}
