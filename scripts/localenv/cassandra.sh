@@ -65,6 +65,7 @@ write_cassandra_config() {
   mkdir -p "$CASS_DIR/data" "$CASS_DIR/logs"
   cat >"$CASS_DIR/cassandra.yaml" <<EOF
 # server certificate $(server_tls_fingerprint)
+# durable system tables (no -Dcassandra.unsafesystem): a kill -9 keeps the keyspaces and tables made
 cluster_name: $CASS_CLUSTER
 num_tokens: 16
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
@@ -148,7 +149,7 @@ launch_cassandra() {
     "-Dcassandra.storagedir=$CASS_DIR/data" "-Dcassandra.logdir=$CASS_DIR/logs" \
     "-Dlogback.configurationFile=$CASS_DIR/logback.xml" \
     -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=0 \
-    -Dcassandra.unsafesystem=true -Dcassandra.superuser_setup_delay_ms=0 -Dchronicle.analytics.disable=true \
+    -Dcassandra.superuser_setup_delay_ms=0 -Dchronicle.analytics.disable=true \
     -cp "$CASSANDRA_HOME/lib/*" org.apache.cassandra.service.CassandraDaemon
 }
 

@@ -152,3 +152,76 @@ async fn a_crashed_kafka_makes_the_worker_unready_and_it_resumes_without_loss() 
     // Kafka is back: the worker reads on by itself, with nothing lost or applied twice.
     resumes_without_loss(scenario, worker, Duration::from_secs(120)).await
 }
+
+/// Starts the local Cassandra again and waits until it is ready.
+fn start_cassandra() {
+    let script = env_or("LOCALENV_SCRIPT", "");
+    let status = Command::new("bash")
+        .args([script.as_str(), "start", "cassandra"])
+        .status()
+        .expect("run localenv.sh");
+    assert!(status.success(), "{script} start cassandra");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassandra_killed_mid_stream_loses_nothing_and_a_worker_started_meanwhile_waits()
+-> anyhow::Result<()> {
+    let _turn = ONE_OUTAGE_AT_A_TIME.lock().await;
+    let mut scenario =
+        Scenario::new("cassandra_crash", 2, "checkpoint: { interval: 200ms }\n").await?;
+    let text = std::fs::read_to_string(&scenario.config)?.replace(
+        "localDatacenter: datacenter1",
+        "localDatacenter: datacenter1\n  requestTimeout: 2s",
+    );
+    std::fs::write(&scenario.config, text)?;
+    scenario.produce(300, 30).await?;
+    let first = Worker::start(&scenario.config, "first", &[]);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(60))
+        .await?;
+
+    {
+        // SIGKILL: a crash, with the scenario's keyspace and tables created moments ago; the local
+        // Cassandra syncs its system tables, so it comes back with them.
+        let down = Outage::begin(
+            || signal_server("CASSANDRA_PID_FILE", "-KILL"),
+            start_cassandra,
+        );
+        scenario.produce(300, 30).await?;
+        assert!(
+            readyz_reaches(&first, 503, Duration::from_secs(30)).await,
+            "the worker stayed ready while Cassandra was down:\n{}",
+            first.log_text()
+        );
+        // A worker that starts now finds no Cassandra: it waits, unready, instead of exiting.
+        let mut second = Worker::start(&scenario.config, "second", &[]);
+        assert!(
+            second.wait(Duration::from_secs(10)).is_none(),
+            "the worker started during the outage exited:\n{}",
+            second.log_text()
+        );
+        assert!(
+            readyz_reaches(&second, 503, Duration::from_secs(5)).await,
+            "{}",
+            second.log_text()
+        );
+        assert!(
+            second
+                .log_text()
+                .contains("Cassandra unreachable; retrying")
+        );
+        // Cassandra comes back; the second worker connects by itself.
+        drop(down);
+        assert!(
+            readyz_reaches(&second, 200, Duration::from_secs(120)).await,
+            "the waiting worker did not start once Cassandra was back:\n{}",
+            second.log_text()
+        );
+        scenario.produce(300, 30).await?;
+        scenario
+            .wait_until_caught_up(Duration::from_secs(120))
+            .await?;
+        assert!(second.terminate(Duration::from_secs(30)).success());
+    }
+    resumes_without_loss(scenario, first, Duration::from_secs(120)).await
+}
