@@ -69,4 +69,22 @@ install_clis() {
   build_helm
   build_kubeconform
   install_kube_schemas
+  build_kstatus
+}
+
+# The kstatus library (sigs.k8s.io/cli-utils, what Flux computes health with) behind a small command
+# of the tests' own (tests/kstatus), built once per version of its sources.
+kstatus_bin() {
+  local source="$LOCALENV_ROOT/tests/kstatus"
+  echo "$BIN_DIR/kstatus-$(cat "$source/go.mod" "$source/go.sum" "$source/main.go" | sha256sum | cut -c1-12)"
+}
+
+build_kstatus() {
+  local bin
+  bin=$(kstatus_bin)
+  [ -x "$bin" ] && return
+  say "building the kstatus check (sigs.k8s.io/cli-utils) from Go modules (first run only)"
+  (cd "$LOCALENV_ROOT/tests/kstatus" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin.tmp" .) ||
+    die "go build of tests/kstatus failed"
+  mv "$bin.tmp" "$bin"
 }

@@ -284,15 +284,29 @@ impl Node {
     }
 }
 
-/// Builds the operator and worker images from this build's binaries and imports them into the node
-/// (`scripts/build-images.sh --debug --import`), once per test process. Images are never pulled.
+/// Once per test process: builds the operator and worker images from this build's binaries and
+/// imports them into the node (`scripts/build-images.sh --debug --import`; images are never pulled),
+/// and applies this build's CRD, as an upgrade does (`helm install` leaves an existing CRD alone).
 pub fn ensure_images() -> anyhow::Result<()> {
-    static IMPORTED: OnceLock<Result<(), String>> = OnceLock::new();
-    IMPORTED
+    static PREPARED: OnceLock<Result<(), String>> = OnceLock::new();
+    PREPARED
         .get_or_init(|| {
+            let node = Node::from_env();
             run(Command::new(repository().join("scripts/build-images.sh"))
                 .args(["--debug", "--import"])
                 .current_dir(repository()))
+            .and_then(|_| {
+                node.kubectl(&[
+                    "apply",
+                    "--server-side",
+                    "--force-conflicts",
+                    "-f",
+                    &repository()
+                        .join(cassandra_sink_operator::CRD_PATH)
+                        .display()
+                        .to_string(),
+                ])
+            })
             .map(drop)
             .map_err(|error| error.to_string())
         })

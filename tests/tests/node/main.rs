@@ -10,6 +10,7 @@
 use tokio::sync::{Mutex, MutexGuard};
 
 mod chart;
+mod kstatus;
 mod lifecycle;
 mod manifests;
 mod scale;
