@@ -13,6 +13,28 @@ use crate::kafka::Watermarks;
 /// The annotation that asks for a reset.
 pub const ANNOTATION: &str = "cassandra-sink.io/reset-positions";
 
+/// Where a reset request stands, as `status.positionsReset.phase` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// For the sink to be stopped and its workers gone, or for Kafka or Cassandra to answer.
+    Waiting,
+    /// Done.
+    Applied,
+    /// Cannot be done as asked; the message says why.
+    Refused,
+}
+
+impl Phase {
+    /// The text in the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Waiting => "Waiting",
+            Phase::Applied => "Applied",
+            Phase::Refused => "Refused",
+        }
+    }
+}
+
 /// Where one partition goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {

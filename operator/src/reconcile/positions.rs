@@ -8,6 +8,7 @@ use crate::access::Secrets;
 use crate::committer;
 use crate::crd::{CassandraSink, PositionsReset, SinkState};
 use crate::kafka::Watermarks;
+use crate::reset::Phase;
 use crate::{progress as summary, reset as request};
 
 use super::{Context, events};
@@ -50,32 +51,32 @@ pub async fn reset(
         .and_then(|status| status.positions_reset.clone())
         .filter(|previous| previous.request == request);
     if let Some(previous) = &previous
-        && previous.phase != "Waiting"
+        && previous.phase != Phase::Waiting.as_str()
     {
         return Some(previous.clone());
     }
-    let outcome = |phase: &str, message: String| {
+    let outcome = |phase: Phase, message: String| {
         // An unchanged wait keeps its time, so that waiting does not rewrite the status.
         if let Some(previous) = &previous
-            && previous.phase == phase
+            && previous.phase == phase.as_str()
             && previous.message == message
         {
             return previous.clone();
         }
         PositionsReset {
             request: request.clone(),
-            phase: phase.to_owned(),
+            phase: phase.as_str().to_owned(),
             message,
             time: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
         }
     };
     let parsed = match request::parse(&request) {
         Ok(parsed) => parsed,
-        Err(error) => return Some(outcome("Refused", error.to_string())),
+        Err(error) => return Some(outcome(Phase::Refused, error.to_string())),
     };
     if sink.spec.state != SinkState::Stopped || !workers_gone {
         return Some(outcome(
-            "Waiting",
+            Phase::Waiting,
             "positions are reset only while the sink is stopped: set spec.state to stopped; the \
              reset is applied once its workers are gone"
                 .to_owned(),
@@ -83,13 +84,13 @@ pub async fn reset(
     }
     let Some(watermarks) = watermarks else {
         return Some(outcome(
-            "Waiting",
+            Phase::Waiting,
             "the topic's offsets cannot be read from Kafka now; the operator retries".to_owned(),
         ));
     };
     let plan = match request::plan(&parsed, watermarks) {
         Ok(plan) => plan,
-        Err(error) => return Some(outcome("Refused", error.to_string())),
+        Err(error) => return Some(outcome(Phase::Refused, error.to_string())),
     };
     let applied = match context.sessions.committer_session(secrets, sink).await {
         Ok(session) => committer::reset(session, sink, &plan).await,
@@ -97,7 +98,7 @@ pub async fn reset(
     };
     if let Err(error) = applied {
         return Some(outcome(
-            "Waiting",
+            Phase::Waiting,
             format!("the committer table cannot be written now ({error}); the operator retries"),
         ));
     }
@@ -116,5 +117,5 @@ pub async fn reset(
         message.clone(),
     )
     .await;
-    Some(outcome("Applied", message))
+    Some(outcome(Phase::Applied, message))
 }
