@@ -109,3 +109,54 @@ async fn a_failed_assign_never_leaves_the_worker_owning_a_partition() -> anyhow:
     scenario.assert_applied_once("values").await?;
     scenario.clean_up().await
 }
+
+/// A port the worker cannot listen on for its probes stops it at once with the reason: without
+/// `/healthz` and `/readyz` a kubelet would only ever restart it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_port_that_cannot_be_bound_stops_the_worker_with_the_reason() -> anyhow::Result<()>
+{
+    let scenario = Scenario::new("listen", 1, "").await?;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = taken.local_addr()?.port();
+    let output = std::process::Command::new(cassandra_sink_tests::worker::binary())
+        .args(["run", "--config"])
+        .arg(&scenario.config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_BACKTRACE", "1")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ListenFailed") && stderr.contains(&format!("127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    drop(taken);
+    scenario.clean_up().await
+}
+
+/// `positions` only reads: against a sink whose tables were never made it fails, and makes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_positions_command_never_changes_the_schema() -> anyhow::Result<()> {
+    let scenario = Scenario::new("positions", 1, "").await?;
+    let output = std::process::Command::new(cassandra_sink_tests::worker::binary())
+        .args(["positions", "--config"])
+        .arg(&scenario.config)
+        .output()?;
+    assert!(
+        !output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let tables = scenario
+        .session
+        .query_unpaged(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?",
+            (&scenario.keyspace,),
+        )
+        .await?
+        .into_rows_result()?
+        .rows::<(String,)>()?
+        .collect::<Result<Vec<_>, _>>()?;
+    assert!(tables.is_empty(), "positions created {tables:?}");
+    scenario.clean_up().await
+}

@@ -225,3 +225,28 @@ async fn cassandra_killed_mid_stream_loses_nothing_and_a_worker_started_meanwhil
     }
     resumes_without_loss(scenario, first, Duration::from_secs(120)).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_while_kafka_is_down_waits_unready_and_starts_when_it_is_back()
+-> anyhow::Result<()> {
+    let _turn = ONE_OUTAGE_AT_A_TIME.lock().await;
+    let mut scenario =
+        Scenario::new("kafka_absent", 2, "checkpoint: { interval: 200ms }\n").await?;
+    scenario.produce(300, 30).await?;
+    let worker = {
+        let _down = Outage::begin(|| signal_server("KAFKA_PID_FILE", "-KILL"), start_kafka);
+        let mut worker = Worker::start(&scenario.config, "worker", &[]);
+        assert!(
+            worker.wait(Duration::from_secs(10)).is_none(),
+            "the worker exited while Kafka was down:\n{}",
+            worker.log_text()
+        );
+        assert!(
+            readyz_reaches(&worker, 503, Duration::from_secs(5)).await,
+            "{}",
+            worker.log_text()
+        );
+        worker
+    };
+    resumes_without_loss(scenario, worker, Duration::from_secs(120)).await
+}
