@@ -370,11 +370,55 @@ spec:
 }
 
 impl Node {
-    /// `kubectl wait --for=condition=Ready csink/NAME`, as a user's script would.
-    pub fn wait_ready(&self, namespace: &str, sink: &str) -> anyhow::Result<()> {
+    /// A test's own namespace (see [`Node::namespace`]) with the operator installed by Helm as
+    /// release `sink-operator`, watching that namespace; images and CRD prepared first.
+    pub fn with_operator(prefix: &str) -> anyhow::Result<(Node, String)> {
+        let node = Node::from_env();
+        ensure_images()?;
+        let namespace = node.namespace(prefix)?;
+        node.install_operator(&namespace, "sink-operator", &[])?;
+        Ok((node, namespace))
+    }
+
+    /// `helm uninstall` of [`Node::with_operator`]'s release, then the namespace deleted: nothing may
+    /// be left Terminating.
+    pub fn uninstall(&self, namespace: &str) -> anyhow::Result<()> {
+        self.helm(&["uninstall", "sink-operator", "-n", namespace, "--wait"])?;
+        self.delete_namespace(namespace)
+    }
+
+    /// `kubectl patch csink/NAME --type merge` of `spec` into its spec.
+    pub fn patch_sink(
+        &self,
+        namespace: &str,
+        sink: &str,
+        spec: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let patch = serde_json::json!({ "spec": spec }).to_string();
+        self.kubectl(&[
+            "patch",
+            "cassandrasink",
+            sink,
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            &patch,
+        ])
+        .map(drop)
+    }
+
+    /// `kubectl wait --for=condition=CONDITION csink/NAME` (`Ready`, `Stalled`, `Progressing=False`…),
+    /// as a user's script would.
+    pub fn wait_condition(
+        &self,
+        namespace: &str,
+        sink: &str,
+        condition: &str,
+    ) -> anyhow::Result<()> {
         self.kubectl(&[
             "wait",
-            "--for=condition=Ready",
+            &format!("--for=condition={condition}"),
             &format!("cassandrasink/{sink}"),
             "-n",
             namespace,
@@ -382,6 +426,38 @@ impl Node {
         ])
         .map(drop)
         .map_err(|error| anyhow::anyhow!("{error}\n{}", self.describe(namespace)))
+    }
+
+    /// Asks a stopped sink for a position reset (`cassandra-sink.io/reset-positions=VALUE`) and waits
+    /// until its status says it was applied.
+    pub fn reset_positions(&self, namespace: &str, sink: &str, value: &str) -> anyhow::Result<()> {
+        self.kubectl(&[
+            "annotate",
+            "cassandrasink",
+            sink,
+            "-n",
+            namespace,
+            &format!("cassandra-sink.io/reset-positions={value}"),
+        ])?;
+        self.kubectl(&[
+            "wait",
+            "--for=jsonpath={.status.positionsReset.phase}=Applied",
+            &format!("cassandrasink/{sink}"),
+            "-n",
+            namespace,
+            "--timeout=120s",
+        ])
+        .map(drop)
+    }
+
+    /// The sink as the API server has it now (`kubectl get -o json`).
+    pub fn sink_json(&self, namespace: &str, sink: &str) -> anyhow::Result<String> {
+        self.kubectl(&["get", "cassandrasink", sink, "-n", namespace, "-o", "json"])
+    }
+
+    /// `kubectl wait --for=condition=Ready csink/NAME`.
+    pub fn wait_ready(&self, namespace: &str, sink: &str) -> anyhow::Result<()> {
+        self.wait_condition(namespace, sink, "Ready")
     }
 
     /// Waits until exactly `count` worker pods of `sink` exist and are Ready.

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cassandra_sink_tests::node::{Node, OPERATOR, ensure_images, seed_sink, workers};
+use cassandra_sink_tests::node::{Node, OPERATOR, seed_sink, workers};
 use cassandra_sink_tests::scenario::Scenario;
 
 /// `kubectl auth can-i VERB RESOURCE` as the operator's ServiceAccount: "yes" or "no".
@@ -32,10 +32,7 @@ fn operator_can(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_runs_the_seed_example_exactly_once_through_pod_kills() -> anyhow::Result<()> {
     let _turn = super::one_at_a_time().await;
-    let node = Node::from_env();
-    ensure_images()?;
-    let namespace = node.namespace("chart")?;
-    node.install_operator(&namespace, "sink-operator", &[])?;
+    let (node, namespace) = Node::with_operator("chart")?;
 
     // The operator pod runs as the chart's ServiceAccount, with what the chart grants and no more.
     let operators = node.pods(&namespace, OPERATOR)?;
@@ -104,16 +101,11 @@ async fn helm_install_runs_the_seed_example_exactly_once_through_pod_kills() -> 
 
     // Deleted with deletionPolicy Delete: the committer rows go, so do the workers, and nothing
     // is left Terminating.
-    node.kubectl(&[
-        "patch",
-        "cassandrasink",
-        "values",
-        "-n",
+    node.patch_sink(
         &namespace,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"deletionPolicy":"Delete"}}"#,
-    ])?;
+        "values",
+        serde_json::json!({ "deletionPolicy": "Delete" }),
+    )?;
     node.kubectl(&[
         "delete",
         "cassandrasink",
@@ -132,7 +124,6 @@ async fn helm_install_runs_the_seed_example_exactly_once_through_pod_kills() -> 
             .is_empty()
             .then_some(()))
     })?;
-    node.helm(&["uninstall", "sink-operator", "-n", &namespace, "--wait"])?;
-    node.delete_namespace(&namespace)?;
+    node.uninstall(&namespace)?;
     scenario.clean_up().await
 }

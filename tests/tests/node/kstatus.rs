@@ -8,20 +8,12 @@ use std::time::Duration;
 
 use cassandra_sink_tests::env_or;
 use cassandra_sink_tests::fixtures;
-use cassandra_sink_tests::node::{Node, ensure_images, repository, sink, workers};
+use cassandra_sink_tests::node::{Node, repository, sink, workers};
 use cassandra_sink_tests::scenario::Scenario;
 
 /// kstatus's verdict (`Current`, `InProgress`, `Failed`…) on the sink as the API server has it now.
 fn kstatus(node: &Node, namespace: &str) -> anyhow::Result<String> {
-    let json = node.kubectl(&[
-        "get",
-        "cassandrasink",
-        "values",
-        "-n",
-        namespace,
-        "-o",
-        "json",
-    ])?;
+    let json = node.sink_json(namespace, "values")?;
     let mut child = Command::new(env_or("KSTATUS", "kstatus"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -82,15 +74,7 @@ fn lua(value: &serde_json::Value) -> String {
 
 /// Argo CD's verdict from gitops/argocd/health.lua on the sink as the API server has it now.
 fn argo_health(node: &Node, namespace: &str) -> anyhow::Result<String> {
-    let json = node.kubectl(&[
-        "get",
-        "cassandrasink",
-        "values",
-        "-n",
-        namespace,
-        "-o",
-        "json",
-    ])?;
+    let json = node.sink_json(namespace, "values")?;
     let object: serde_json::Value = serde_json::from_str(&json)?;
     let script = format!(
         "obj = {}\nlocal hs = dofile({:?})\nprint(hs.status)",
@@ -109,39 +93,10 @@ fn argo_health(node: &Node, namespace: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-fn wait_condition(node: &Node, namespace: &str, condition: &str) -> anyhow::Result<()> {
-    node.kubectl(&[
-        "wait",
-        &format!("--for=condition={condition}"),
-        "cassandrasink/values",
-        "-n",
-        namespace,
-        "--timeout=240s",
-    ])
-    .map(drop)
-}
-
-fn patch(node: &Node, namespace: &str, spec: &str) -> anyhow::Result<()> {
-    node.kubectl(&[
-        "patch",
-        "cassandrasink",
-        "values",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        &format!(r#"{{"spec":{spec}}}"#),
-    ])
-    .map(drop)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kstatus_kubectl_wait_and_argo_cd_read_each_state_of_a_sink() -> anyhow::Result<()> {
     let _turn = super::one_at_a_time().await;
-    let node = Node::from_env();
-    ensure_images()?;
-    let namespace = node.namespace("kstatus")?;
-    node.install_operator(&namespace, "sink-operator", &[])?;
+    let (node, namespace) = Node::with_operator("kstatus")?;
     let mut scenario = Scenario::new("kstatus", 1, "").await?;
     scenario.sink_id = format!("{namespace}/values");
 
@@ -149,23 +104,23 @@ async fn kstatus_kubectl_wait_and_argo_cd_read_each_state_of_a_sink() -> anyhow:
     let manifest = sink(&node, &scenario, "values", "  parallelism: 1\n")
         .replace("(id, counter, seq) VALUES", "(id, countr, seq) VALUES");
     node.apply(&namespace, &manifest)?;
-    wait_condition(&node, &namespace, "Stalled")?;
+    node.wait_condition(&namespace, "values", "Stalled")?;
     kstatus_until(&node, &namespace, "Failed")?;
     assert_eq!(argo_health(&node, &namespace)?, "Degraded");
     assert!(node.pods(&namespace, &workers("values"))?.is_empty());
 
     // Corrected: in progress while the worker starts, then current.
-    let fixed = scenario.keyspace.clone();
-    patch(
-        &node,
+    let keyspace = &scenario.keyspace;
+    node.patch_sink(
         &namespace,
-        &format!(
-            r#"{{"insertQuery":"INSERT INTO {fixed}.values (id, counter, seq) VALUES (?, ?, ?)"}}"#
-        ),
+        "values",
+        serde_json::json!({
+            "insertQuery": format!("INSERT INTO {keyspace}.values (id, counter, seq) VALUES (?, ?, ?)")
+        }),
     )?;
     let seen = kstatus_until(&node, &namespace, "Current")?;
     assert!(seen.contains(&"InProgress".to_owned()), "{seen:?}");
-    wait_condition(&node, &namespace, "Ready")?;
+    node.wait_condition(&namespace, "values", "Ready")?;
     assert_eq!(argo_health(&node, &namespace)?, "Healthy");
     scenario.produce(500, 50).await?;
     scenario
@@ -173,33 +128,26 @@ async fn kstatus_kubectl_wait_and_argo_cd_read_each_state_of_a_sink() -> anyhow:
         .await?;
 
     // Stopped: current once the worker is gone, which is what the spec asks.
-    patch(&node, &namespace, r#"{"state":"stopped"}"#)?;
+    node.patch_sink(
+        &namespace,
+        "values",
+        serde_json::json!({ "state": "stopped" }),
+    )?;
     kstatus_until(&node, &namespace, "Current")?;
-    wait_condition(&node, &namespace, "Ready")?;
+    node.wait_condition(&namespace, "values", "Ready")?;
     assert!(node.pods(&namespace, &workers("values"))?.is_empty());
     assert_eq!(argo_health(&node, &namespace)?, "Suspended");
 
     // Positions reset to the start, and the start deleted from Kafka (retention would): the worker
     // finds its range gone and stops for good; the sink says so instead of crash-looping quietly.
-    node.kubectl(&[
-        "annotate",
-        "cassandrasink",
-        "values",
-        "-n",
-        &namespace,
-        "cassandra-sink.io/reset-positions=earliest",
-    ])?;
-    node.kubectl(&[
-        "wait",
-        "--for=jsonpath={.status.positionsReset.phase}=Applied",
-        "cassandrasink/values",
-        "-n",
-        &namespace,
-        "--timeout=120s",
-    ])?;
+    node.reset_positions(&namespace, "values", "earliest")?;
     fixtures::delete_records(&scenario.settings, &scenario.topic, 0, 100).await?;
-    patch(&node, &namespace, r#"{"state":"running"}"#)?;
-    wait_condition(&node, &namespace, "Stalled")?;
+    node.patch_sink(
+        &namespace,
+        "values",
+        serde_json::json!({ "state": "running" }),
+    )?;
+    node.wait_condition(&namespace, "values", "Stalled")?;
     kstatus_until(&node, &namespace, "Failed")?;
     let message = node.kubectl(&[
         "get",
@@ -217,7 +165,6 @@ async fn kstatus_kubectl_wait_and_argo_cd_read_each_state_of_a_sink() -> anyhow:
     assert_eq!(argo_health(&node, &namespace)?, "Degraded");
 
     node.kubectl(&["delete", "cassandrasink", "values", "-n", &namespace])?;
-    node.helm(&["uninstall", "sink-operator", "-n", &namespace, "--wait"])?;
-    node.delete_namespace(&namespace)?;
+    node.uninstall(&namespace)?;
     scenario.clean_up().await
 }

@@ -3,44 +3,23 @@
 
 use std::time::Duration;
 
-use cassandra_sink_tests::node::{Node, ensure_images, sink};
+use cassandra_sink_tests::node::{Node, sink};
 use cassandra_sink_tests::scenario::Scenario;
 
 fn set_state(node: &Node, namespace: &str, state: &str) -> anyhow::Result<()> {
-    node.kubectl(&[
-        "patch",
-        "cassandrasink",
-        "values",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        &format!(r#"{{"spec":{{"state":"{state}"}}}}"#),
-    ])
-    .map(drop)
+    node.patch_sink(namespace, "values", serde_json::json!({ "state": state }))
 }
 
 /// The workers are gone and the sink says so (Progressing False once nothing is left to stop).
 fn wait_halted(node: &Node, namespace: &str) -> anyhow::Result<()> {
     node.wait_workers(namespace, "values", 0)?;
-    node.kubectl(&[
-        "wait",
-        "--for=condition=Progressing=False",
-        "cassandrasink/values",
-        "-n",
-        namespace,
-        "--timeout=120s",
-    ])
-    .map(drop)
+    node.wait_condition(namespace, "values", "Progressing=False")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stop_reset_and_resume_work_on_pods() -> anyhow::Result<()> {
     let _turn = super::one_at_a_time().await;
-    let node = Node::from_env();
-    ensure_images()?;
-    let namespace = node.namespace("lifecycle")?;
-    node.install_operator(&namespace, "sink-operator", &[])?;
+    let (node, namespace) = Node::with_operator("lifecycle")?;
     let mut scenario = Scenario::new("lifecycle", 2, "").await?;
     scenario.sink_id = format!("{namespace}/values");
     node.apply(
@@ -76,22 +55,7 @@ async fn pause_stop_reset_and_resume_work_on_pods() -> anyhow::Result<()> {
     // Stopped, then every position reset to the earliest offset Kafka holds.
     set_state(&node, &namespace, "stopped")?;
     wait_halted(&node, &namespace)?;
-    node.kubectl(&[
-        "annotate",
-        "cassandrasink",
-        "values",
-        "-n",
-        &namespace,
-        "cassandra-sink.io/reset-positions=earliest",
-    ])?;
-    node.kubectl(&[
-        "wait",
-        "--for=jsonpath={.status.positionsReset.phase}=Applied",
-        "cassandrasink/values",
-        "-n",
-        &namespace,
-        "--timeout=120s",
-    ])?;
+    node.reset_positions(&namespace, "values", "earliest")?;
     let reset = scenario.committed().await?;
     for (partition, (offset, epoch, _)) in &reset {
         assert_eq!(*offset, Some(0), "partition {partition}: {reset:?}");
@@ -123,7 +87,6 @@ async fn pause_stop_reset_and_resume_work_on_pods() -> anyhow::Result<()> {
         2,
         "positions were not kept"
     );
-    node.helm(&["uninstall", "sink-operator", "-n", &namespace, "--wait"])?;
-    node.delete_namespace(&namespace)?;
+    node.uninstall(&namespace)?;
     scenario.clean_up().await
 }

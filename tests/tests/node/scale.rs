@@ -3,16 +3,13 @@
 
 use std::time::Duration;
 
-use cassandra_sink_tests::node::{Node, ensure_images, sink};
+use cassandra_sink_tests::node::{Node, sink};
 use cassandra_sink_tests::scenario::Scenario;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_to_three_workers_and_back_under_load_keeps_exactly_once() -> anyhow::Result<()> {
     let _turn = super::one_at_a_time().await;
-    let node = Node::from_env();
-    ensure_images()?;
-    let namespace = node.namespace("scale")?;
-    node.install_operator(&namespace, "sink-operator", &[])?;
+    let (node, namespace) = Node::with_operator("scale")?;
     let mut scenario = Scenario::new("scale", 3, "").await?;
     scenario.sink_id = format!("{namespace}/values");
     node.apply(
@@ -68,7 +65,6 @@ async fn scaling_to_three_workers_and_back_under_load_keeps_exactly_once() -> an
         "jsonpath={.spec.parallelism}",
     ])?;
     assert_eq!(parallelism, "1");
-    node.helm(&["uninstall", "sink-operator", "-n", &namespace, "--wait"])?;
-    node.delete_namespace(&namespace)?;
+    node.uninstall(&namespace)?;
     scenario.clean_up().await
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cassandra_sink_tests::node::{Node, ensure_images, workers};
+use cassandra_sink_tests::node::{Node, workers};
 use cassandra_sink_tests::scenario::Scenario;
 use cassandra_sink_tests::{Settings, env_or, fixtures};
 
@@ -30,10 +30,7 @@ fn ca(name: &str) -> anyhow::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_based_sink_survives_a_rotated_password() -> anyhow::Result<()> {
     let _turn = super::one_at_a_time().await;
-    let node = Node::from_env();
-    ensure_images()?;
-    let namespace = node.namespace("secrets")?;
-    node.install_operator(&namespace, "sink-operator", &[])?;
+    let (node, namespace) = Node::with_operator("secrets")?;
 
     // The scenario's keyspace on the password-protected node, and a role of the sink's own (the local
     // node authenticates, and lets any role that logged in do anything).
@@ -118,8 +115,7 @@ spec:
         .await?;
     scenario.assert_applied_once("values").await?;
 
-    node.helm(&["uninstall", "sink-operator", "-n", &namespace, "--wait"])?;
-    node.delete_namespace(&namespace)?;
+    node.uninstall(&namespace)?;
     scenario
         .session
         .query_unpaged(format!("DROP ROLE {role}"), ())

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cassandra_sink_tests::node::{Node, ensure_images, repository, run, sink, workers};
+use cassandra_sink_tests::node::{Node, repository, run, sink, workers};
 use cassandra_sink_tests::scenario::Scenario;
 use cassandra_sink_tests::worker::project_binary;
 
@@ -28,11 +28,8 @@ fn import_worker_image(tag: &str) -> anyhow::Result<String> {
 async fn a_helm_upgrade_to_a_new_worker_image_rolls_the_workers_without_loss() -> anyhow::Result<()>
 {
     let _turn = super::one_at_a_time().await;
-    let node = Node::from_env();
-    ensure_images()?;
+    let (node, namespace) = Node::with_operator("upgrade")?;
     let image = import_worker_image("0.1.0-upgrade")?;
-    let namespace = node.namespace("upgrade")?;
-    node.install_operator(&namespace, "sink-operator", &[])?;
     let mut scenario = Scenario::new("upgrade", 2, "").await?;
     scenario.sink_id = format!("{namespace}/values");
     node.apply(
@@ -86,7 +83,6 @@ async fn a_helm_upgrade_to_a_new_worker_image_rolls_the_workers_without_loss() -
         .wait_until_caught_up(Duration::from_secs(240))
         .await?;
     scenario.assert_applied_once("values").await?;
-    node.helm(&["uninstall", "sink-operator", "-n", &namespace, "--wait"])?;
-    node.delete_namespace(&namespace)?;
+    node.uninstall(&namespace)?;
     scenario.clean_up().await
 }
