@@ -14,6 +14,7 @@
 #                                 kube-apiserver) if it is not running, and wait until it is ready
 #   scripts/localenv.sh import F  import OCI image archives (scripts/build-images.sh) into the node
 #   scripts/localenv.sh node-check  say whether this machine can run the node, and what it lacks
+#   scripts/localenv.sh node-leftovers  fail, listing them, when parts of the node are still on the host
 #
 # Settings (ports, versions, folders) are environment variables; see scripts/localenv/common.sh.
 set -euo pipefail
@@ -159,8 +160,9 @@ case "${1:-}" in
     for archive in "$@"; do node_import_image "$archive"; done
     ;;
   node-check) node_missing && say "this machine can run the node" ;;
+  node-leftovers) node_leftovers ;;
   *)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -13,8 +13,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
+# Under CI the servers and the node are stopped at the end, and the node must leave nothing behind
+# on the host (routes, chains, mounts, cgroups, processes): a run that leaves something fails.
+stop_everything() {
+  local status=$?
+  scripts/localenv.sh down
+  scripts/localenv.sh node-leftovers || status=1
+  exit "$status"
+}
 if [ "${CI:-}" = "true" ]; then
-  trap 'scripts/localenv.sh down' EXIT
+  trap stop_everything EXIT
 fi
 
 step "local servers and the Kubernetes node"

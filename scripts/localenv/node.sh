@@ -412,9 +412,17 @@ node_up() {
 }
 
 # Stops the node and undoes what node_up did to the host. The node's API objects (its etcd) are kept:
-# the next node_up starts their pods again.
+# the next node_up starts their pods again. Every step is tried whatever the one before it did (a
+# part may be down already), so the host is put back as far as it can be.
 node_down() {
   [ -d "$NODE_DIR" ] || return 0
+  (
+    set +e
+    node_teardown
+  )
+}
+
+node_teardown() {
   stop_process kube-controller-manager
   stop_process kube-scheduler
   stop_process kubelet
@@ -464,4 +472,32 @@ node_status() {
       printf '%-24s stopped\n' "$name"
     fi
   done
+}
+
+# Prints whatever of the node is still on the host (nothing after node_down) and fails when something
+# is: its bridge, routes, chains, mounts, cgroup, processes.
+node_leftovers() {
+  local left=()
+  ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && left+=("bridge $NODE_BRIDGE")
+  ip route show type blackhole | grep -q "^blackhole $NODE_SERVICE_CIDR" && left+=("blackhole route $NODE_SERVICE_CIDR")
+  ip route show "$NODE_API_SERVICE_IP/32" | grep -q . && left+=("route $NODE_API_SERVICE_IP/32")
+  local table chain
+  for table in filter nat; do
+    for chain in $(iptables -t "$table" -S 2>/dev/null | awk '/^-N CSINK-/ {print $2}'); do
+      left+=("iptables chain $table/$chain")
+    done
+  done
+  grep -q " $NODE_DIR/" /proc/mounts && left+=("mounts under $NODE_DIR")
+  [ -d "/sys/fs/cgroup/unified/$NODE_CGROUP" ] && left+=("cgroup $NODE_CGROUP")
+  local name
+  for name in node-etcd node-apiserver containerd kubelet kube-scheduler kube-controller-manager; do
+    running "$name" && left+=("process $name ($(pid_of "$name"))")
+  done
+  pgrep -f "containerd-shim-runc-v2 .*-address $NODE_SOCKET( |\$)" >/dev/null && left+=("containerd shims")
+  if [ ${#left[@]} -gt 0 ]; then
+    printf '\033[31m[localenv] the node left behind:\033[0m\n' >&2
+    printf '  - %s\n' "${left[@]}" >&2
+    return 1
+  fi
+  say "nothing of the node is left on this machine"
 }
