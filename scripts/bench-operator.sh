@@ -11,4 +11,5 @@ cargo build --release --locked -p cassandra-sink-operator -p cassandra-sink-test
   --bin cassandra-sink-operator --bin cassandra-sink-operator-bench
 [ "${1:-}" = "--" ] && shift
 printf 'machine: %s cores, %s, %s\n' "$(nproc)" "$(free -g | awk '/Mem:/ {print $2 " GiB"}')" "$(date -u +%F)" >&2
-exec target/release/cassandra-sink-operator-bench --operator target/release/cassandra-sink-operator "$@"
+target=${CARGO_TARGET_DIR:-target}/release
+exec "$target/cassandra-sink-operator-bench" --operator "$target/cassandra-sink-operator" "$@"

@@ -10,4 +10,5 @@ eval "$(scripts/localenv.sh env)"
 cargo build --release --locked -p cassandra-sink-worker -p cassandra-sink-tests --bin cassandra-sink-worker --bin cassandra-sink-bench
 [ "${1:-}" = "--" ] && shift
 printf 'machine: %s cores, %s, %s\n' "$(nproc)" "$(free -g | awk '/Mem:/ {print $2 " GiB"}')" "$(date -u +%F)" >&2
-exec target/release/cassandra-sink-bench --worker target/release/cassandra-sink-worker "$@"
+target=${CARGO_TARGET_DIR:-target}/release
+exec "$target/cassandra-sink-bench" --worker "$target/cassandra-sink-worker" "$@"

@@ -30,7 +30,7 @@ cargo build "${flags[@]}"
 archives=()
 for name in cassandra-sink-operator cassandra-sink-worker; do
   archive="$out/$name-$version.oci.tar"
-  python3 scripts/oci_image.py "target/$profile/$name" "$name:$version" "$archive" --port 8080
+  python3 scripts/oci_image.py "${CARGO_TARGET_DIR:-target}/$profile/$name" "$name:$version" "$archive" --port 8080
   archives+=("$archive")
 done
 if $import; then

@@ -31,7 +31,7 @@ step "3/4 round trips through the clients the product uses: CQL, Kafka, a CRD on
 cargo test -p cassandra-sink-tests --test integration --locked -- smoke_ --test-threads=2
 
 step "4/4 the seed's example on the node: helm install -> operator pod -> CassandraSink -> worker pods -> example.values"
-target/debug/cassandra-sink-demo
+"${CARGO_TARGET_DIR:-target}/debug/cassandra-sink-demo"
 
 step "done"
 cat <<TXT

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use cassandra_sink_worker::config::RESERVED_KAFKA_PROPERTIES;
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use tokio::sync::Mutex;
 
 use crate::access::{AccessError, Secrets};
@@ -25,14 +27,75 @@ pub enum KafkaError {
     /// A SASL or TLS Secret could not be read.
     #[error(transparent)]
     Access(#[from] AccessError),
-    /// The client could not be created, or the brokers did not answer.
-    #[error("Kafka {brokers}: {message}")]
+    /// The client could not be created (a property librdkafka refuses).
+    #[error("Kafka {brokers}: cannot create a client: {source}")]
     Client {
         /// The bootstrap servers.
         brokers: String,
-        /// librdkafka's message.
-        message: String,
+        /// librdkafka's error.
+        source: RdKafkaError,
     },
+    /// The brokers did not answer, or refused the connection (authentication, TLS).
+    #[error("Kafka {brokers}: {source}")]
+    Unreachable {
+        /// The bootstrap servers.
+        brokers: String,
+        /// librdkafka's error.
+        source: RdKafkaError,
+    },
+    /// The brokers refused the connection: the SASL credentials or the TLS handshake.
+    #[error("Kafka {brokers} refused the connection: {code}")]
+    Refused {
+        /// The bootstrap servers.
+        brokers: String,
+        /// What librdkafka reported.
+        code: RDKafkaErrorCode,
+    },
+    /// The cluster did not answer a short while ago; not tried again yet.
+    #[error("Kafka {brokers} did not answer {ago:.0?} ago; next attempt after {RETRY_AFTER:?}")]
+    Recent {
+        /// The bootstrap servers.
+        brokers: String,
+        /// How long ago.
+        ago: Duration,
+    },
+    /// The brokers answered, but the topic does not exist.
+    #[error("Kafka {brokers}: topic {topic} does not exist")]
+    TopicMissing {
+        /// The bootstrap servers.
+        brokers: String,
+        /// The topic.
+        topic: String,
+    },
+    /// The brokers answered with an error for the topic or one of its partitions.
+    #[error("Kafka {brokers}: topic {topic}{}: {code}", partition.map(|p| format!(" partition {p}")).unwrap_or_default())]
+    Topic {
+        /// The bootstrap servers.
+        brokers: String,
+        /// The topic.
+        topic: String,
+        /// The partition, when the error is one partition's.
+        partition: Option<i32>,
+        /// Kafka's error code.
+        code: RDKafkaErrorCode,
+    },
+}
+
+impl KafkaError {
+    /// True when asking again cannot help until a person changes something: credentials or a
+    /// certificate the brokers refuse, a property librdkafka refuses, a Secret the operator may not
+    /// read, a topic that does not exist.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            KafkaError::Access(_)
+            | KafkaError::Client { .. }
+            | KafkaError::Refused { .. }
+            | KafkaError::TopicMissing { .. } => true,
+            KafkaError::Unreachable { .. }
+            | KafkaError::Recent { .. }
+            | KafkaError::Topic { .. } => false,
+        }
+    }
 }
 
 /// What the operator knows of each Kafka cluster (and credentials), so that an unreachable cluster does
@@ -53,7 +116,7 @@ impl Clients {
 /// One cluster's client and recent history.
 #[derive(Default)]
 struct Cluster {
-    client: Option<Arc<BaseConsumer>>,
+    client: Option<Arc<BaseConsumer<Refusals>>>,
     /// When the cluster last failed to answer.
     failed: Option<Instant>,
     /// When the cluster last answered. A cluster that answered recently is read without waiting.
@@ -75,6 +138,42 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// After a failure, how long before that cluster is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The refusal librdkafka last reported through its error callback (authentication, TLS), kept until
+/// asked for.
+#[derive(Default)]
+pub struct Refusals {
+    last: std::sync::Mutex<Option<RDKafkaErrorCode>>,
+}
+
+impl Refusals {
+    fn take(&self) -> Option<RDKafkaErrorCode> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl ClientContext for Refusals {
+    fn error(&self, error: RdKafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(
+                code @ (RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::SSL),
+            ) => {
+                *self
+                    .last
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(code);
+            }
+            _ => tracing::debug!(%error, reason, "Kafka client error"),
+        }
+    }
+}
+
+impl ConsumerContext for Refusals {}
 
 /// librdkafka settings for a read-only client of the sink's brokers, and a key that changes with
 /// them (Secret versions included).
@@ -137,10 +236,6 @@ impl Clients {
     ) -> Result<Watermarks, KafkaError> {
         let kafka = &sink.spec.source.kafka;
         let brokers = kafka.bootstrap_servers.join(",");
-        let error = |message: String| KafkaError::Client {
-            brokers: brokers.clone(),
-            message,
-        };
         let (config, key) = client_config(secrets, kafka).await?;
         let turn = {
             let mut clusters = self.clusters.lock().await;
@@ -162,15 +257,20 @@ impl Clients {
         if let Some(failed) = failed
             && failed.elapsed() < RETRY_AFTER
         {
-            return Err(error(format!(
-                "did not answer {:.0?} ago; next attempt after {RETRY_AFTER:?}",
-                failed.elapsed()
-            )));
+            return Err(KafkaError::Recent {
+                brokers,
+                ago: failed.elapsed(),
+            });
         }
         let consumer = match cached {
             Some(consumer) => consumer,
             None => {
-                let consumer: BaseConsumer = config.create().map_err(|e| error(e.to_string()))?;
+                let consumer: BaseConsumer<Refusals> = config
+                    .create_with_context(Refusals::default())
+                    .map_err(|source| KafkaError::Client {
+                        brokers: brokers.clone(),
+                        source,
+                    })?;
                 let consumer = Arc::new(consumer);
                 self.clusters
                     .lock()
@@ -181,10 +281,17 @@ impl Clients {
             }
         };
         let topic = kafka.topic.clone();
+        let reading = brokers.clone();
         // librdkafka's offset requests block: run them off the async workers.
-        let result = tokio::task::spawn_blocking(move || read_watermarks(&consumer, &topic))
-            .await
-            .unwrap_or_else(|e| Err(Failure::Unreachable(e.to_string())));
+        let result =
+            tokio::task::spawn_blocking(move || read_watermarks(&consumer, &reading, &topic))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(KafkaError::Unreachable {
+                        brokers: brokers.clone(),
+                        source: RdKafkaError::Canceled,
+                    })
+                });
         let mut clusters = self.clusters.lock().await;
         let cluster = clusters.entry(&key, Instant::now(), Cluster::default);
         match result {
@@ -193,48 +300,80 @@ impl Clients {
                 cluster.answered = Some(Instant::now());
                 Ok(watermarks)
             }
-            // Only an unreachable cluster is remembered: a missing topic concerns this sink alone.
-            Err(Failure::Unreachable(message)) => {
+            // Only a cluster that does not answer is remembered: a missing topic concerns this
+            // sink alone, and a refusal (credentials, TLS) is said at once, every time.
+            Err(error @ KafkaError::Unreachable { .. }) => {
                 cluster.answered = None;
                 cluster.failed = Some(Instant::now());
-                Err(error(message))
+                Err(error)
             }
-            Err(Failure::Topic(message)) => {
+            Err(error) => {
                 cluster.answered = Some(Instant::now());
-                Err(error(message))
+                Err(error)
             }
         }
     }
 }
 
-/// What went wrong reading watermarks.
-enum Failure {
-    /// The brokers did not answer.
-    Unreachable(String),
-    /// The brokers answered, but the topic or a partition is missing or failed.
-    Topic(String),
-}
-
-fn read_watermarks(consumer: &BaseConsumer, topic: &str) -> Result<Watermarks, Failure> {
+fn read_watermarks(
+    consumer: &BaseConsumer<Refusals>,
+    brokers: &str,
+    topic: &str,
+) -> Result<Watermarks, KafkaError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .map_err(|error| Failure::Unreachable(error.to_string()))?;
+        .map_err(|source| {
+            // A refusal (SASL, TLS) reaches librdkafka's error callback, not the failed request,
+            // which only says the transport failed: serve the callbacks (an immediate poll does
+            // not; a short one does) and ask.
+            consumer.poll(Duration::from_millis(200));
+            match consumer.context().take() {
+                Some(code) => KafkaError::Refused {
+                    brokers: brokers.to_owned(),
+                    code,
+                },
+                None => KafkaError::Unreachable {
+                    brokers: brokers.to_owned(),
+                    source,
+                },
+            }
+        })?;
+    let missing = || KafkaError::TopicMissing {
+        brokers: brokers.to_owned(),
+        topic: topic.to_owned(),
+    };
     let described = metadata
         .topics()
         .iter()
         .find(|described| described.name() == topic)
-        .ok_or_else(|| Failure::Topic(format!("topic {topic} is not in the metadata")))?;
+        .ok_or_else(missing)?;
     if let Some(error) = described.error() {
-        return Err(Failure::Topic(format!(
-            "topic {topic}: {}",
-            rdkafka::error::RDKafkaErrorCode::from(error)
-        )));
+        let code = RDKafkaErrorCode::from(error);
+        if matches!(
+            code,
+            RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+        ) {
+            return Err(missing());
+        }
+        return Err(KafkaError::Topic {
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            partition: None,
+            code,
+        });
     }
     let mut watermarks = Watermarks::new();
     for partition in described.partitions() {
         let marks = consumer
             .fetch_watermarks(topic, partition.id(), REQUEST_TIMEOUT)
-            .map_err(|error| Failure::Topic(format!("partition {}: {error}", partition.id())))?;
+            .map_err(|source| KafkaError::Topic {
+                brokers: brokers.to_owned(),
+                topic: topic.to_owned(),
+                partition: Some(partition.id()),
+                code: source
+                    .rdkafka_error_code()
+                    .unwrap_or(RDKafkaErrorCode::Unknown),
+            })?;
         watermarks.insert(partition.id(), marks);
     }
     Ok(watermarks)

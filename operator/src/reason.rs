@@ -37,6 +37,8 @@ pub enum Reason {
     TlsFailed,
     /// The operator cannot reach the sink's Cassandra now.
     CassandraUnreachable,
+    /// Kafka refused the sink's credentials or certificate, or librdkafka a property.
+    KafkaRefused,
     /// A worker stopped on a failure that restarting it cannot cure (the message quotes it).
     WorkerFailed,
     /// Every worker of the current spec is ready.
@@ -59,7 +61,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of docs/troubleshooting.md's table.
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 25] = [
         Reason::NoContactPoints,
         Reason::NoBootstrapServers,
         Reason::InvalidParallelism,
@@ -75,6 +77,7 @@ impl Reason {
         Reason::Unauthorized,
         Reason::TlsFailed,
         Reason::CassandraUnreachable,
+        Reason::KafkaRefused,
         Reason::WorkerFailed,
         Reason::WorkersReady,
         Reason::WorkersNotReady,
@@ -104,6 +107,7 @@ impl Reason {
             Reason::Unauthorized => "Unauthorized",
             Reason::TlsFailed => "TlsFailed",
             Reason::CassandraUnreachable => "CassandraUnreachable",
+            Reason::KafkaRefused => "KafkaRefused",
             Reason::WorkerFailed => "WorkerFailed",
             Reason::WorkersReady => "WorkersReady",
             Reason::WorkersNotReady => "WorkersNotReady",
@@ -136,6 +140,7 @@ impl Reason {
                 | Reason::SchemaFailed
                 | Reason::Unauthorized
                 | Reason::TlsFailed
+                | Reason::KafkaRefused
                 | Reason::WorkerFailed
         )
     }

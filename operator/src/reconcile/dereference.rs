@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use crate::access::{AccessError, Secrets};
 use crate::build::{self, SecretsSeen};
 use crate::crd::CassandraSink;
-use crate::kafka::Watermarks;
+use crate::kafka::{KafkaError, Watermarks};
 use crate::reason::Reason;
 use crate::validate::Problem;
 
@@ -22,6 +22,9 @@ pub struct Observed {
     pub secret_problems: Vec<Problem>,
     /// Each partition's watermarks, or `None` when Kafka did not answer (lag is then unknown, not 0).
     pub watermarks: Option<Watermarks>,
+    /// What Kafka refused for good, if it did: the credentials or the certificate, a property
+    /// librdkafka does not take.
+    pub kafka_problem: Option<Problem>,
 }
 
 /// Reads what the reconcile needs.
@@ -31,23 +34,46 @@ pub async fn observe(
     context: &Context,
 ) -> Result<Observed, AccessError> {
     let (seen, secret_problems) = check_secrets(secrets, sink).await?;
-    let watermarks =
-        if secret_problems.is_empty() && !sink.spec.source.kafka.bootstrap_servers.is_empty() {
-            match context.kafka.watermarks(secrets, sink).await {
-                Ok(watermarks) => Some(watermarks),
-                Err(error) => {
-                    tracing::debug!(sink = %sink.name_any(), %error, "watermarks not read");
-                    None
-                }
+    let mut kafka_problem = None;
+    let kafka = &sink.spec.source.kafka;
+    let watermarks = if secret_problems.is_empty() && !kafka.bootstrap_servers.is_empty() {
+        match context.kafka.watermarks(secrets, sink).await {
+            Ok(watermarks) => Some(watermarks),
+            Err(error) => {
+                tracing::debug!(sink = %sink.name_any(), %error, "watermarks not read");
+                kafka_problem = refused(&error);
+                None
             }
-        } else {
-            None
-        };
+        }
+    } else {
+        None
+    };
     Ok(Observed {
         secrets: seen,
         secret_problems,
         watermarks,
+        kafka_problem,
     })
+}
+
+/// The problem a Kafka error shows as on the sink, when asking again cannot help. A topic that does
+/// not exist yet is not one: workers wait for it, and it is often created after the sink.
+fn refused(error: &KafkaError) -> Option<Problem> {
+    match error {
+        KafkaError::TopicMissing { .. } => None,
+        KafkaError::Access(_) => Some(Problem {
+            reason: Reason::SecretUnreadable,
+            message: format!("the operator cannot reach the sink's Kafka: {error}"),
+        }),
+        error if error.is_permanent() => Some(Problem {
+            reason: Reason::KafkaRefused,
+            message: format!(
+                "spec.source.kafka: {error}; check the SASL credentials and TLS Secrets and the \
+                 properties"
+            ),
+        }),
+        _ => None,
+    }
 }
 
 /// Checks that every referenced Secret exists with the keys the workers read.

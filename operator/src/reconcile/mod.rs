@@ -122,11 +122,24 @@ async fn run(sink: Arc<CassandraSink>, context: &Context) -> Result<Action, Reco
     let observed = dereference::observe(&secrets, sink, context).await?;
     let mut problems = validate(&sink.spec);
     problems.extend(observed.secret_problems.iter().cloned());
+    // What the servers say can change without any change to the sink (a keyspace or topic created, a
+    // grant given): those problems are looked at again on the timer.
+    let mut ask_again = false;
+    if problems.is_empty()
+        && running
+        && let Some(problem) = &observed.kafka_problem
+    {
+        problems.push(problem.clone());
+        ask_again = true;
+    }
     let mut checked = old.applied_schema.clone();
     if problems.is_empty() && running {
         match schema::ensure(&secrets, &context.sessions, sink, checked.as_deref()).await {
             Ok(digest) => checked = Some(digest),
-            Err(problem) => problems.push(problem),
+            Err(problem) => {
+                problems.push(problem);
+                ask_again = true;
+            }
         }
     }
 
@@ -176,9 +189,8 @@ async fn run(sink: Arc<CassandraSink>, context: &Context) -> Result<Action, Reco
         write_status(&context.client, sink, &status).await?;
     }
     // Changes to the sink and its children wake the controller; progress and lag are read on a timer,
-    // and what could not be checked against the cluster is retried on it.
-    let waiting_on_a_person = problems.iter().any(|problem| problem.reason.is_permanent());
-    if valid || !waiting_on_a_person {
+    // and what the servers refused is asked again on it. A spec that cannot run waits for a change.
+    if valid || ask_again {
         Ok(Action::requeue(context.progress_interval))
     } else {
         Ok(Action::await_change())

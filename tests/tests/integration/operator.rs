@@ -955,6 +955,11 @@ async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow
             json!({ "username": env_or("CASSANDRA_AUTH_USERNAME", "cassandra"),
                     "password": "not-the-password" }),
         ),
+        (
+            "kafka-wrong-sasl",
+            json!({ "username": env_or("KAFKA_SASL_USERNAME", "sink"),
+                    "password": "not-the-password" }),
+        ),
         // A CA that did not sign the servers' certificate: the API server's.
         (
             "wrong-ca",
@@ -1081,6 +1086,16 @@ async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow
     assert!(message.contains("password"), "{message}");
     assert!(deployments.get_opt("refused-worker").await?.is_none());
     fixtures::drop_keyspace(&auth_session, &keyspace).await?;
+
+    // Kafka refusing the SASL password: stalled, saying so, no workers.
+    let mut kafka_refused = secured("kafkarefused", "cassandra-tls")?;
+    if let Some(sasl) = kafka_refused.spec.source.kafka.sasl.as_mut() {
+        sasl.secret_name = "kafka-wrong-sasl".to_owned();
+    }
+    sinks.create(&PostParams::default(), &kafka_refused).await?;
+    let message = true_for(&sinks, "kafkarefused", "Stalled", "KafkaRefused").await;
+    assert!(message.contains("spec.source.kafka"), "{message}");
+    assert!(deployments.get_opt("kafkarefused-worker").await?.is_none());
 
     controller.abort();
     clean_up(&client, &[&namespace], &session, &keyspace).await?;
