@@ -382,7 +382,6 @@ pub fn children(
     settings: &Settings,
     secrets: &SecretsSeen,
 ) -> Result<Children, BuildError> {
-    let secrets_version = secrets.version.as_str();
     let (namespace, name) = namespace_and_name(sink)?;
     let owner = sink
         .controller_owner_ref(&())
@@ -394,7 +393,6 @@ pub fn children(
         owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
     };
-
     let mut mounts = Mounts {
         client_certs: secrets.client_certs.clone(),
         volumes: vec![Volume {
@@ -413,15 +411,50 @@ pub fn children(
         }],
     };
     let config = worker_config(sink, &namespace, &name, &mut mounts);
-    let yaml =
-        serde_saphyr::to_string(&config).map_err(|error| BuildError::Render(error.to_string()))?;
-    let config_hash = hash(&yaml);
-    let config_map = ConfigMap {
-        metadata: metadata(config_map_name(&name)),
-        data: Some(BTreeMap::from([("sink.yaml".to_owned(), yaml)])),
-        ..ConfigMap::default()
-    };
+    let (config_map, config_hash) = config_map(metadata(config_map_name(&name)), &config)?;
+    let annotations = pod_annotations(sink, config_hash, &secrets.version);
+    Ok(Children {
+        config_map,
+        deployment: deployment(
+            sink,
+            settings,
+            metadata(deployment_name(&name)),
+            mounts,
+            annotations,
+        ),
+        service: service(metadata(service_name(&name)), &name),
+    })
+}
 
+/// The worker configuration as a ConfigMap, and a hash of it (which rolls the workers when it
+/// changes).
+fn config_map(
+    metadata: ObjectMeta,
+    config: &SinkConfig,
+) -> Result<(ConfigMap, String), BuildError> {
+    let yaml =
+        serde_saphyr::to_string(config).map_err(|error| BuildError::Render(error.to_string()))?;
+    let config_hash = hash(&yaml);
+    Ok((
+        ConfigMap {
+            metadata,
+            data: Some(BTreeMap::from([("sink.yaml".to_owned(), yaml)])),
+            ..ConfigMap::default()
+        },
+        config_hash,
+    ))
+}
+
+/// The workers: `replicas(sink)` pods of the worker image, with the configuration and Secrets
+/// mounted.
+fn deployment(
+    sink: &CassandraSink,
+    settings: &Settings,
+    metadata: ObjectMeta,
+    mounts: Mounts,
+    annotations: BTreeMap<String, String>,
+) -> Deployment {
+    let name = sink.name_any();
     let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
@@ -489,8 +522,8 @@ pub fn children(
     };
     let mut template_labels = labels(&name);
     template_labels.extend(selector(&name));
-    let deployment = Deployment {
-        metadata: metadata(deployment_name(&name)),
+    Deployment {
+        metadata,
         spec: Some(DeploymentSpec {
             replicas: Some(replicas(sink)),
             selector: LabelSelector {
@@ -509,7 +542,7 @@ pub fn children(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(template_labels),
-                    annotations: Some(pod_annotations(sink, config_hash, secrets_version)),
+                    annotations: Some(annotations),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -536,14 +569,17 @@ pub fn children(
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
-    };
-    let service = Service {
-        metadata: metadata(service_name(&name)),
-        // Headless: Prometheus scrapes each worker pod, and a thousand sinks do not use up the
-        // cluster's service IP range.
+    }
+}
+
+/// The workers' metrics endpoint: headless, so Prometheus scrapes each worker pod, and a thousand
+/// sinks do not use up the cluster's service IP range.
+fn service(metadata: ObjectMeta, name: &str) -> Service {
+    Service {
+        metadata,
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_owned()),
-            selector: Some(selector(&name)),
+            selector: Some(selector(name)),
             ports: Some(vec![ServicePort {
                 name: Some("http-metrics".to_owned()),
                 port: HTTP_PORT,
@@ -553,12 +589,7 @@ pub fn children(
             ..ServiceSpec::default()
         }),
         ..Service::default()
-    };
-    Ok(Children {
-        config_map,
-        deployment,
-        service,
-    })
+    }
 }
 
 #[cfg(test)]
