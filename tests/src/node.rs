@@ -455,6 +455,30 @@ impl Node {
         self.kubectl(&["get", "cassandrasink", sink, "-n", namespace, "-o", "json"])
     }
 
+    /// A scenario (its own keyspace and a topic of `partitions`) and its sink `values` in
+    /// `namespace` with `parallelism` workers, applied and Ready.
+    pub async fn ready_sink(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        partitions: i32,
+        parallelism: i32,
+    ) -> anyhow::Result<Scenario> {
+        let mut scenario = Scenario::new(prefix, partitions, "").await?;
+        scenario.sink_id = format!("{namespace}/values");
+        self.apply(
+            namespace,
+            &sink(
+                self,
+                &scenario,
+                "values",
+                &format!("  parallelism: {parallelism}\n"),
+            ),
+        )?;
+        self.wait_ready(namespace, "values")?;
+        Ok(scenario)
+    }
+
     /// `kubectl wait --for=condition=Ready csink/NAME`.
     pub fn wait_ready(&self, namespace: &str, sink: &str) -> anyhow::Result<()> {
         self.wait_condition(namespace, sink, "Ready")

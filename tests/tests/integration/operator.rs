@@ -132,6 +132,50 @@ fn sink(keyspace: &str, name: &str, insert: &str) -> anyhow::Result<CassandraSin
     }))?)
 }
 
+/// A test's own keyspace and a namespace named after it, with the controller running on that
+/// namespace.
+struct Fixture {
+    client: Client,
+    session: scylla::client::session::Session,
+    keyspace: String,
+    namespace: String,
+    controller: tokio::task::JoinHandle<()>,
+    sinks: Api<CassandraSink>,
+    deployments: Api<Deployment>,
+}
+
+impl Fixture {
+    async fn new(prefix: &str) -> anyhow::Result<Self> {
+        let client = client_with_crd().await?;
+        let (session, keyspace) = keyspace(prefix).await?;
+        let namespace = keyspace.replace('_', "-");
+        cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
+        let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
+        let controller = spawn_controller(&client, &namespace, metrics);
+        Ok(Self {
+            sinks: Api::namespaced(client.clone(), &namespace),
+            deployments: Api::namespaced(client.clone(), &namespace),
+            client,
+            session,
+            keyspace,
+            namespace,
+            controller,
+        })
+    }
+
+    /// Stops the controller and removes the namespace and keyspace.
+    async fn finish(self) -> anyhow::Result<()> {
+        self.controller.abort();
+        clean_up(
+            &self.client,
+            &[&self.namespace],
+            &self.session,
+            &self.keyspace,
+        )
+        .await
+    }
+}
+
 /// A fresh keyspace on the local Cassandra, and a session on it.
 async fn keyspace(prefix: &str) -> anyhow::Result<(scylla::client::session::Session, String)> {
     let servers = cassandra_sink_tests::Settings::from_env();
@@ -1125,14 +1169,9 @@ async fn true_for(sinks: &Api<CassandraSink>, name: &str, kind: &str, reason: &s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() -> anyhow::Result<()>
 {
-    let client = client_with_crd().await?;
-    let (session, keyspace) = keyspace("refused").await?;
-    let namespace = keyspace.replace('_', "-");
-    cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
-    let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
-    let controller = spawn_controller(&client, &namespace, metrics);
-    let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let fixture = Fixture::new("refused").await?;
+    let (sinks, keyspace) = (&fixture.sinks, &fixture.keyspace);
+    let deployments = &fixture.deployments;
 
     // (name, insertQuery, mapping, reason, words the message must hold)
     let cases = [
@@ -1166,14 +1205,14 @@ async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() ->
         ),
     ];
     for (name, insert, mapping, _, _) in &cases {
-        let mut sink = sink(&keyspace, name, insert)?;
+        let mut sink = sink(keyspace, name, insert)?;
         if let Some(mapping) = mapping {
             sink.spec.mapping = serde_json::from_value(mapping.clone())?;
         }
         sinks.create(&PostParams::default(), &sink).await?;
     }
     for (name, insert, _, reason, words) in &cases {
-        let message = true_for(&sinks, name, "Stalled", reason).await;
+        let message = true_for(sinks, name, "Stalled", reason).await;
         for word in words {
             assert!(message.contains(word), "{name} ({insert}): {message}");
         }
@@ -1194,7 +1233,7 @@ async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() ->
             "cassandrasink/column",
             "-n",
         ])
-        .arg(&namespace)
+        .arg(&fixture.namespace)
         .arg("--timeout=30s")
         .output()?;
     assert!(
@@ -1205,7 +1244,7 @@ async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() ->
 
     // Corrected, the sink is no longer stalled and gets its workers.
     patch_spec(
-        &sinks,
+        sinks,
         "column",
         json!({ "insertQuery": format!("INSERT INTO {keyspace}.values (id, counter) VALUES (?, ?)") }),
     )
@@ -1222,9 +1261,7 @@ async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() ->
         Some("False".to_owned())
     );
 
-    controller.abort();
-    clean_up(&client, &[&namespace], &session, &keyspace).await?;
-    Ok(())
+    fixture.finish().await
 }
 
 /// The finalizer is on a sink only while deleting it has something to do: added for
@@ -1232,18 +1269,13 @@ async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() ->
 /// its positions never waits for the operator (a `helm uninstall` first leaves nothing stuck).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_finalizer_is_there_only_while_the_deletion_policy_needs_it() -> anyhow::Result<()> {
-    let client = client_with_crd().await?;
-    let (session, keyspace) = keyspace("finalizer").await?;
-    let namespace = keyspace.replace('_', "-");
-    cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
-    let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
-    let controller = spawn_controller(&client, &namespace, metrics);
-    let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
+    let fixture = Fixture::new("finalizer").await?;
+    let (sinks, keyspace) = (&fixture.sinks, &fixture.keyspace);
     sinks
         .create(
             &PostParams::default(),
             &sink(
-                &keyspace,
+                keyspace,
                 "kept",
                 "INSERT INTO example.values (id, counter) VALUES (?, ?)",
             )?,
@@ -1261,7 +1293,7 @@ async fn the_finalizer_is_there_only_while_the_deletion_policy_needs_it() -> any
     .await;
     assert!(finalizers(&reconciled).is_empty(), "{reconciled:?}");
 
-    patch_spec(&sinks, "kept", json!({ "deletionPolicy": "Delete" })).await?;
+    patch_spec(sinks, "kept", json!({ "deletionPolicy": "Delete" })).await?;
     eventually(
         "the finalizer for Delete",
         Duration::from_secs(30),
@@ -1273,7 +1305,7 @@ async fn the_finalizer_is_there_only_while_the_deletion_policy_needs_it() -> any
         },
     )
     .await;
-    patch_spec(&sinks, "kept", json!({ "deletionPolicy": "Retain" })).await?;
+    patch_spec(sinks, "kept", json!({ "deletionPolicy": "Retain" })).await?;
     eventually(
         "no finalizer for Retain",
         Duration::from_secs(30),
@@ -1285,30 +1317,24 @@ async fn the_finalizer_is_there_only_while_the_deletion_policy_needs_it() -> any
     .await;
 
     // With the operator gone, deleting the sink completes at once.
-    controller.abort();
+    fixture.controller.abort();
     sinks.delete("kept", &DeleteParams::default()).await?;
     eventually("the sink gone", Duration::from_secs(10), || async {
         sinks.get_opt("kept").await.ok()?.is_none().then_some(())
     })
     .await;
-    clean_up(&client, &[&namespace], &session, &keyspace).await?;
-    Ok(())
+    fixture.finish().await
 }
 
 /// Worker resources come from the spec; a memory limit that cannot hold two checkpoints of
 /// `checkpoint.maxBytes` is refused before any worker could be killed for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_resources_come_from_the_spec_and_must_hold_the_checkpoints() -> anyhow::Result<()> {
-    let client = client_with_crd().await?;
-    let (session, keyspace) = keyspace("resources").await?;
-    let namespace = keyspace.replace('_', "-");
-    cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
-    let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
-    let controller = spawn_controller(&client, &namespace, metrics);
-    let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let fixture = Fixture::new("resources").await?;
+    let (sinks, keyspace) = (&fixture.sinks, &fixture.keyspace);
+    let deployments = &fixture.deployments;
     let mut sized = sink(
-        &keyspace,
+        keyspace,
         "sized",
         "INSERT INTO example.values (id, counter) VALUES (?, ?)",
     )?;
@@ -1316,7 +1342,7 @@ async fn worker_resources_come_from_the_spec_and_must_hold_the_checkpoints() -> 
         json!({ "limits": { "memory": "128Mi" }, "requests": { "cpu": 1 } }),
     )?);
     sinks.create(&PostParams::default(), &sized).await?;
-    let message = true_for(&sinks, "sized", "Stalled", "InsufficientMemory").await;
+    let message = true_for(sinks, "sized", "Stalled", "InsufficientMemory").await;
     assert!(
         message.contains("at least 192 MiB") && message.contains("checkpoint.maxBytes"),
         "{message}"
@@ -1324,7 +1350,7 @@ async fn worker_resources_come_from_the_spec_and_must_hold_the_checkpoints() -> 
     assert!(deployments.get_opt("sized-worker").await?.is_none());
 
     patch_spec(
-        &sinks,
+        sinks,
         "sized",
         json!({ "resources": { "limits": { "memory": "512Mi" } } }),
     )
@@ -1357,7 +1383,5 @@ async fn worker_resources_come_from_the_spec_and_must_hold_the_checkpoints() -> 
         Some("128Mi")
     );
 
-    controller.abort();
-    clean_up(&client, &[&namespace], &session, &keyspace).await?;
-    Ok(())
+    fixture.finish().await
 }

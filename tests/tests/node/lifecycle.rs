@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use cassandra_sink_tests::node::{Node, sink};
-use cassandra_sink_tests::scenario::Scenario;
+use cassandra_sink_tests::node::Node;
 
 fn set_state(node: &Node, namespace: &str, state: &str) -> anyhow::Result<()> {
     node.patch_sink(namespace, "values", serde_json::json!({ "state": state }))
@@ -20,13 +19,7 @@ fn wait_halted(node: &Node, namespace: &str) -> anyhow::Result<()> {
 async fn pause_stop_reset_and_resume_work_on_pods() -> anyhow::Result<()> {
     let _turn = super::one_at_a_time().await;
     let (node, namespace) = Node::with_operator("lifecycle")?;
-    let mut scenario = Scenario::new("lifecycle", 2, "").await?;
-    scenario.sink_id = format!("{namespace}/values");
-    node.apply(
-        &namespace,
-        &sink(&node, &scenario, "values", "  parallelism: 2\n"),
-    )?;
-    node.wait_ready(&namespace, "values")?;
+    let mut scenario = node.ready_sink(&namespace, "lifecycle", 2, 2).await?;
     scenario.produce(1_500, 100).await?;
     scenario
         .wait_until_caught_up(Duration::from_secs(180))

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use cassandra_sink_tests::node::{Node, ensure_images, repository, sink};
-use cassandra_sink_tests::scenario::Scenario;
+use cassandra_sink_tests::node::{Node, ensure_images, repository};
 
 const MANIFESTS: &str = "deploy/cassandra-sink-operator.yaml";
 const SYSTEM: &str = "cassandra-sink-system";
@@ -33,13 +32,7 @@ async fn the_plain_manifests_run_a_sink_exactly_once() -> anyhow::Result<()> {
     ])?;
 
     let namespace = node.namespace("manifests")?;
-    let mut scenario = Scenario::new("manifests", 2, "").await?;
-    scenario.sink_id = format!("{namespace}/values");
-    node.apply(
-        &namespace,
-        &sink(&node, &scenario, "values", "  parallelism: 2\n"),
-    )?;
-    node.wait_ready(&namespace, "values")?;
+    let mut scenario = node.ready_sink(&namespace, "manifests", 2, 2).await?;
     scenario.produce(4_000, 100).await?;
     scenario
         .wait_until_caught_up(Duration::from_secs(240))

@@ -3,20 +3,13 @@
 
 use std::time::Duration;
 
-use cassandra_sink_tests::node::{Node, sink};
-use cassandra_sink_tests::scenario::Scenario;
+use cassandra_sink_tests::node::Node;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_to_three_workers_and_back_under_load_keeps_exactly_once() -> anyhow::Result<()> {
     let _turn = super::one_at_a_time().await;
     let (node, namespace) = Node::with_operator("scale")?;
-    let mut scenario = Scenario::new("scale", 3, "").await?;
-    scenario.sink_id = format!("{namespace}/values");
-    node.apply(
-        &namespace,
-        &sink(&node, &scenario, "values", "  parallelism: 1\n"),
-    )?;
-    node.wait_ready(&namespace, "values")?;
+    let mut scenario = node.ready_sink(&namespace, "scale", 3, 1).await?;
     scenario.produce(1_500, 150).await?;
 
     let scale = |replicas: &str| {

@@ -4,8 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cassandra_sink_tests::node::{Node, repository, run, sink, workers};
-use cassandra_sink_tests::scenario::Scenario;
+use cassandra_sink_tests::node::{Node, repository, run, workers};
 use cassandra_sink_tests::worker::project_binary;
 
 /// The worker image again, under a new tag, imported into the node: what a user's CI would publish.
@@ -30,13 +29,7 @@ async fn a_helm_upgrade_to_a_new_worker_image_rolls_the_workers_without_loss() -
     let _turn = super::one_at_a_time().await;
     let (node, namespace) = Node::with_operator("upgrade")?;
     let image = import_worker_image("0.1.0-upgrade")?;
-    let mut scenario = Scenario::new("upgrade", 2, "").await?;
-    scenario.sink_id = format!("{namespace}/values");
-    node.apply(
-        &namespace,
-        &sink(&node, &scenario, "values", "  parallelism: 2\n"),
-    )?;
-    node.wait_ready(&namespace, "values")?;
+    let mut scenario = node.ready_sink(&namespace, "upgrade", 2, 2).await?;
     let before = node.pods(&namespace, &workers("values"))?;
     scenario.produce(1_500, 100).await?;
 
