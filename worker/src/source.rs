@@ -100,12 +100,16 @@ pub enum SourceError {
     #[error(transparent)]
     Claim(#[from] CommitterError),
     /// The position to read from is outside what Kafka holds.
-    #[error("Kafka partition {partition:?}: {message}")]
+    #[error(
+        "Kafka{}: {code}: the position the committer table holds is outside what Kafka keeps; \
+         stopping rather than skipping records",
+        partition.map(|partition| format!(" partition {partition}")).unwrap_or_default()
+    )]
     OutOfRange {
         /// Partition, when known.
         partition: Option<i32>,
-        /// librdkafka's message.
-        message: String,
+        /// librdkafka's error code.
+        code: RDKafkaErrorCode,
     },
 }
 
@@ -546,10 +550,7 @@ fn fatal(error: &KafkaError) -> Option<SourceError> {
             code @ (RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset),
         ) => Some(SourceError::OutOfRange {
             partition: None,
-            message: format!(
-                "{code}: the position the committer table holds is outside what Kafka keeps; \
-                 stopping rather than skipping records"
-            ),
+            code: *code,
         }),
         _ => None,
     }
