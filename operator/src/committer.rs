@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 
 use crate::access::{self, AccessError, Secrets};
 use crate::crd::{CassandraConnection, CassandraSink};
-use crate::idle::IdleCache;
+use crate::in_use::{self, Gone, InUse};
 
 /// Errors reaching a sink's Cassandra, or its committer table there.
 #[derive(Debug, thiserror::Error)]
@@ -97,19 +97,44 @@ pub struct Failure {
     unauthorized: bool,
 }
 
-/// Cached sessions, one per cluster and credentials, and recent failures to connect. A session no
-/// sink has used for [`crate::idle::IDLE`] (its Secret rotated, its sink deleted) is closed.
-#[derive(Default)]
+/// Cached sessions, one per cluster and credentials, and recent failures to connect. A session is
+/// closed as soon as no sink uses it (its Secret rotated, its sinks deleted).
 pub struct Sessions {
-    cache: Mutex<IdleCache<Arc<Session>>>,
+    cache: Mutex<InUse<Arc<Session>>>,
     /// When connecting last failed, and why.
     failures: Mutex<BTreeMap<String, Failure>>,
 }
 
 impl Sessions {
+    /// No session yet; `open` is kept equal to the number of sessions open.
+    pub fn new(open: prometheus_client::metrics::gauge::Gauge) -> Self {
+        Self {
+            cache: Mutex::new(InUse::new(open)),
+            failures: Mutex::default(),
+        }
+    }
+
     /// Sessions kept open now.
     pub async fn open(&self) -> usize {
         self.cache.lock().await.len()
+    }
+
+    /// Records that the sink has checked its data cluster ([`crate::schema::ensure`]) and needs no
+    /// session there until its spec changes; the session is closed unless another use keeps it (the
+    /// committer table on the same cluster, another sink).
+    pub async fn data_checked(&self, sink: &CassandraSink) {
+        self.cache
+            .lock()
+            .await
+            .stop_using(&in_use::user(sink), "data");
+    }
+
+    /// Closes the sessions only sinks that are `gone` used.
+    pub async fn release(&self, gone: &Gone) {
+        self.cache
+            .lock()
+            .await
+            .release(gone, std::time::Instant::now());
     }
 }
 
@@ -127,8 +152,13 @@ impl Sessions {
         secrets: &Secrets,
         sink: &CassandraSink,
     ) -> Result<Arc<Session>, CommitterError> {
-        self.session(secrets, committer_connection(sink), committer_table(sink))
-            .await
+        self.session(
+            secrets,
+            (sink, "committer"),
+            committer_connection(sink),
+            committer_table(sink),
+        )
+        .await
     }
 
     /// A session on the cluster that receives the sink's data.
@@ -137,15 +167,21 @@ impl Sessions {
         secrets: &Secrets,
         sink: &CassandraSink,
     ) -> Result<Arc<Session>, CommitterError> {
-        self.session(secrets, &sink.spec.cassandra, "the data cluster".to_owned())
-            .await
+        self.session(
+            secrets,
+            (sink, "data"),
+            &sink.spec.cassandra,
+            "the data cluster".to_owned(),
+        )
+        .await
     }
 
     /// A session on `connection`, from the cache when one is open with the same credentials and TLS.
-    /// `what` names the table the session is for, in errors.
+    /// `user` is the sink that asks and what for; `what` names the table the session is for, in errors.
     async fn session(
         &self,
         secrets: &Secrets,
+        (sink, purpose): (&CassandraSink, &'static str),
         connection: &CassandraConnection,
         what: String,
     ) -> Result<Arc<Session>, CommitterError> {
@@ -156,9 +192,12 @@ impl Sessions {
             connection.contact_points.join(","),
             connection.local_datacenter.clone().unwrap_or_default(),
         );
-        let now = std::time::Instant::now();
-        if let Some(session) = self.cache.lock().await.get(&key, now) {
-            return Ok(session.clone());
+        {
+            let mut cache = self.cache.lock().await;
+            cache.use_by(&in_use::user(sink), purpose, &key);
+            if let Some(session) = cache.get(&key) {
+                return Ok(session.clone());
+            }
         }
         self.failures
             .lock()
@@ -193,10 +232,7 @@ impl Sessions {
             Ok(session) => {
                 let session = Arc::new(session);
                 self.failures.lock().await.remove(&key);
-                self.cache
-                    .lock()
-                    .await
-                    .insert(&key, session.clone(), std::time::Instant::now());
+                self.cache.lock().await.insert(&key, session.clone());
                 Ok(session)
             }
             Err(error) => {

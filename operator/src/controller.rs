@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector;
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::{PredicateConfig, WatchStreamExt};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -19,6 +19,7 @@ use kube::{Client, Resource, ResourceExt};
 use crate::build::{self, Settings};
 use crate::committer::Sessions;
 use crate::crd::CassandraSink;
+use crate::in_use::{self, Gone};
 use crate::kafka;
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, MANAGER, error_policy, reconcile};
@@ -46,10 +47,10 @@ pub async fn run(
     let context = Arc::new(Context {
         client: client.clone(),
         settings,
+        sessions: Sessions::new(metrics.cassandra_sessions.clone()),
+        kafka: kafka::Clients::new(metrics.kafka_clients.clone()),
         metrics,
         recorder,
-        sessions: Sessions::default(),
-        kafka: kafka::Clients::default(),
         progress_interval,
         concurrency,
     });
@@ -79,6 +80,30 @@ fn acted_on(sink: &CassandraSink) -> Option<u64> {
     Some(hasher.finish())
 }
 
+/// Closes the sessions and Kafka clients only deleted sinks used: on a sink's deletion, and when the
+/// watch lists the sinks again (a deletion may have gone unseen while it was not watching). Sinks
+/// without a finalizer are never reconciled once deleted, so the watch is where their end is seen.
+fn release_connections(
+    context: &Arc<Context>,
+    event: &watcher::Event<CassandraSink>,
+    namespace: Option<&str>,
+    live: &Store<CassandraSink>,
+) {
+    let gone = match event {
+        watcher::Event::Delete(sink) => Gone::One(in_use::user(sink)),
+        watcher::Event::InitDone => Gone::AllBut {
+            namespace: namespace.map(str::to_owned),
+            live: live.state().iter().map(|sink| in_use::user(sink)).collect(),
+        },
+        _ => return,
+    };
+    let context = context.clone();
+    tokio::spawn(async move {
+        context.sessions.release(&gone).await;
+        context.kafka.release(&gone).await;
+    });
+}
+
 /// One controller over one namespace, or all of them.
 async fn run_one(client: Client, namespace: Option<String>, context: Arc<Context>) {
     fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -96,6 +121,12 @@ async fn run_one(client: Client, namespace: Option<String>, context: Arc<Context
     // at scale. A sink is reconciled when what the operator acts on changes: its spec (generation),
     // annotations (restart, reset), finalizers or deletion; and on its children's changes and timer.
     let (reader, writer) = reflector::store();
+    let release = {
+        let (context, live, namespace) = (context.clone(), reader.clone(), namespace.clone());
+        move |event: &watcher::Event<CassandraSink>| {
+            release_connections(&context, event, namespace.as_deref(), &live)
+        }
+    };
     let triggers = watcher(
         api::<CassandraSink>(&client, &namespace),
         watcher::Config::default(),
@@ -104,6 +135,7 @@ async fn run_one(client: Client, namespace: Option<String>, context: Arc<Context
     // managedFields are the bulk of a stored object and the operator never reads them.
     .modify(|sink| sink.managed_fields_mut().clear())
     .reflect(writer)
+    .inspect_ok(release)
     .applied_objects()
     .predicate_filter(acted_on, PredicateConfig::default());
     let controller = Controller::for_stream(triggers, reader)

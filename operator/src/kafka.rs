@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::access::{AccessError, Secrets};
 use crate::crd::{CassandraSink, KafkaSourceSpec};
-use crate::idle::IdleCache;
+use crate::in_use::{self, Gone, InUse};
 
 /// Each partition's (low, high) watermark: the first offset Kafka still holds and the next offset it
 /// will write.
@@ -99,17 +99,28 @@ impl KafkaError {
 }
 
 /// What the operator knows of each Kafka cluster (and credentials), so that an unreachable cluster does
-/// not slow every reconcile. A cluster no sink has read for [`crate::idle::IDLE`] (its Secret rotated,
-/// its sinks deleted) is forgotten, and its client closed.
-#[derive(Default)]
+/// not slow every reconcile. A cluster is forgotten, and its client closed, as soon as no sink reads
+/// from it (its Secret rotated, its sinks deleted).
 pub struct Clients {
-    clusters: Mutex<IdleCache<Cluster>>,
+    clusters: Mutex<InUse<Cluster>>,
 }
 
 impl Clients {
+    /// No client yet; `open` is kept equal to the number of clusters known.
+    pub fn new(open: prometheus_client::metrics::gauge::Gauge) -> Self {
+        Self {
+            clusters: Mutex::new(InUse::new(open)),
+        }
+    }
+
     /// Clusters known now.
     pub async fn known(&self) -> usize {
         self.clusters.lock().await.len()
+    }
+
+    /// Closes the clients only sinks that are `gone` read with.
+    pub async fn release(&self, gone: &Gone) {
+        self.clusters.lock().await.release(gone, Instant::now());
     }
 }
 
@@ -239,7 +250,8 @@ impl Clients {
         let (config, key) = client_config(secrets, kafka).await?;
         let turn = {
             let mut clusters = self.clusters.lock().await;
-            let cluster = clusters.entry(&key, Instant::now(), Cluster::default);
+            clusters.use_by(&in_use::user(sink), "source", &key);
+            let cluster = clusters.entry(&key, Cluster::default);
             (!cluster.answered_recently()).then(|| cluster.turn.clone())
         };
         let _turn = match &turn {
@@ -248,7 +260,7 @@ impl Clients {
         };
         let (failed, cached) = {
             let mut clusters = self.clusters.lock().await;
-            let cluster = clusters.get(&key, Instant::now());
+            let cluster = clusters.get(&key);
             (
                 cluster.as_ref().and_then(|cluster| cluster.failed),
                 cluster.and_then(|cluster| cluster.client.clone()),
@@ -272,11 +284,10 @@ impl Clients {
                         source,
                     })?;
                 let consumer = Arc::new(consumer);
-                self.clusters
-                    .lock()
-                    .await
-                    .entry(&key, Instant::now(), Cluster::default)
-                    .client = Some(consumer.clone());
+                // Kept only if a sink still reads from this cluster (it may have been deleted since).
+                if let Some(cluster) = self.clusters.lock().await.get(&key) {
+                    cluster.client = Some(consumer.clone());
+                }
                 consumer
             }
         };
@@ -292,26 +303,15 @@ impl Clients {
                         source: RdKafkaError::Canceled,
                     })
                 });
-        let mut clusters = self.clusters.lock().await;
-        let cluster = clusters.entry(&key, Instant::now(), Cluster::default);
-        match result {
-            Ok(watermarks) => {
-                cluster.failed = None;
-                cluster.answered = Some(Instant::now());
-                Ok(watermarks)
-            }
-            // Only a cluster that does not answer is remembered: a missing topic concerns this
-            // sink alone, and a refusal (credentials, TLS) is said at once, every time.
-            Err(error @ KafkaError::Unreachable { .. }) => {
-                cluster.answered = None;
-                cluster.failed = Some(Instant::now());
-                Err(error)
-            }
-            Err(error) => {
-                cluster.answered = Some(Instant::now());
-                Err(error)
-            }
+        // Only a cluster that does not answer is remembered as failed: a missing topic concerns
+        // this sink alone, and a refusal (credentials, TLS) is said at once, every time.
+        let unreachable = matches!(result, Err(KafkaError::Unreachable { .. }));
+        if let Some(cluster) = self.clusters.lock().await.get(&key) {
+            let now = Instant::now();
+            cluster.failed = unreachable.then_some(now);
+            cluster.answered = (!unreachable).then_some(now);
         }
+        result
     }
 }
 

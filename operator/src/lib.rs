@@ -6,7 +6,7 @@ pub mod build;
 pub mod committer;
 pub mod controller;
 pub mod crd;
-pub mod idle;
+pub mod in_use;
 pub mod kafka;
 pub mod leader;
 pub mod metrics;

@@ -9,6 +9,7 @@ use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -27,6 +28,10 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Seconds one reconcile took.
     pub duration: Histogram,
+    /// Sessions open on the sinks' Cassandra clusters, one per cluster and credentials in use.
+    pub cassandra_sessions: Gauge,
+    /// Clients of the sinks' Kafka clusters, one per cluster and credentials in use.
+    pub kafka_clients: Gauge,
     registry: Registry,
 }
 
@@ -48,10 +53,24 @@ impl Metrics {
             "Time one reconcile took",
             duration.clone(),
         );
+        let cassandra_sessions = Gauge::default();
+        registry.register(
+            "cassandra_sessions",
+            "Sessions open on the sinks' Cassandra clusters (one per cluster and credentials a sink uses)",
+            cassandra_sessions.clone(),
+        );
+        let kafka_clients = Gauge::default();
+        registry.register(
+            "kafka_clients",
+            "Clients of the sinks' Kafka clusters (one per cluster and credentials a sink uses)",
+            kafka_clients.clone(),
+        );
         Self {
             reconciles,
             errors,
             duration,
+            cassandra_sessions,
+            kafka_clients,
             registry,
         }
     }
@@ -102,7 +121,16 @@ mod tests {
         let metrics = Metrics::new();
         metrics.reconciles.inc();
         metrics.error("kube");
+        metrics.cassandra_sessions.set(2);
         let text = metrics.encode();
+        assert!(
+            text.contains("cassandra_sink_operator_cassandra_sessions 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cassandra_sink_operator_kafka_clients 0"),
+            "{text}"
+        );
         assert!(
             text.contains("cassandra_sink_operator_reconciles_total 1"),
             "{text}"

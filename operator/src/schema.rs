@@ -61,9 +61,22 @@ pub async fn ensure(
         message: error.to_string(),
     })?;
     let digest = digest(&config);
-    if checked == Some(digest.as_str()) {
-        return Ok(digest);
+    if checked != Some(digest.as_str()) {
+        check(secrets, sessions, sink, &config).await?;
     }
+    // Until the spec changes the data cluster is not asked again, so its session need not stay open
+    // for this sink (a failed check keeps it: the operator asks again on its timer).
+    sessions.data_checked(sink).await;
+    Ok(digest)
+}
+
+/// The DDL, then a PREPARE of `insertQuery` and the mapping compiled against its markers.
+async fn check(
+    secrets: &Secrets,
+    sessions: &Sessions,
+    sink: &CassandraSink,
+    config: &SinkConfig,
+) -> Result<(), Problem> {
     let data = sessions
         .data_session(secrets, sink)
         .await
@@ -72,7 +85,7 @@ pub async fn ensure(
         .committer_session(secrets, sink)
         .await
         .map_err(|error| session_problem(&error))?;
-    schema::apply(&config, &data, &committer)
+    schema::apply(config, &data, &committer)
         .await
         .map_err(|error| schema_problem(&error))?;
     // validate() has refused what the text alone shows wrong; this is what needs the cluster.
@@ -80,11 +93,11 @@ pub async fn ensure(
         reason: Reason::InvalidStatement,
         message: format!("spec.insertQuery: {error}"),
     })?;
-    prepare_insert(&data, &config, &analysis)
+    prepare_insert(&data, config, &analysis)
         .await
         .map_err(|error| statement_problem(&error))?;
     tracing::info!(sink = %config.sink_id, "schema applied and insertQuery prepared");
-    Ok(digest)
+    Ok(())
 }
 
 /// A session that could not be had.

@@ -127,9 +127,15 @@ fn sink(keyspace: &str, name: &str, insert: &str) -> anyhow::Result<CassandraSin
             ),
             "insertQuery": insert.replace("example.", &format!("{keyspace}.")),
             "committer": { "keyspace": keyspace, "table": "checkpoints" },
-            "source": { "kafka": { "bootstrapServers": [servers.kafka], "topic": "values" } }
+            "source": { "kafka": { "bootstrapServers": [servers.kafka], "topic": topic_of(keyspace) } }
         }
     }))?)
+}
+
+/// The topic of the sinks [`sink`] makes: named after the test's keyspace, so that tests share none. It
+/// exists only where a test creates it.
+fn topic_of(keyspace: &str) -> String {
+    keyspace.replace('_', "-")
 }
 
 /// A test's own keyspace and a namespace named after it, with the controller running on that
@@ -140,6 +146,7 @@ struct Fixture {
     keyspace: String,
     namespace: String,
     controller: tokio::task::JoinHandle<()>,
+    metrics: std::sync::Arc<cassandra_sink_operator::metrics::Metrics>,
     sinks: Api<CassandraSink>,
     deployments: Api<Deployment>,
 }
@@ -151,8 +158,9 @@ impl Fixture {
         let namespace = keyspace.replace('_', "-");
         cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
         let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
-        let controller = spawn_controller(&client, &namespace, metrics);
+        let controller = spawn_controller(&client, &namespace, metrics.clone());
         Ok(Self {
+            metrics,
             sinks: Api::namespaced(client.clone(), &namespace),
             deployments: Api::namespaced(client.clone(), &namespace),
             client,
@@ -191,6 +199,12 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
     let (session, keyspace) = keyspace("operator").await?;
     let namespace = keyspace.replace('_', "-");
     cassandra_sink_tests::cluster::create_namespace(&client, &namespace).await?;
+    cassandra_sink_tests::fixtures::create_topic(
+        &cassandra_sink_tests::Settings::from_env(),
+        &topic_of(&keyspace),
+        1,
+    )
+    .await?;
     let metrics = std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new());
     let controller = spawn_controller(&client, &namespace, metrics.clone());
 
@@ -1383,5 +1397,153 @@ async fn worker_resources_come_from_the_spec_and_must_hold_the_checkpoints() -> 
         Some("128Mi")
     );
 
+    fixture.finish().await
+}
+
+/// The operator's sessions and Kafka clients are shared by the sinks with the same cluster and
+/// credentials, and closed as soon as no sink uses them: when a Secret rotates (each sink moves to a
+/// connection with the new version) and when the last sink using one is deleted. Before, they stayed
+/// for as long as the operator ran (then ten idle minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_closed_as_soon_as_no_sink_uses_them() -> anyhow::Result<()> {
+    use cassandra_sink_tests::{env_or, fixtures};
+
+    let fixture = Fixture::new("connections").await?;
+    let (sinks, keyspace) = (&fixture.sinks, &fixture.keyspace);
+    let servers = cassandra_sink_tests::Settings::from_env();
+    let topic = fixture.namespace.clone();
+    fixtures::create_topic(&servers, &topic, 1).await?;
+    let ca = std::fs::read_to_string(env_or("LOCALENV_TLS_CA", ""))?;
+    let secrets: Api<Secret> = Api::namespaced(fixture.client.clone(), &fixture.namespace);
+    let secret = |name: &str, data: serde_json::Value, turn: u32| -> anyhow::Result<Secret> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": name, "annotations": { "turn": turn.to_string() } },
+            "stringData": data
+        }))?)
+    };
+    let tls = json!({ "ca.crt": ca });
+    let sasl = json!({ "username": env_or("KAFKA_SASL_USERNAME", "sink"),
+                       "password": env_or("KAFKA_SASL_PASSWORD", "sink-secret") });
+    secrets
+        .create(&PostParams::default(), &secret("tls", tls.clone(), 1)?)
+        .await?;
+    secrets
+        .create(&PostParams::default(), &secret("sasl", sasl.clone(), 1)?)
+        .await?;
+    for name in ["first", "second"] {
+        let secured: CassandraSink = serde_json::from_value(json!({
+            "apiVersion": "cassandra-sink.io/v1alpha1",
+            "kind": "CassandraSink",
+            "metadata": { "name": name },
+            "spec": {
+                "cassandra": {
+                    "contactPoints": [servers.cassandra], "localDatacenter": "datacenter1",
+                    "tls": { "secretName": "tls" }
+                },
+                "createQuery": format!("CREATE TABLE IF NOT EXISTS {keyspace}.{name} (id text PRIMARY KEY, counter int)"),
+                "insertQuery": format!("INSERT INTO {keyspace}.{name} (id, counter) VALUES (?, ?)"),
+                "committer": { "keyspace": keyspace, "table": "checkpoints" },
+                "source": { "kafka": {
+                    "bootstrapServers": [env_or("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS", "127.0.0.1:9094")],
+                    "topic": topic,
+                    "securityProtocol": "SASL_SSL",
+                    "sasl": { "mechanism": "PLAIN", "secretName": "sasl" },
+                    "tls": { "secretName": "tls" }
+                } }
+            }
+        }))?;
+        sinks.create(&PostParams::default(), &secured).await?;
+    }
+    let metrics = fixture.metrics.clone();
+    let open = move || {
+        (
+            metrics.cassandra_sessions.get(),
+            metrics.kafka_clients.get(),
+        )
+    };
+    // Both sinks reconciled over TLS and SASL_SSL (their lag read): one session and one client,
+    // shared.
+    for name in ["first", "second"] {
+        eventually(
+            &format!("the lag of {name}"),
+            Duration::from_secs(30),
+            || async {
+                let progress = sinks.get(name).await.ok()?.status?.progress?;
+                progress.lag.is_some().then_some(())
+            },
+        )
+        .await;
+    }
+    assert_eq!(open(), (1, 1));
+
+    // The Secrets rotate (a new resource version each): each sink moves to connections of the new
+    // version, which its workers roll to; the old ones are closed.
+    let secrets_hash = |deployment: Deployment| {
+        deployment
+            .spec?
+            .template
+            .metadata?
+            .annotations?
+            .get("cassandra-sink.io/secrets-hash")
+            .cloned()
+    };
+    let before = secrets_hash(fixture.deployments.get("first-worker").await?);
+    secrets
+        .replace("tls", &PostParams::default(), &secret("tls", tls, 2)?)
+        .await?;
+    secrets
+        .replace("sasl", &PostParams::default(), &secret("sasl", sasl, 2)?)
+        .await?;
+    for name in ["first", "second"] {
+        eventually(
+            &format!("{name}'s workers rolled to the rotated Secrets"),
+            Duration::from_secs(30),
+            || async {
+                let hash = secrets_hash(
+                    fixture
+                        .deployments
+                        .get(&format!("{name}-worker"))
+                        .await
+                        .ok()?,
+                );
+                (hash.is_some() && hash != before).then_some(())
+            },
+        )
+        .await;
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        while open() != (1, 1) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the old versions' session and client still open: (sessions, clients) = {:?}",
+        open()
+    );
+
+    // A deleted sink (no finalizer under Retain) lets go of what it shared only when the other one
+    // is deleted too.
+    sinks.delete("first", &DeleteParams::default()).await?;
+    eventually("first gone", Duration::from_secs(10), || async {
+        sinks.get_opt("first").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(open(), (1, 1), "second still uses them");
+    sinks.delete("second", &DeleteParams::default()).await?;
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        while open() != (0, 0) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "connections still open once no sink is left: (sessions, clients) = {:?}",
+        open()
+    );
     fixture.finish().await
 }
