@@ -39,6 +39,8 @@ pub enum Reason {
     CassandraUnreachable,
     /// Kafka refused the sink's credentials or certificate, or librdkafka a property.
     KafkaRefused,
+    /// The brokers answered, but the sink's topic does not exist (yet): the workers wait for it.
+    TopicMissing,
     /// A worker stopped on a failure that restarting it cannot cure (the message quotes it).
     WorkerFailed,
     /// Every worker of the current spec is ready.
@@ -61,7 +63,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of docs/troubleshooting.md's table.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 26] = [
         Reason::NoContactPoints,
         Reason::NoBootstrapServers,
         Reason::InvalidParallelism,
@@ -78,6 +80,7 @@ impl Reason {
         Reason::TlsFailed,
         Reason::CassandraUnreachable,
         Reason::KafkaRefused,
+        Reason::TopicMissing,
         Reason::WorkerFailed,
         Reason::WorkersReady,
         Reason::WorkersNotReady,
@@ -108,6 +111,7 @@ impl Reason {
             Reason::TlsFailed => "TlsFailed",
             Reason::CassandraUnreachable => "CassandraUnreachable",
             Reason::KafkaRefused => "KafkaRefused",
+            Reason::TopicMissing => "TopicMissing",
             Reason::WorkerFailed => "WorkerFailed",
             Reason::WorkersReady => "WorkersReady",
             Reason::WorkersNotReady => "WorkersNotReady",

@@ -214,6 +214,26 @@ pub fn running(workers: Workers) -> Vec<Desired> {
     .conditions()
 }
 
+/// Conditions for a running spec whose topic does not exist (yet): the workers run and wait for it,
+/// so the sink is reconciling, not stalled (the topic is often created after the sink, by the same
+/// GitOps sync), and not ready, saying which topic.
+pub fn topic_missing(message: String, workers: Workers) -> Vec<Desired> {
+    Summary {
+        ready: (
+            false,
+            Reason::TopicMissing,
+            format!(
+                "{} of {} workers ready, waiting for the topic; see Reconciling",
+                workers.ready, workers.wanted
+            ),
+        ),
+        reconciling: Some((Reason::TopicMissing, message.clone())),
+        stalled: None,
+        degraded: Some((Reason::TopicMissing, message)),
+    }
+    .conditions()
+}
+
 /// Conditions for a running spec whose workers stop on a failure a restart cannot cure (read from
 /// their pods' last termination): stalled, with the worker's own reason and message.
 pub fn worker_failed(message: String) -> Vec<Desired> {
@@ -339,6 +359,7 @@ mod tests {
                 message: "x".into(),
             }]),
             worker_failed("x".into()),
+            topic_missing("x".into(), ALL_READY),
         ] {
             let kinds: Vec<Kind> = conditions.iter().map(|condition| condition.kind).collect();
             assert_eq!(
@@ -416,6 +437,29 @@ mod tests {
         assert_eq!(reconciling.reason, Reason::CassandraUnreachable);
         assert!(find(&conditions, Kind::Degraded).status, "still shown");
         assert_eq!(kstatus(&conditions), "InProgress");
+    }
+
+    #[test]
+    fn a_missing_topic_keeps_the_sink_reconciling_and_not_ready_even_with_every_worker_ready() {
+        let conditions = topic_missing(
+            "spec.source.kafka.topic: orders does not exist".into(),
+            ALL_READY,
+        );
+        assert!(!find(&conditions, Kind::Ready).status);
+        assert_eq!(find(&conditions, Kind::Ready).reason, Reason::TopicMissing);
+        let reconciling = find(&conditions, Kind::Reconciling);
+        assert!(reconciling.status);
+        assert!(
+            reconciling.message.contains("orders"),
+            "{}",
+            reconciling.message
+        );
+        assert!(
+            !find(&conditions, Kind::Stalled).status,
+            "it may be created any time"
+        );
+        assert_eq!(kstatus(&conditions), "InProgress");
+        assert!(!Reason::TopicMissing.is_permanent());
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Observed {
     /// What Kafka refused for good, if it did: the credentials or the certificate, a property
     /// librdkafka does not take.
     pub kafka_problem: Option<Problem>,
+    /// The brokers answered that the topic does not exist: what to tell the user.
+    pub topic_missing: Option<String>,
 }
 
 /// Reads what the reconcile needs.
@@ -35,12 +37,19 @@ pub async fn observe(
 ) -> Result<Observed, AccessError> {
     let (seen, secret_problems) = check_secrets(secrets, sink).await?;
     let mut kafka_problem = None;
+    let mut topic_missing = None;
     let kafka = &sink.spec.source.kafka;
     let watermarks = if secret_problems.is_empty() && !kafka.bootstrap_servers.is_empty() {
         match context.kafka.watermarks(secrets, sink).await {
             Ok(watermarks) => Some(watermarks),
             Err(error) => {
                 tracing::debug!(sink = %sink.name_any(), %error, "watermarks not read");
+                if let KafkaError::TopicMissing { .. } = error {
+                    topic_missing = Some(format!(
+                        "spec.source.kafka.topic: {error}; the workers wait for it and start \
+                         reading once it is created"
+                    ));
+                }
                 kafka_problem = refused(&error);
                 None
             }
@@ -53,11 +62,13 @@ pub async fn observe(
         secret_problems,
         watermarks,
         kafka_problem,
+        topic_missing,
     })
 }
 
 /// The problem a Kafka error shows as on the sink, when asking again cannot help. A topic that does
-/// not exist yet is not one: workers wait for it, and it is often created after the sink.
+/// not exist yet is not one: workers wait for it, and it is often created after the sink (the status
+/// says so without stalling, see [`Observed::topic_missing`]).
 fn refused(error: &KafkaError) -> Option<Problem> {
     match error {
         KafkaError::TopicMissing { .. } => None,

@@ -148,7 +148,10 @@ async fn run(sink: Arc<CassandraSink>, context: &Context) -> Result<Action, Reco
         let applied = apply::children(&context.client, &children).await?;
         let desired = match (sink.spec.state, &applied.failure) {
             (SinkState::Running, Some(failure)) => status::worker_failed(failure.clone()),
-            (SinkState::Running, None) => status::running(applied.workers),
+            (SinkState::Running, None) => match &observed.topic_missing {
+                Some(message) => status::topic_missing(message.clone(), applied.workers),
+                None => status::running(applied.workers),
+            },
             (state, _) => status::halted(state, applied.workers),
         };
         (desired, Some(applied.workers))

@@ -1547,3 +1547,67 @@ async fn connections_are_closed_as_soon_as_no_sink_uses_them() -> anyhow::Result
     );
     fixture.finish().await
 }
+
+/// A topic that does not exist is said on the status (`TopicMissing`, naming it), without stalling
+/// the sink: its workers run and wait, and the sink goes on once the topic is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_topic_is_said_on_the_status_until_it_is_created() -> anyhow::Result<()> {
+    let fixture = Fixture::new("topicmissing").await?;
+    let (sinks, keyspace) = (&fixture.sinks, &fixture.keyspace);
+    let topic = format!("{}-later", fixture.namespace);
+    let mut waiting = sink(
+        keyspace,
+        "waiting",
+        "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+    )?;
+    waiting.spec.source.kafka.topic = topic.clone();
+    sinks.create(&PostParams::default(), &waiting).await?;
+    let message = true_for(sinks, "waiting", "Reconciling", "TopicMissing").await;
+    assert!(message.contains(&topic), "{message}");
+    let status = sinks.get("waiting").await?.status.unwrap_or_default();
+    let condition = |kind: &str| {
+        status
+            .conditions
+            .iter()
+            .find(|condition| condition.type_ == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} condition"))
+    };
+    assert_eq!(
+        (
+            condition("Ready").status.as_str(),
+            condition("Ready").reason.as_str()
+        ),
+        ("False", "TopicMissing")
+    );
+    assert_eq!(
+        condition("Stalled").status,
+        "False",
+        "it may be created any time"
+    );
+    assert!(
+        fixture
+            .deployments
+            .get_opt("waiting-worker")
+            .await?
+            .is_some(),
+        "the workers run and wait for the topic"
+    );
+
+    cassandra_sink_tests::fixtures::create_topic(
+        &cassandra_sink_tests::Settings::from_env(),
+        &topic,
+        1,
+    )
+    .await?;
+    eventually("the topic found", Duration::from_secs(30), || async {
+        let status = sinks.get("waiting").await.ok()?.status?;
+        let found = status
+            .conditions
+            .iter()
+            .all(|condition| condition.reason != "TopicMissing");
+        (found && status.progress?.partitions.len() == 1).then_some(())
+    })
+    .await;
+    fixture.finish().await
+}
