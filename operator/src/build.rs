@@ -327,12 +327,12 @@ pub fn referenced_secrets(sink: &CassandraSink) -> Vec<(&'static str, String)> {
     secrets
 }
 
-/// The sink's namespace and name, which every child's name and the sink id derive from.
 /// The sink's id in the committer table and in its workers' configuration: `<namespace>/<name>`.
 pub fn sink_id(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
+/// The sink's namespace and name, which every child's name and the sink id derive from.
 fn namespace_and_name(sink: &CassandraSink) -> Result<(String, String), BuildError> {
     let namespace = sink.namespace().ok_or(BuildError::Missing("namespace"))?;
     let name = sink
