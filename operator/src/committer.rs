@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cassandra_sink_worker::cassandra::{ConnectError, connect_with, driver_consistency};
+use cassandra_sink_worker::cassandra::{
+    ConnectError, connect_with, driver_consistency, permit_datacenter_failover,
+};
 use cassandra_sink_worker::committer::{
     BoxedError, Committer, CommitterError as WorkerCommitterError, Position, read_positions,
 };
@@ -230,6 +232,7 @@ impl Sessions {
             };
         match connected {
             Ok(session) => {
+                permit_datacenter_failover(&session, &config);
                 let session = Arc::new(session);
                 self.failures.lock().await.remove(&key);
                 self.cache.lock().await.insert(&key, session.clone());

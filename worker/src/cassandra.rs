@@ -11,7 +11,7 @@ use scylla::errors::{
     ConnectionError, ConnectionPoolError, ConnectionSetupRequestErrorKind, DbError, ExecutionError,
     MetadataError, NewSessionError, PrepareError, RequestAttemptError,
 };
-use scylla::policies::load_balancing::DefaultPolicy;
+use scylla::policies::load_balancing::{DefaultPolicy, LoadBalancingPolicy};
 use scylla::statement::Consistency as DriverConsistency;
 
 use crate::config::{CassandraConfig, Consistency, SecretSource, TlsConfig};
@@ -241,17 +241,143 @@ pub async fn connect_with(
         })
 }
 
-/// Token-aware routing, confined to the local datacenter when one is configured.
-pub fn load_balancing_policy(
-    config: &CassandraConfig,
-) -> Arc<dyn scylla::policies::load_balancing::LoadBalancingPolicy> {
+/// Token-aware routing, confined to the local datacenter when one is configured. Until the keyspaces a
+/// session writes are known, confinement is strict ([`settle_datacenter_routing`] may relax it).
+pub fn load_balancing_policy(config: &CassandraConfig) -> Arc<dyn LoadBalancingPolicy> {
+    policy(config, false)
+}
+
+fn policy(config: &CassandraConfig, permit_failover: bool) -> Arc<dyn LoadBalancingPolicy> {
     let mut policy = DefaultPolicy::builder().token_aware(true);
     if let Some(datacenter) = &config.local_datacenter {
         policy = policy
             .prefer_datacenter(datacenter.clone())
-            .permit_dc_failover(false);
+            .permit_dc_failover(permit_failover);
     }
     policy.build()
+}
+
+/// How a session's routing treats the datacenters, given the keyspaces it writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatacenterRouting {
+    /// Whether a request may go to a node outside the local datacenter when the plan has none in it.
+    pub permit_failover: bool,
+    /// What the user should know, said once at start.
+    pub warning: Option<String>,
+}
+
+/// Decides [`DatacenterRouting`]. `keyspaces` pairs each keyspace with whether its replication places
+/// replicas per datacenter (`NetworkTopologyStrategy`); `datacenters` are those of the cluster's nodes.
+///
+/// A keyspace under `SimpleStrategy` places replicas around the ring without regard to datacenters.
+/// Confined strictly to the local datacenter, some of its tokens would have no replica to go to:
+/// requests fail, and the driver warns on every request that it may happen (it cannot know the
+/// cluster's topology). So strict confinement is kept only when every keyspace is placed per
+/// datacenter; otherwise the local datacenter is preferred with failover permitted, which changes
+/// nothing on a one-datacenter cluster, and on several is what such a keyspace needs, said once.
+pub fn datacenter_routing(
+    local: Option<&str>,
+    keyspaces: &[(String, bool)],
+    datacenters: &std::collections::BTreeSet<String>,
+) -> DatacenterRouting {
+    let blind: Vec<&str> = keyspaces
+        .iter()
+        .filter(|(_, per_datacenter)| !per_datacenter)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let Some(local) = local else {
+        return DatacenterRouting {
+            permit_failover: true,
+            warning: None,
+        };
+    };
+    if blind.is_empty() {
+        return DatacenterRouting {
+            permit_failover: false,
+            warning: None,
+        };
+    }
+    let elsewhere: Vec<&str> = datacenters
+        .iter()
+        .map(String::as_str)
+        .filter(|datacenter| *datacenter != local)
+        .collect();
+    DatacenterRouting {
+        permit_failover: true,
+        warning: (!elsewhere.is_empty()).then(|| {
+            format!(
+                "keyspace {} does not place replicas per datacenter (SimpleStrategy), and the cluster \
+                 has nodes outside localDatacenter {local} (in {}): writes of some keys go to those \
+                 nodes. Use NetworkTopologyStrategy to keep them in {local}",
+                blind.join(", "),
+                elsewhere.join(", ")
+            )
+        }),
+    }
+}
+
+/// Settles the session's datacenter routing once the keyspaces it writes exist
+/// ([`datacenter_routing`]), and returns the policy now in force, for requests routed by hand.
+pub async fn settle_datacenter_routing(
+    session: &Session,
+    config: &CassandraConfig,
+    keyspaces: &[&str],
+) -> Arc<dyn LoadBalancingPolicy> {
+    // The keyspaces may have been created since the session read the schema.
+    if let Err(error) = session.refresh_metadata().await {
+        tracing::debug!(%error, "schema metadata not refreshed");
+    }
+    let state = session.get_cluster_state();
+    let mut named: Vec<(String, bool)> = Vec::new();
+    for keyspace in keyspaces {
+        if named.iter().any(|(name, _)| name == keyspace) {
+            continue;
+        }
+        let per_datacenter = state.get_keyspace(keyspace).is_some_and(|found| {
+            matches!(
+                found.strategy,
+                scylla::cluster::metadata::Strategy::NetworkTopologyStrategy { .. }
+            )
+        });
+        named.push(((*keyspace).to_owned(), per_datacenter));
+    }
+    let datacenters = state
+        .get_nodes_info()
+        .iter()
+        .filter_map(|node| node.datacenter.clone())
+        .collect();
+    let routing = datacenter_routing(config.local_datacenter.as_deref(), &named, &datacenters);
+    if let Some(warning) = &routing.warning {
+        tracing::warn!("{warning}");
+    }
+    route_by(session, config, routing.permit_failover)
+}
+
+/// Makes the session prefer the local datacenter with failover permitted, whatever its keyspaces: for
+/// the operator, whose few requests (DDL, PREPARE, committer reads) should reach the cluster wherever
+/// the replicas are.
+pub fn permit_datacenter_failover(session: &Session, config: &CassandraConfig) {
+    route_by(session, config, true);
+}
+
+/// Points the session's default profile at the policy with `permit_failover`, and returns the policy.
+fn route_by(
+    session: &Session,
+    config: &CassandraConfig,
+    permit_failover: bool,
+) -> Arc<dyn LoadBalancingPolicy> {
+    let chosen = policy(config, permit_failover);
+    let profile = ExecutionProfile::builder()
+        .load_balancing_policy(chosen.clone())
+        .consistency(driver_consistency(config.consistency))
+        .request_timeout(Some(config.request_timeout.0))
+        .build();
+    // The handle is shared: every statement on the default profile follows.
+    session
+        .get_default_execution_profile_handle()
+        .clone()
+        .map_to_another_profile(profile);
+    chosen
 }
 
 /// A rustls client configuration from PEM material.
@@ -407,5 +533,84 @@ pub fn classify(error: &ExecutionError) -> Failure {
         )) => Failure::Rejected(message.clone()),
         ExecutionError::BadQuery(_) => Failure::Rejected(error.to_string()),
         _ => Failure::Transient(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datacenters(names: &[&str]) -> std::collections::BTreeSet<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    fn keyspaces(list: &[(&str, bool)]) -> Vec<(String, bool)> {
+        list.iter()
+            .map(|(name, per_datacenter)| ((*name).to_owned(), *per_datacenter))
+            .collect()
+    }
+
+    #[test]
+    fn keyspaces_placed_per_datacenter_keep_requests_in_the_local_one() {
+        let routing = datacenter_routing(
+            Some("dc1"),
+            &keyspaces(&[("data", true), ("committer", true)]),
+            &datacenters(&["dc1", "dc2"]),
+        );
+        assert_eq!(
+            routing,
+            DatacenterRouting {
+                permit_failover: false,
+                warning: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_simple_strategy_keyspace_on_one_datacenter_needs_no_warning() {
+        let routing = datacenter_routing(
+            Some("dc1"),
+            &keyspaces(&[("data", false), ("committer", true)]),
+            &datacenters(&["dc1"]),
+        );
+        assert!(
+            routing.permit_failover,
+            "no other datacenter to fail over to"
+        );
+        assert_eq!(routing.warning, None);
+    }
+
+    #[test]
+    fn a_simple_strategy_keyspace_over_several_datacenters_is_said_once_naming_them() {
+        let routing = datacenter_routing(
+            Some("dc1"),
+            &keyspaces(&[("data", false), ("committer", false), ("other", true)]),
+            &datacenters(&["dc1", "dc2", "dc3"]),
+        );
+        assert!(
+            routing.permit_failover,
+            "else some tokens have no node to go to"
+        );
+        let warning = routing.warning.expect("a warning");
+        for part in [
+            "data, committer",
+            "dc1",
+            "dc2, dc3",
+            "NetworkTopologyStrategy",
+        ] {
+            assert!(warning.contains(part), "{part} in {warning}");
+        }
+        assert!(!warning.contains("other"), "{warning}");
+    }
+
+    #[test]
+    fn without_a_local_datacenter_nothing_is_confined() {
+        let routing = datacenter_routing(
+            None,
+            &keyspaces(&[("data", false)]),
+            &datacenters(&["dc1", "dc2"]),
+        );
+        assert!(routing.permit_failover);
+        assert_eq!(routing.warning, None);
     }
 }

@@ -12,7 +12,7 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
 use crate::batching::BatchLimits;
-use crate::cassandra::{ConnectError, connect, driver_consistency, load_balancing_policy};
+use crate::cassandra::{ConnectError, connect, driver_consistency, settle_datacenter_routing};
 use crate::committer::{Committer, CommitterError};
 use crate::config::{CassandraConfig, DeadLetterConfig, Guarantee, SinkConfig};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
@@ -255,6 +255,19 @@ pub async fn prepare(
         .get_table_spec()
         .map(|spec| (spec.ks_name().to_owned(), spec.table_name().to_owned()))
         .unwrap_or_default();
+    // Each session's routing, now that the keyspaces it writes are known.
+    let dead_letter_keyspace = schema::dead_letter_table(config).map(|(keyspace, _)| keyspace);
+    let committer_keyspaces: Vec<&str> = std::iter::once(keyspace.as_str())
+        .chain(dead_letter_keyspace.as_deref())
+        .collect();
+    let mut data_keyspaces = vec![keyspace_name.as_str()];
+    match &config.committer.cassandra {
+        Some(cluster) => {
+            settle_datacenter_routing(&committer_session, cluster, &committer_keyspaces).await;
+        }
+        None => data_keyspaces.extend(&committer_keyspaces),
+    }
+    let policy = settle_datacenter_routing(&session, &config.cassandra, &data_keyspaces).await;
     let router = Router::new(RouterSettings {
         per_node: config.limits.max_in_flight_per_node as usize,
         keyspace: keyspace_name.clone(),
@@ -262,7 +275,7 @@ pub async fn prepare(
         local_datacenter: config.cassandra.local_datacenter.clone(),
         consistency: driver_consistency(config.cassandra.consistency),
         request_timeout: config.cassandra.request_timeout.0,
-        policy: load_balancing_policy(&config.cassandra),
+        policy,
     });
     let batching = batching(&session, &statement, &keyspace_name, &table_name, config);
     let writer_metrics = metrics.clone();
