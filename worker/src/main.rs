@@ -212,7 +212,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             worker_id: id,
         } => {
             let shutdown = termination()?;
-            let parsed = load(&config)?;
+            let mut parsed = load(&config)?;
+            cassandra_sink_worker::source::join_as(&mut parsed.source.kafka, id.as_deref());
             let metrics = Arc::new(Metrics::new());
             let (stop, stopped) = watch::channel(false);
             let mut http_stopped = stopped.clone();

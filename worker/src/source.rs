@@ -99,6 +99,20 @@ pub enum SourceError {
     /// Claiming a partition failed for good.
     #[error(transparent)]
     Claim(#[from] CommitterError),
+    /// librdkafka stopped the consumer for good; with `FencedInstanceId`, another worker of the sink
+    /// runs under the same name (`group.instance.id`).
+    #[error(
+        "Kafka stopped this consumer for good: {code}{}",
+        if *code == RDKafkaErrorCode::FencedInstanceId {
+            "; another worker of this sink runs under the same name (worker id): give each its own"
+        } else {
+            ""
+        }
+    )]
+    Fatal {
+        /// librdkafka's error code.
+        code: RDKafkaErrorCode,
+    },
     /// The position to read from is outside what Kafka holds.
     #[error(
         "Kafka{}: {code}: the position the committer table holds is outside what Kafka keeps; \
@@ -111,6 +125,23 @@ pub enum SourceError {
         /// librdkafka's error code.
         code: RDKafkaErrorCode,
     },
+}
+
+/// Makes a worker with a stable name a static member of its consumer group (KIP-345), with the name
+/// as `group.instance.id`. The operator names each worker after its pod, and a pod keeps its name when
+/// the kubelet restarts its crashed container: the restarted worker then takes its partitions back as
+/// soon as it rejoins, where a new member would wait until the group gives up on the old one
+/// (`session.timeout.ms`). A graceful stop still hands the partitions over at once, since the worker
+/// unsubscribes (which leaves the group) before it closes. A name made up at start (host name and
+/// process id) is not stable, so such a worker stays a dynamic member; a `group.instance.id` the user
+/// sets in the properties wins.
+pub fn join_as(source: &mut KafkaSource, stable_name: Option<&str>) {
+    if let Some(name) = stable_name {
+        source
+            .properties
+            .entry("group.instance.id".to_owned())
+            .or_insert_with(|| name.to_owned());
+    }
 }
 
 /// The librdkafka configuration of the consumer: the sink's fixed settings, security, then the
@@ -536,9 +567,18 @@ fn poll_loop(
         }
     }
     consumer.unsubscribe();
-    // Serve the revoke callback that unsubscribing triggers.
-    let _ = consumer.poll(Duration::from_millis(500));
+    // Serve the revoke callback that unsubscribing triggers, then give librdkafka the moment it takes
+    // to leave the group once the assignment is given up. A static member (a worker with a stable
+    // name) leaves only this way: closing the consumer never leaves for it (KIP-345), and without the
+    // leave its partitions would wait for the session timeout before moving to the other workers.
+    let deadline = Instant::now() + LEAVE_GRACE;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let _ = consumer.poll(left);
+    }
 }
+
+/// How long a stopping worker keeps serving its consumer after unsubscribing.
+const LEAVE_GRACE: Duration = Duration::from_millis(500);
 
 /// How often an unreachable Kafka is probed.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -552,6 +592,7 @@ fn fatal(error: &KafkaError) -> Option<SourceError> {
             partition: None,
             code: *code,
         }),
+        KafkaError::MessageConsumptionFatal(code) => Some(SourceError::Fatal { code: *code }),
         _ => None,
     }
 }
@@ -588,6 +629,47 @@ mod tests {
         let properties = BTreeMap::from([("fetch.max.bytes".to_owned(), "1048576".to_owned())]);
         let config = client_config(&source(properties), "g").expect("passed through");
         assert_eq!(config.get("fetch.max.bytes"), Some("1048576"));
+    }
+
+    #[test]
+    fn a_worker_with_a_stable_name_is_a_static_member_unless_the_user_says_otherwise() {
+        let mut named = source(BTreeMap::new());
+        join_as(&mut named, Some("values-worker-7d9f-abcde"));
+        let config = client_config(&named, "g").expect("config");
+        assert_eq!(
+            config.get("group.instance.id"),
+            Some("values-worker-7d9f-abcde")
+        );
+        let mut unnamed = source(BTreeMap::new());
+        join_as(&mut unnamed, None);
+        let config = client_config(&unnamed, "g").expect("config");
+        assert_eq!(config.get("group.instance.id"), None, "a dynamic member");
+        let mut chosen = source(BTreeMap::from([(
+            "group.instance.id".to_owned(),
+            "mine".to_owned(),
+        )]));
+        join_as(&mut chosen, Some("pod"));
+        let config = client_config(&chosen, "g").expect("config");
+        assert_eq!(config.get("group.instance.id"), Some("mine"));
+    }
+
+    #[test]
+    fn a_consumer_fenced_by_a_namesake_stops_saying_why() {
+        let failure = fatal(&KafkaError::MessageConsumptionFatal(
+            RDKafkaErrorCode::FencedInstanceId,
+        ))
+        .expect("fatal");
+        assert!(
+            failure.to_string().contains("same name (worker id)"),
+            "{failure}"
+        );
+        assert!(
+            fatal(&KafkaError::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure
+            ))
+            .is_none(),
+            "retried"
+        );
     }
 
     #[test]

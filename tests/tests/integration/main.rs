@@ -10,6 +10,7 @@ mod guarantee;
 mod images;
 mod lifecycle;
 mod operator;
+mod recovery;
 mod routing;
 mod secured;
 mod smoke_cassandra;
