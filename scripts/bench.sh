@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: the worker end to end (exactly-once, release build) against the Cassandra write ceiling of
-# the scylla driver alone, in one run on the local servers. Prints a Markdown table for docs/benchmarks.md.
+# the scylla driver alone, then the stall when one of two workers is killed or stopped, in one run on the
+# local servers. Prints a Markdown table for docs/benchmarks.md.
 #
 #   scripts/bench.sh [-- --records N --keys K --partitions P --concurrency 64,256,1024 --max-records M --worker-log]
+#   scripts/bench.sh -- --recovery-only --partitions 6
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/localenv.sh up

@@ -3,9 +3,13 @@
 //!
 //! (a) the ceiling: the scylla driver writing the same rows, prepared, at the best of several
 //!     concurrencies, with no Kafka and no checkpoints;
-//! (b) the worker (release build, exactly-once) draining a pre-filled topic of the same records.
+//! (b) the worker (release build, exactly-once) draining a pre-filled topic of the same records;
+//! (c) recovery: the stall when one of two workers is killed or stopped under a steady flow.
 //!
-//! Prints records/s of both, b/a, p50/p99 checkpoint commit latency, and the worker's peak RSS and CPU.
+//! Prints records/s of both, b/a, p50/p99 checkpoint commit latency, the worker's peak RSS and CPU,
+//! and the stall of each kind of stop.
+
+mod recovery;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -39,6 +43,9 @@ struct Options {
     /// Print the worker's whole log, not only its checkpoint lines.
     #[arg(long)]
     worker_log: bool,
+    /// Run only part (c), recovery.
+    #[arg(long)]
+    recovery_only: bool,
     /// The worker binary (a release build).
     #[arg(long, default_value = "target/release/cassandra-sink-worker")]
     worker: PathBuf,
@@ -229,30 +236,65 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     session.await_schema_agreement().await?;
+    if !options.recovery_only {
+        throughput(&settings, &session, &keyspace, &options).await?;
+    }
+    eprintln!("(c) recovery: one of two workers stopped under a steady flow");
+    let stalls = recovery::run(
+        &settings,
+        &session,
+        &keyspace,
+        options.partitions,
+        &options.worker,
+    )
+    .await?;
+    if options.recovery_only {
+        println!("| measure | value |");
+        println!("| --- | --- |");
+    }
+    for stall in stalls {
+        println!(
+            "| (c) stall: {} | {:.2} s ({} partitions) |",
+            stall.what,
+            stall.stall.as_secs_f64(),
+            stall.partitions
+        );
+    }
+    cassandra_sink_tests::fixtures::drop_keyspace(&session, &keyspace).await?;
+    Ok(())
+}
+
+/// Parts (a) and (b), with their rows of the table.
+async fn throughput(
+    settings: &Settings,
+    session: &scylla::client::session::Session,
+    keyspace: &str,
+    options: &Options,
+) -> anyhow::Result<()> {
     let topic = keyspace.replace('_', "-");
-    create_topic(&settings, &topic, options.partitions).await?;
+    create_topic(settings, &topic, options.partitions).await?;
 
     // A first write of a key costs Cassandra more than an update of it, so both tables get every key
     // before anything is measured: the driver and the worker then find their tables in the same state.
     eprintln!("warming Cassandra and both tables up (not measured)");
-    ceiling(&session, &keyspace, "ceiling", &options).await?;
+    ceiling(session, keyspace, "ceiling", options).await?;
     let once = Options {
         concurrency: vec![256],
         ..options.clone()
     };
-    ceiling(&session, &keyspace, "values", &once).await?;
+    ceiling(session, keyspace, "values", &once).await?;
     eprintln!(
         "(a1) write ceiling: the driver alone, {} records",
         options.records
     );
     let (best_concurrency, first_ceiling, ceiling_cpu) =
-        ceiling(&session, &keyspace, "ceiling", &options).await?;
+        ceiling(session, keyspace, "ceiling", options).await?;
 
     eprintln!("pre-filling topic {topic} with {} records", options.records);
-    prefill(&settings, &topic, &options).await?;
+    prefill(settings, &topic, options).await?;
 
     eprintln!("(b) worker, exactly-once, draining the topic");
-    let dir = std::env::temp_dir().join(&keyspace);
+    let dir = std::env::temp_dir().join(keyspace);
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("sink.yaml");
     let sink_id = format!("bench/{keyspace}");
@@ -279,8 +321,8 @@ async fn main() -> anyhow::Result<()> {
     let mut first_commit: Option<(Instant, i64, CpuSplit)> = None;
     loop {
         let committed: i64 = fixtures::committed(
-            &session,
-            &keyspace,
+            session,
+            keyspace,
             "checkpoints",
             &sink_id,
             options.partitions,
@@ -315,7 +357,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency: vec![best_concurrency],
         ..options.clone()
     };
-    let (_, second_ceiling, _) = ceiling(&session, &keyspace, "ceiling", &again).await?;
+    let (_, second_ceiling, _) = ceiling(session, keyspace, "ceiling", &again).await?;
     // The machine drifts between runs: compare the worker with the ceiling measured around it.
     let ceiling_rate = (first_ceiling + second_ceiling) / 2.0;
     for line in log
@@ -401,7 +443,6 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| CPU per 100,000 records, (a) at its best | {ceiling_cpu} (the driver) |");
     println!("| CPU per 100,000 records, (b) | {worker_cpu} (the worker) |");
-    cassandra_sink_tests::fixtures::drop_keyspace(&session, &keyspace).await?;
     std::fs::remove_dir_all(dir).ok();
     Ok(())
 }

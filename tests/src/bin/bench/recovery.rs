@@ -1,0 +1,327 @@
+//! (c) Recovery: how long a worker's partitions go without commits when it stops. Two release workers
+//! share a topic under a steady flow of records; one is stopped in each way a worker stops in a
+//! cluster, and the stall is measured from the stop until every partition it held has committed
+//! again. The table is then checked against the records produced: exactly once, through every stop.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cassandra_sink_tests::Settings;
+use cassandra_sink_tests::fixtures::{self, create_topic};
+use cassandra_sink_tests::worker::Worker;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use scylla::client::session::Session;
+
+/// Records per second produced while the workers run.
+const RATE: u64 = 500;
+
+/// One way of stopping a worker, and the stall it caused.
+pub struct Stall {
+    /// What was done.
+    pub what: &'static str,
+    /// From the stop until every partition the worker held had committed again.
+    pub stall: Duration,
+    /// Partitions the worker held.
+    pub partitions: usize,
+}
+
+/// Where the workers commit, and what they held.
+struct Committer<'a> {
+    session: &'a Session,
+    keyspace: &'a str,
+    sink_id: &'a str,
+    partitions: i32,
+}
+
+impl Committer<'_> {
+    /// Each partition's owner and committed offset.
+    async fn owners(&self) -> anyhow::Result<BTreeMap<i32, (String, i64)>> {
+        let mut owners = BTreeMap::new();
+        for partition in 0..self.partitions {
+            let row = self
+                .session
+                .query_unpaged(
+                    format!(
+                        "SELECT owner, committed_offset FROM {}.checkpoints \
+                         WHERE sink_id = ? AND source_partition = ?",
+                        self.keyspace
+                    ),
+                    (self.sink_id, partition),
+                )
+                .await?
+                .into_rows_result()?
+                .maybe_first_row::<(Option<String>, Option<i64>)>()?;
+            if let Some((Some(owner), Some(offset))) = row {
+                owners.insert(partition, (owner, offset));
+            }
+        }
+        Ok(owners)
+    }
+
+    /// Waits until every partition commits and each of `workers` holds some: the group has settled.
+    async fn settled(&self, workers: &[&str]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        // Until the first worker has created the committer table, nothing is committed.
+        let mut last = self.owners().await.unwrap_or_default();
+        loop {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let now = self.owners().await.unwrap_or_default();
+            let all_moved = (0..self.partitions).all(|partition| {
+                match (now.get(&partition), last.get(&partition)) {
+                    (Some((_, offset)), Some((_, before))) => offset > before,
+                    _ => false,
+                }
+            });
+            let all_hold = workers
+                .iter()
+                .all(|worker| now.values().any(|(owner, _)| owner == worker));
+            if all_moved && all_hold {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the group did not settle with {workers:?}: {now:?}"
+            );
+            last = now;
+        }
+    }
+
+    /// Stops `victim` with `stop` and measures until each partition it held has committed past where
+    /// it stood at the stop; `handed_over` when that must be by another worker.
+    async fn stall(
+        &self,
+        victim: &str,
+        stop: impl FnOnce(),
+        handed_over: bool,
+    ) -> anyhow::Result<(Duration, usize)> {
+        let held: Vec<i32> = self
+            .owners()
+            .await?
+            .into_iter()
+            .filter(|(_, (owner, _))| owner == victim)
+            .map(|(partition, _)| partition)
+            .collect();
+        anyhow::ensure!(!held.is_empty(), "{victim} holds no partition");
+        let stopped = Instant::now();
+        stop();
+        // Read right after the stop: a killed worker commits nothing more, and a stopping one's last
+        // commit is its own, which `handed_over` does not count.
+        let at_stop = self.owners().await?;
+        loop {
+            let now = self.owners().await?;
+            let done = held.iter().all(|partition| {
+                let (owner, offset) = &now[partition];
+                *offset > at_stop[partition].1 && (!handed_over || owner != victim)
+            });
+            if done {
+                return Ok((stopped.elapsed(), held.len()));
+            }
+            anyhow::ensure!(
+                stopped.elapsed() < Duration::from_secs(120),
+                "the partitions of {victim} did not commit again within 2 minutes: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Runs part (c) on a topic and table of its own in `keyspace`.
+pub async fn run(
+    settings: &Settings,
+    session: &Session,
+    keyspace: &str,
+    partitions: i32,
+    worker: &Path,
+) -> anyhow::Result<Vec<Stall>> {
+    let topic = format!("{}-recovery", keyspace.replace('_', "-"));
+    create_topic(settings, &topic, partitions).await?;
+    session
+        .query_unpaged(
+            format!(
+                "CREATE TABLE {keyspace}.recovery (id text PRIMARY KEY, counter int, seq bigint)"
+            ),
+            (),
+        )
+        .await?;
+    session.await_schema_agreement().await?;
+    let dir = std::env::temp_dir().join(format!("{keyspace}-recovery"));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("sink.yaml");
+    let sink_id = format!("bench/{keyspace}-recovery");
+    // The product's defaults: a checkpoint a second, the worker's Kafka session timeout.
+    std::fs::write(
+        &config,
+        format!(
+            "sinkId: {sink_id}\ncassandra: {{ contactPoints: [\"{cassandra}\"], localDatacenter: datacenter1 }}\n\
+             insertQuery: \"INSERT INTO {keyspace}.recovery (id, counter, seq) VALUES (?, ?, ?)\"\n\
+             committer: {{ keyspace: {keyspace}, table: checkpoints }}\n\
+             source: {{ kafka: {{ bootstrapServers: [\"{kafka}\"], topic: {topic} }} }}\n",
+            cassandra = settings.cassandra,
+            kafka = settings.kafka,
+        ),
+    )?;
+
+    let flowing = Arc::new(AtomicBool::new(true));
+    let flow = tokio::spawn(produce(
+        fixtures::producer(settings)?,
+        topic.clone(),
+        partitions,
+        flowing.clone(),
+    ));
+    let committer = Committer {
+        session,
+        keyspace,
+        sink_id: &sink_id,
+        partitions,
+    };
+    let start = |name: &str| Worker::start_binary(worker, &config, name, &[]);
+    let mut stalls = Vec::new();
+    // Every worker is started with a name, as the operator names each after its pod: a static member.
+    let stayed = start("r1");
+    let first = start("r0");
+    committer.settled(&["r0", "r1"]).await?;
+
+    let mut restarted = None;
+    let (stall, held) = committer
+        .stall(
+            "r0",
+            || {
+                first.kill();
+                restarted = Some(start("r0"));
+            },
+            false,
+        )
+        .await?;
+    stalls.push(Stall {
+        what: "kill -9, restarted under the same name (a crashed container, restarted in its pod)",
+        stall,
+        partitions: held,
+    });
+    let restarted = restarted.expect("restarted");
+    committer.settled(&["r0", "r1"]).await?;
+
+    let mut renamed = None;
+    let (stall, held) = committer
+        .stall(
+            "r0",
+            || {
+                restarted.kill();
+                renamed = Some(start("r2"));
+            },
+            false,
+        )
+        .await?;
+    stalls.push(Stall {
+        what: "kill -9, restarted under a new name (no stable identity; a pod lost with its node)",
+        stall,
+        partitions: held,
+    });
+    let renamed = renamed.expect("restarted");
+    committer.settled(&["r1", "r2"]).await?;
+
+    let (stall, held) = committer
+        .stall(
+            "r2",
+            || {
+                renamed.terminate(Duration::from_secs(30));
+            },
+            true,
+        )
+        .await?;
+    stalls.push(Stall {
+        what: "SIGTERM (scale-down, rolling update): handed over to the other worker",
+        stall,
+        partitions: held,
+    });
+
+    // Exactly once through all of it: the flow stops, the last worker drains it, and the table holds
+    // the last update of every key.
+    flowing.store(false, Ordering::SeqCst);
+    let (expected, produced) = flow.await??;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let committed: i64 = committer
+            .owners()
+            .await?
+            .values()
+            .map(|(_, offset)| offset)
+            .sum();
+        if committed >= produced {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{committed} of {produced} records committed a minute after the flow stopped; logs in {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stayed.terminate(Duration::from_secs(30)).success());
+    let table: BTreeMap<String, (i32, i64)> = session
+        .query_unpaged(
+            format!("SELECT id, counter, seq FROM {keyspace}.recovery"),
+            (),
+        )
+        .await?
+        .into_rows_result()?
+        .rows::<(String, i32, i64)>()?
+        .map(|row| row.map(|(id, counter, seq)| (id, (counter, seq))))
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(
+        table == expected,
+        "the table differs from the last update of each key; logs in {}",
+        dir.display()
+    );
+    std::fs::remove_dir_all(dir).ok();
+    Ok(stalls)
+}
+
+/// Produces [`RATE`] records a second over 100 keys until `flowing` is cleared; returns the last
+/// (counter, seq) of each key and how many records were produced.
+async fn produce(
+    producer: FutureProducer,
+    topic: String,
+    partitions: i32,
+    flowing: Arc<AtomicBool>,
+) -> anyhow::Result<(BTreeMap<String, (i32, i64)>, i64)> {
+    let mut expected = BTreeMap::new();
+    let mut seq = 0i64;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let per_tick = (RATE / 100).max(1) as i64;
+    while flowing.load(Ordering::SeqCst) {
+        tick.tick().await;
+        let mut sends = Vec::new();
+        for _ in 0..per_tick {
+            let key = seq % 100;
+            let id = format!("k{key}");
+            let counter = expected
+                .get(&id)
+                .map_or(1, |(counter, _): &(i32, i64)| counter + 1);
+            expected.insert(id.clone(), (counter, seq));
+            let value = serde_json::json!([id, counter, seq]).to_string();
+            let partition = (key % i64::from(partitions)) as i32;
+            let producer = &producer;
+            let topic = &topic;
+            sends.push(async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic)
+                            .partition(partition)
+                            .key(&id)
+                            .payload(&value),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .map_err(|(error, _)| anyhow::anyhow!("producing: {error}"))
+            });
+            seq += 1;
+        }
+        for sent in futures::future::join_all(sends).await {
+            sent?;
+        }
+    }
+    Ok((expected, seq))
+}
