@@ -102,8 +102,17 @@ impl Worker {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then wait for the exit (graceful shutdown).
+    /// SIGTERM, then wait for the exit (graceful shutdown). A worker spawned a moment ago may not have
+    /// installed its signal handlers yet, and SIGTERM would then be the default, fatal, action: the
+    /// signal waits until it serves `/healthz` (its handlers come first), or has exited.
     pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.get("/healthz").is_none() && Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         self.signal("-TERM");
         self.wait(timeout).unwrap_or_else(|| {
             let _ = self.child.kill();
