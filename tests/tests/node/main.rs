@@ -10,6 +10,7 @@
 use tokio::sync::{Mutex, MutexGuard};
 
 mod chart;
+mod crash;
 mod kstatus;
 mod lifecycle;
 mod manifests;
