@@ -978,6 +978,39 @@ async fn the_operator_watches_only_the_namespaces_it_is_given() -> anyhow::Resul
     Ok(())
 }
 
+/// A sink over TLS to the local Cassandra (CA from Secret `cassandra_tls`) and SASL_SSL to the local
+/// Kafka (credentials and CA from the Secrets `kafka`), its table named after it in `keyspace`.
+fn secured_sink(
+    keyspace: &str,
+    topic: &str,
+    name: &str,
+    cassandra_tls: &str,
+    (kafka_sasl, kafka_tls): (&str, &str),
+) -> anyhow::Result<CassandraSink> {
+    let servers = cassandra_sink_tests::Settings::from_env();
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "cassandra-sink.io/v1alpha1",
+        "kind": "CassandraSink",
+        "metadata": { "name": name },
+        "spec": {
+            "cassandra": {
+                "contactPoints": [servers.cassandra], "localDatacenter": "datacenter1",
+                "tls": { "secretName": cassandra_tls }
+            },
+            "createQuery": format!("CREATE TABLE IF NOT EXISTS {keyspace}.{name} (id text PRIMARY KEY, counter int)"),
+            "insertQuery": format!("INSERT INTO {keyspace}.{name} (id, counter) VALUES (?, ?)"),
+            "committer": { "keyspace": keyspace, "table": "checkpoints" },
+            "source": { "kafka": {
+                "bootstrapServers": [cassandra_sink_tests::env_or("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS", "127.0.0.1:9094")],
+                "topic": topic,
+                "securityProtocol": "SASL_SSL",
+                "sasl": { "mechanism": "PLAIN", "secretName": kafka_sasl },
+                "tls": { "secretName": kafka_tls }
+            } }
+        }
+    }))?)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow::Result<()> {
     use cassandra_sink_tests::{env_or, fixtures};
@@ -1044,28 +1077,14 @@ async fn the_operator_reaches_secured_servers_with_the_sinks_secrets() -> anyhow
         &namespace,
         std::sync::Arc::new(cassandra_sink_operator::metrics::Metrics::new()),
     );
-    let secured = |name: &str, cassandra_ca: &str| -> anyhow::Result<CassandraSink> {
-        Ok(serde_json::from_value(json!({
-            "apiVersion": "cassandra-sink.io/v1alpha1",
-            "kind": "CassandraSink",
-            "metadata": { "name": name },
-            "spec": {
-                "cassandra": {
-                    "contactPoints": [servers.cassandra], "localDatacenter": "datacenter1",
-                    "tls": { "secretName": cassandra_ca }
-                },
-                "createQuery": format!("CREATE TABLE IF NOT EXISTS {keyspace}.{name} (id text PRIMARY KEY, counter int)"),
-                "insertQuery": format!("INSERT INTO {keyspace}.{name} (id, counter) VALUES (?, ?)"),
-                "committer": { "keyspace": keyspace, "table": "checkpoints" },
-                "source": { "kafka": {
-                    "bootstrapServers": [env_or("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS", "127.0.0.1:9094")],
-                    "topic": topic,
-                    "securityProtocol": "SASL_SSL",
-                    "sasl": { "mechanism": "PLAIN", "secretName": "kafka-sasl" },
-                    "tls": { "secretName": "kafka-tls" }
-                } }
-            }
-        }))?)
+    let secured = |name: &str, cassandra_ca: &str| {
+        secured_sink(
+            &keyspace,
+            &topic,
+            name,
+            cassandra_ca,
+            ("kafka-sasl", "kafka-tls"),
+        )
     };
     let sinks: Api<CassandraSink> = Api::namespaced(client.clone(), &namespace);
     sinks
@@ -1432,36 +1451,10 @@ async fn connections_are_closed_as_soon_as_no_sink_uses_them() -> anyhow::Result
         .create(&PostParams::default(), &secret("sasl", sasl.clone(), 1)?)
         .await?;
     for name in ["first", "second"] {
-        let secured: CassandraSink = serde_json::from_value(json!({
-            "apiVersion": "cassandra-sink.io/v1alpha1",
-            "kind": "CassandraSink",
-            "metadata": { "name": name },
-            "spec": {
-                "cassandra": {
-                    "contactPoints": [servers.cassandra], "localDatacenter": "datacenter1",
-                    "tls": { "secretName": "tls" }
-                },
-                "createQuery": format!("CREATE TABLE IF NOT EXISTS {keyspace}.{name} (id text PRIMARY KEY, counter int)"),
-                "insertQuery": format!("INSERT INTO {keyspace}.{name} (id, counter) VALUES (?, ?)"),
-                "committer": { "keyspace": keyspace, "table": "checkpoints" },
-                "source": { "kafka": {
-                    "bootstrapServers": [env_or("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS", "127.0.0.1:9094")],
-                    "topic": topic,
-                    "securityProtocol": "SASL_SSL",
-                    "sasl": { "mechanism": "PLAIN", "secretName": "sasl" },
-                    "tls": { "secretName": "tls" }
-                } }
-            }
-        }))?;
+        let secured = secured_sink(keyspace, &topic, name, "tls", ("sasl", "tls"))?;
         sinks.create(&PostParams::default(), &secured).await?;
     }
-    let metrics = fixture.metrics.clone();
-    let open = move || {
-        (
-            metrics.cassandra_sessions.get(),
-            metrics.kafka_clients.get(),
-        )
-    };
+    let open = || connections(&fixture.metrics);
     // Both sinks reconciled over TLS and SASL_SSL (their lag read): one session and one client,
     // shared.
     for name in ["first", "second"] {
@@ -1512,17 +1505,12 @@ async fn connections_are_closed_as_soon_as_no_sink_uses_them() -> anyhow::Result
         )
         .await;
     }
-    let closed = tokio::time::timeout(Duration::from_secs(15), async {
-        while open() != (1, 1) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
+    connections_reach(
+        &fixture.metrics,
+        (1, 1),
+        "the old versions' session and client still open",
+    )
     .await;
-    assert!(
-        closed.is_ok(),
-        "the old versions' session and client still open: (sessions, clients) = {:?}",
-        open()
-    );
 
     // A deleted sink (no finalizer under Retain) lets go of what it shared only when the other one
     // is deleted too.
@@ -1534,18 +1522,42 @@ async fn connections_are_closed_as_soon_as_no_sink_uses_them() -> anyhow::Result
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(open(), (1, 1), "second still uses them");
     sinks.delete("second", &DeleteParams::default()).await?;
-    let closed = tokio::time::timeout(Duration::from_secs(15), async {
-        while open() != (0, 0) {
+    connections_reach(
+        &fixture.metrics,
+        (0, 0),
+        "connections still open once no sink is left",
+    )
+    .await;
+    fixture.finish().await
+}
+
+/// The operator's connection gauges: (Cassandra sessions, Kafka clients).
+fn connections(metrics: &cassandra_sink_operator::metrics::Metrics) -> (i64, i64) {
+    (
+        metrics.cassandra_sessions.get(),
+        metrics.kafka_clients.get(),
+    )
+}
+
+/// Waits until the operator's connection gauges read `wanted`; fails with `what` and what they read
+/// after 15 s.
+async fn connections_reach(
+    metrics: &cassandra_sink_operator::metrics::Metrics,
+    wanted: (i64, i64),
+    what: &str,
+) {
+    let open = || connections(metrics);
+    let reached = tokio::time::timeout(Duration::from_secs(15), async {
+        while open() != wanted {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
     .await;
     assert!(
-        closed.is_ok(),
-        "connections still open once no sink is left: (sessions, clients) = {:?}",
+        reached.is_ok(),
+        "{what}: (sessions, clients) = {:?}",
         open()
     );
-    fixture.finish().await
 }
 
 /// A topic that does not exist is said on the status (`TopicMissing`, naming it), without stalling

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cassandra_sink_tests::Settings;
 use cassandra_sink_tests::fixtures::{self, create_topic};
 use cassandra_sink_tests::worker::Worker;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use scylla::client::session::Session;
 
 /// Records per second produced while the workers run.
@@ -89,14 +89,15 @@ impl Committer<'_> {
         }
     }
 
-    /// Stops `victim` with `stop` and measures until each partition it held has committed past where
-    /// it stood at the stop; `handed_over` when that must be by another worker.
+    /// Stops `victim` with `stop` (`what` says how) and measures until each partition it held has
+    /// committed past where it stood at the stop; `handed_over` when that must be by another worker.
     async fn stall(
         &self,
+        what: &'static str,
         victim: &str,
         stop: impl FnOnce(),
         handed_over: bool,
-    ) -> anyhow::Result<(Duration, usize)> {
+    ) -> anyhow::Result<Stall> {
         let held: Vec<i32> = self
             .owners()
             .await?
@@ -117,7 +118,11 @@ impl Committer<'_> {
                 *offset > at_stop[partition].1 && (!handed_over || owner != victim)
             });
             if done {
-                return Ok((stopped.elapsed(), held.len()));
+                return Ok(Stall {
+                    what,
+                    stall: stopped.elapsed(),
+                    partitions: held.len(),
+                });
             }
             anyhow::ensure!(
                 stopped.elapsed() < Duration::from_secs(120),
@@ -185,57 +190,51 @@ pub async fn run(
     committer.settled(&["r0", "r1"]).await?;
 
     let mut restarted = None;
-    let (stall, held) = committer
-        .stall(
-            "r0",
-            || {
-                first.kill();
-                restarted = Some(start("r0"));
-            },
-            false,
-        )
-        .await?;
-    stalls.push(Stall {
-        what: "kill -9, restarted under the same name (a crashed container, restarted in its pod)",
-        stall,
-        partitions: held,
-    });
+    stalls.push(
+        committer
+            .stall(
+                "kill -9, restarted under the same name (a crashed container, restarted in its pod)",
+                "r0",
+                || {
+                    first.kill();
+                    restarted = Some(start("r0"));
+                },
+                false,
+            )
+            .await?,
+    );
     let restarted = restarted.expect("restarted");
     committer.settled(&["r0", "r1"]).await?;
 
     let mut renamed = None;
-    let (stall, held) = committer
-        .stall(
-            "r0",
-            || {
-                restarted.kill();
-                renamed = Some(start("r2"));
-            },
-            false,
-        )
-        .await?;
-    stalls.push(Stall {
-        what: "kill -9, restarted under a new name (no stable identity; a pod lost with its node)",
-        stall,
-        partitions: held,
-    });
+    stalls.push(
+        committer
+            .stall(
+                "kill -9, restarted under a new name (no stable identity; a pod lost with its node)",
+                "r0",
+                || {
+                    restarted.kill();
+                    renamed = Some(start("r2"));
+                },
+                false,
+            )
+            .await?,
+    );
     let renamed = renamed.expect("restarted");
     committer.settled(&["r1", "r2"]).await?;
 
-    let (stall, held) = committer
-        .stall(
-            "r2",
-            || {
-                renamed.terminate(Duration::from_secs(30));
-            },
-            true,
-        )
-        .await?;
-    stalls.push(Stall {
-        what: "SIGTERM (scale-down, rolling update): handed over to the other worker",
-        stall,
-        partitions: held,
-    });
+    stalls.push(
+        committer
+            .stall(
+                "SIGTERM (scale-down, rolling update): handed over to the other worker",
+                "r2",
+                || {
+                    renamed.terminate(Duration::from_secs(30));
+                },
+                true,
+            )
+            .await?,
+    );
 
     // Exactly once through all of it: the flow stops, the last worker drains it, and the table holds
     // the last update of every key.
@@ -303,19 +302,9 @@ async fn produce(
             expected.insert(id.clone(), (counter, seq));
             let value = serde_json::json!([id, counter, seq]).to_string();
             let partition = (key % i64::from(partitions)) as i32;
-            let producer = &producer;
-            let topic = &topic;
+            let (producer, topic) = (&producer, &topic);
             sends.push(async move {
-                producer
-                    .send(
-                        FutureRecord::to(topic)
-                            .partition(partition)
-                            .key(&id)
-                            .payload(&value),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .map_err(|(error, _)| anyhow::anyhow!("producing: {error}"))
+                fixtures::send(producer, topic, partition, &id, value.as_bytes()).await
             });
             seq += 1;
         }
