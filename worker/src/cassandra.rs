@@ -316,17 +316,14 @@ pub fn datacenter_routing(
     }
 }
 
-/// Settles the session's datacenter routing once the keyspaces it writes exist
-/// ([`datacenter_routing`]), and returns the policy now in force, for requests routed by hand.
-pub async fn settle_datacenter_routing(
+/// Settles the session's datacenter routing from the keyspaces it writes ([`datacenter_routing`]),
+/// as the session's schema metadata has them (refresh it first if they may be new). Returns the
+/// policy now in force, for requests routed by hand, and what to tell the user once.
+pub fn settle_datacenter_routing(
     session: &Session,
     config: &CassandraConfig,
     keyspaces: &[&str],
-) -> Arc<dyn LoadBalancingPolicy> {
-    // The keyspaces may have been created since the session read the schema.
-    if let Err(error) = session.refresh_metadata().await {
-        tracing::debug!(%error, "schema metadata not refreshed");
-    }
+) -> (Arc<dyn LoadBalancingPolicy>, Option<String>) {
     let state = session.get_cluster_state();
     let mut named: Vec<(String, bool)> = Vec::new();
     for keyspace in keyspaces {
@@ -347,10 +344,10 @@ pub async fn settle_datacenter_routing(
         .filter_map(|node| node.datacenter.clone())
         .collect();
     let routing = datacenter_routing(config.local_datacenter.as_deref(), &named, &datacenters);
-    if let Some(warning) = &routing.warning {
-        tracing::warn!("{warning}");
-    }
-    route_by(session, config, routing.permit_failover)
+    (
+        route_by(session, config, routing.permit_failover),
+        routing.warning,
+    )
 }
 
 /// Makes the session prefer the local datacenter with failover permitted, whatever its keyspaces: for

@@ -147,6 +147,23 @@ fn batching(
     })
 }
 
+/// [`settle_datacenter_routing`] on the schema as it is now (the DDL may just have created the
+/// keyspaces' tables), saying once what the user should know.
+async fn settle_routing(
+    session: &Session,
+    cluster: &CassandraConfig,
+    keyspaces: &[&str],
+) -> Arc<dyn scylla::policies::load_balancing::LoadBalancingPolicy> {
+    if let Err(error) = session.refresh_metadata().await {
+        tracing::debug!(%error, "schema metadata not refreshed");
+    }
+    let (policy, warning) = settle_datacenter_routing(session, cluster, keyspaces);
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
+    policy
+}
+
 /// Connects, waiting out a cluster that does not answer yet: a worker started during a Cassandra
 /// outage stays up and unready, and connects when the cluster is back, instead of exiting (which a
 /// kubelet answers with a back-off that grows to minutes). Credentials or certificates that Cassandra
@@ -263,11 +280,11 @@ pub async fn prepare(
     let mut data_keyspaces = vec![keyspace_name.as_str()];
     match &config.committer.cassandra {
         Some(cluster) => {
-            settle_datacenter_routing(&committer_session, cluster, &committer_keyspaces).await;
+            settle_routing(&committer_session, cluster, &committer_keyspaces).await;
         }
         None => data_keyspaces.extend(&committer_keyspaces),
     }
-    let policy = settle_datacenter_routing(&session, &config.cassandra, &data_keyspaces).await;
+    let policy = settle_routing(&session, &config.cassandra, &data_keyspaces).await;
     let router = Router::new(RouterSettings {
         per_node: config.limits.max_in_flight_per_node as usize,
         keyspace: keyspace_name.clone(),
