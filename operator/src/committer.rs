@@ -116,11 +116,6 @@ impl Sessions {
         }
     }
 
-    /// Sessions kept open now.
-    pub async fn open(&self) -> usize {
-        self.cache.lock().await.len()
-    }
-
     /// Records that the sink has checked its data cluster ([`crate::schema::ensure`]) and needs no
     /// session there until its spec changes; the session is closed unless another use keeps it (the
     /// committer table on the same cluster, another sink).
@@ -179,7 +174,8 @@ impl Sessions {
     }
 
     /// A session on `connection`, from the cache when one is open with the same credentials and TLS.
-    /// `user` is the sink that asks and what for; `what` names the table the session is for, in errors.
+    /// `(sink, purpose)` says who asks and what for; `what` names the table the session is for, in
+    /// errors.
     async fn session(
         &self,
         secrets: &Secrets,

@@ -81,7 +81,7 @@ impl<V> InUse<V> {
     }
 
     /// The entry for `key`, made by `make` when absent. Meant for a key a sink has just said it
-    /// uses ([`InUse::use_by`]); an entry no sink uses goes at the next release.
+    /// uses ([`InUse::use_by`]); an entry no sink uses goes at the next change of who uses what.
     pub fn entry(&mut self, key: &str, make: impl FnOnce() -> V) -> &mut V {
         if !self.entries.contains_key(key) {
             self.entries.insert(key.to_owned(), make());

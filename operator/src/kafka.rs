@@ -84,15 +84,13 @@ pub enum KafkaError {
 impl KafkaError {
     /// True when asking again cannot help until a person changes something: credentials or a
     /// certificate the brokers refuse, a property librdkafka refuses, a Secret the operator may not
-    /// read, a topic that does not exist.
+    /// read. A topic that does not exist is not: it is often created after the sink.
     pub fn is_permanent(&self) -> bool {
         match self {
-            KafkaError::Access(_)
-            | KafkaError::Client { .. }
-            | KafkaError::Refused { .. }
-            | KafkaError::TopicMissing { .. } => true,
+            KafkaError::Access(_) | KafkaError::Client { .. } | KafkaError::Refused { .. } => true,
             KafkaError::Unreachable { .. }
             | KafkaError::Recent { .. }
+            | KafkaError::TopicMissing { .. }
             | KafkaError::Topic { .. } => false,
         }
     }
@@ -111,11 +109,6 @@ impl Clients {
         Self {
             clusters: Mutex::new(InUse::new(open)),
         }
-    }
-
-    /// Clusters known now.
-    pub async fn known(&self) -> usize {
-        self.clusters.lock().await.len()
     }
 
     /// Closes the clients only sinks that are `gone` read with.

@@ -67,11 +67,10 @@ pub async fn observe(
 }
 
 /// The problem a Kafka error shows as on the sink, when asking again cannot help. A topic that does
-/// not exist yet is not one: workers wait for it, and it is often created after the sink (the status
-/// says so without stalling, see [`Observed::topic_missing`]).
+/// not exist yet is not one: workers wait for it (the status says so without stalling, see
+/// [`Observed::topic_missing`]).
 fn refused(error: &KafkaError) -> Option<Problem> {
     match error {
-        KafkaError::TopicMissing { .. } => None,
         KafkaError::Access(_) => Some(Problem {
             reason: Reason::SecretUnreadable,
             message: format!("the operator cannot reach the sink's Kafka: {error}"),

@@ -61,15 +61,18 @@ async fn a_worker_process_killed_on_the_node_takes_its_partitions_back_in_its_po
     let [pod] = pods.as_slice() else {
         anyhow::bail!("one worker pod expected: {pods:?}");
     };
-    let uid = node.kubectl(&[
-        "get",
-        "pod",
-        pod,
-        "-n",
-        &namespace,
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ])?;
+    let field = |path: &str| {
+        node.kubectl(&[
+            "get",
+            "pod",
+            pod,
+            "-n",
+            &namespace,
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    let uid = field("{.metadata.uid}")?;
     let pid = worker_pid(uid.trim())?;
     let killed = Instant::now();
     let status = std::process::Command::new("kill")
@@ -83,15 +86,7 @@ async fn a_worker_process_killed_on_the_node_takes_its_partitions_back_in_its_po
     let took = killed.elapsed();
 
     // The same pod, its container restarted once, caught up well before a 30 s session timeout.
-    let restarts = node.kubectl(&[
-        "get",
-        "pod",
-        pod,
-        "-n",
-        &namespace,
-        "-o",
-        "jsonpath={.status.containerStatuses[0].restartCount}",
-    ])?;
+    let restarts = field("{.status.containerStatuses[0].restartCount}")?;
     assert_eq!(restarts.trim(), "1", "{}", node.describe(&namespace));
     assert!(
         took < Duration::from_secs(15),
