@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark: the worker end to end (exactly-once, release build) against the Cassandra write ceiling of
-# the scylla driver alone, then the stall when one of two workers is killed or stopped, in one run on the
-# local servers. Prints a Markdown table for docs/benchmarks.md.
+# the scylla driver alone and against Flink's own Cassandra sink (write-ahead log and plain), then the
+# stall when one of two workers is killed or stopped, in one run on the local servers. Prints Markdown
+# tables for docs/benchmarks.md and docs/comparison.md.
 #
-#   scripts/bench.sh [-- --records N --keys K --partitions P --concurrency 64,256,1024 --max-records M --worker-log]
+#   scripts/bench.sh [-- --records N --keys K --partitions P --concurrency 64,256,1024 --max-records M --worker-log --skip-flink]
+#   scripts/bench.sh -- --quick                          # 200,000 records, no Flink: for development
 #   scripts/bench.sh -- --recovery-only --partitions 6
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,6 +13,14 @@ scripts/localenv.sh up
 eval "$(scripts/localenv.sh env)"
 cargo build --release --locked -p cassandra-sink-worker -p cassandra-sink-tests --bin cassandra-sink-worker --bin cassandra-sink-bench
 [ "${1:-}" = "--" ] && shift
+case " $* " in
+  *" --quick "* | *" --skip-flink "* | *" --recovery-only "*) ;;
+  *)
+    # The Flink job and its dependencies, from the Maven repository (cached in ~/.m2 after the first run).
+    echo "building the Flink job (tests/flink)" >&2
+    mvn -q -B -f tests/flink/pom.xml compile dependency:copy-dependencies
+    ;;
+esac
 printf 'machine: %s cores, %s, %s\n' "$(nproc)" "$(free -g | awk '/Mem:/ {print $2 " GiB"}')" "$(date -u +%F)" >&2
 target=${CARGO_TARGET_DIR:-target}/release
 exec "$target/cassandra-sink-bench" --worker "$target/cassandra-sink-worker" "$@"

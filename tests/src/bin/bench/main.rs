@@ -4,11 +4,16 @@
 //! (a) the ceiling: the scylla driver writing the same rows, prepared, at the best of several
 //!     concurrencies, with no Kafka and no checkpoints;
 //! (b) the worker (release build, exactly-once) draining a pre-filled topic of the same records;
-//! (c) recovery: the stall when one of two workers is killed or stopped under a steady flow.
+//! (c) recovery: the stall when one of two workers is killed or stopped under a steady flow;
+//! (d) Flink's own Cassandra sink, with its write-ahead log and plain, draining the same topic into a
+//!     table in the same state.
 //!
-//! Prints records/s of both, b/a, p50/p99 checkpoint commit latency, the worker's peak RSS and CPU,
-//! and the stall of each kind of stop.
+//! Prints records/s of each, b/a, p50/p99 checkpoint commit latency, peak RSS and CPU of each client,
+//! Cassandra's CPU per record under each, how many keys each left at an earlier update, and the stall
+//! of each kind of stop.
 
+mod data;
+mod flink;
 mod recovery;
 
 use std::path::PathBuf;
@@ -19,21 +24,25 @@ use cassandra_sink_tests::fixtures::{self, create_keyspace, create_topic};
 use cassandra_sink_tests::worker::Worker;
 use cassandra_sink_tests::{Settings, unique_name};
 use clap::Parser;
+use data::Shape;
 use futures::StreamExt;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-/// Benchmark of the sink worker against the Cassandra write ceiling.
+/// Benchmark of the sink worker against the Cassandra write ceiling and Flink's Cassandra sink.
 #[derive(Debug, Clone, Parser)]
 struct Options {
-    /// Records to write in each part.
-    #[arg(long, default_value_t = 200_000)]
-    records: usize,
-    /// Distinct primary keys the records update.
-    #[arg(long, default_value_t = 20_000)]
-    keys: usize,
-    /// Kafka partitions of the topic.
-    #[arg(long, default_value_t = 4)]
-    partitions: i32,
+    /// Records to write in each part [default: 1,000,000; 200,000 with --quick].
+    #[arg(long)]
+    records: Option<usize>,
+    /// Distinct primary keys the records update [default: 100,000; 20,000 with --quick].
+    #[arg(long)]
+    keys: Option<usize>,
+    /// Kafka partitions of the topic [default: 6; 4 with --quick].
+    #[arg(long)]
+    partitions: Option<i32>,
+    /// A smaller run for development: 200,000 records, 20,000 keys, 4 partitions, no Flink.
+    #[arg(long)]
+    quick: bool,
     /// Concurrencies tried for the ceiling.
     #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
     concurrency: Vec<usize>,
@@ -46,17 +55,54 @@ struct Options {
     /// Run only part (c), recovery.
     #[arg(long)]
     recovery_only: bool,
+    /// Leave out part (d), Flink.
+    #[arg(long)]
+    skip_flink: bool,
     /// The worker binary (a release build).
     #[arg(long, default_value = "target/release/cassandra-sink-worker")]
     worker: PathBuf,
+    /// The Flink job, built: `classes` and `lib` (`mvn -f tests/flink/pom.xml compile
+    /// dependency:copy-dependencies`).
+    #[arg(long, default_value = "tests/flink/target")]
+    flink_job: PathBuf,
 }
 
-fn record(index: usize, keys: usize) -> (String, i32, i64) {
-    (
-        format!("id{}", index % keys),
-        (index / keys) as i32,
-        index as i64,
-    )
+/// The options with the sizes settled.
+#[derive(Debug, Clone)]
+struct Bench {
+    shape: Shape,
+    partitions: i32,
+    concurrency: Vec<usize>,
+    max_records: usize,
+    worker_log: bool,
+    worker: PathBuf,
+    flink_job: Option<PathBuf>,
+}
+
+impl Bench {
+    fn new(options: Options) -> anyhow::Result<Self> {
+        let (records, keys, partitions) = if options.quick {
+            (200_000, 20_000, 4)
+        } else {
+            (1_000_000, 100_000, 6)
+        };
+        Ok(Self {
+            shape: Shape::new(
+                options.records.unwrap_or(records),
+                options.keys.unwrap_or(keys),
+            )?,
+            partitions: options.partitions.unwrap_or(partitions),
+            concurrency: options.concurrency,
+            max_records: options.max_records,
+            worker_log: options.worker_log,
+            worker: options.worker,
+            flink_job: (!options.quick && !options.skip_flink).then_some(options.flink_job),
+        })
+    }
+
+    fn records(&self) -> usize {
+        self.shape.records
+    }
 }
 
 /// CPU seconds spent by each process that shares the machine in a measured part.
@@ -110,7 +156,8 @@ async fn ceiling(
     session: &scylla::client::session::Session,
     keyspace: &str,
     table: &str,
-    options: &Options,
+    bench: &Bench,
+    concurrencies: &[usize],
 ) -> anyhow::Result<(usize, f64, CpuSplit)> {
     let mut insert = session
         .prepare(format!(
@@ -120,16 +167,16 @@ async fn ceiling(
     insert.set_consistency(scylla::statement::Consistency::LocalQuorum);
     insert.set_is_idempotent(true);
     let mut best = (0, 0.0, CpuSplit::default());
-    for &concurrency in &options.concurrency {
+    for &concurrency in concurrencies {
         let started = Instant::now();
         let cpu_before = CpuSplit::sample(std::process::id());
         let insert = &insert;
-        let failures = futures::stream::iter(0..options.records)
+        let failures = futures::stream::iter(0..bench.records())
             .map(|index| async move {
                 let mut statement = insert.clone();
                 statement.set_timestamp(Some(1_000_000 + index as i64));
                 session
-                    .execute_unpaged(&statement, record(index, options.keys))
+                    .execute_unpaged(&statement, bench.shape.record(index))
                     .await
                     .is_err()
             })
@@ -138,8 +185,8 @@ async fn ceiling(
             .count()
             .await;
         anyhow::ensure!(failures == 0, "{failures} ceiling writes failed");
-        let rate = options.records as f64 / started.elapsed().as_secs_f64();
-        let cpu = cpu_before.per_100k(CpuSplit::sample(std::process::id()), options.records);
+        let rate = bench.records() as f64 / started.elapsed().as_secs_f64();
+        let cpu = cpu_before.per_100k(CpuSplit::sample(std::process::id()), bench.records());
         eprintln!(
             "  ceiling at concurrency {concurrency}: {rate:.0} records/s; CPU per 100k: {cpu}"
         );
@@ -150,7 +197,7 @@ async fn ceiling(
     Ok(best)
 }
 
-async fn prefill(settings: &Settings, topic: &str, options: &Options) -> anyhow::Result<()> {
+async fn prefill(settings: &Settings, topic: &str, bench: &Bench) -> anyhow::Result<()> {
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &settings.kafka)
         .set("linger.ms", "20")
@@ -158,15 +205,14 @@ async fn prefill(settings: &Settings, topic: &str, options: &Options) -> anyhow:
         .set("compression.type", "lz4")
         .create()?;
     let producer = &producer;
-    let failures = futures::stream::iter(0..options.records)
+    let failures = futures::stream::iter(0..bench.records())
         .map(|index| async move {
-            let (id, counter, seq) = record(index, options.keys);
+            let (id, counter, seq) = bench.shape.record(index);
             let value = serde_json::json!([id, counter, seq]).to_string();
-            let partition = (index % options.keys) as i32 % options.partitions;
             producer
                 .send(
                     FutureRecord::to(topic)
-                        .partition(partition)
+                        .partition(bench.shape.partition(index, bench.partitions))
                         .key(&id)
                         .payload(&value),
                     Duration::from_secs(60),
@@ -216,16 +262,25 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
+    let recovery_only = options.recovery_only;
+    let bench = Bench::new(options)?;
     anyhow::ensure!(
-        options.worker.is_file(),
+        bench.worker.is_file(),
         "{} is missing: cargo build --release -p cassandra-sink-worker",
-        options.worker.display()
+        bench.worker.display()
     );
+    if let Some(job) = bench.flink_job.as_ref().filter(|_| !recovery_only) {
+        anyhow::ensure!(
+            job.join("classes").is_dir() && job.join("lib").is_dir(),
+            "the Flink job is not built in {}: mvn -f tests/flink/pom.xml compile dependency:copy-dependencies",
+            job.display()
+        );
+    }
     let settings = Settings::from_env();
     let session = fixtures::cassandra(&settings).await?;
     let keyspace = unique_name("bench");
     create_keyspace(&session, &keyspace).await?;
-    for table in ["ceiling", "values"] {
+    for table in ["ceiling", "values", "flink_wal", "flink_plain"] {
         session
             .query_unpaged(
                 format!(
@@ -236,25 +291,24 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     session.await_schema_agreement().await?;
-    if !options.recovery_only {
-        throughput(&settings, &session, &keyspace, &options).await?;
+    if !recovery_only {
+        throughput(&settings, &session, &keyspace, &bench).await?;
     }
     eprintln!("(c) recovery: one of two workers stopped under a steady flow");
     let stalls = recovery::run(
         &settings,
         &session,
         &keyspace,
-        options.partitions,
-        &options.worker,
+        bench.partitions,
+        &bench.worker,
     )
     .await?;
-    if options.recovery_only {
-        println!("| measure | value |");
-        println!("| --- | --- |");
-    }
+    println!();
+    println!("| recovery (c) | stall |");
+    println!("| --- | --- |");
     for stall in stalls {
         println!(
-            "| (c) stall: {} | {:.2} s ({} partitions) |",
+            "| {} | {:.2} s ({} partitions) |",
             stall.what,
             stall.stall.as_secs_f64(),
             stall.partitions
@@ -264,36 +318,28 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parts (a) and (b), with their rows of the table.
-async fn throughput(
+/// What part (b) measured of the worker.
+struct WorkerRun {
+    elapsed: Duration,
+    peak_mib: f64,
+    cpu_seconds: f64,
+    cpu: CpuSplit,
+    /// When the first commit was seen, how many records it had committed, and the CPU per 100,000
+    /// records from then to the end.
+    first_commit: Option<(Duration, i64, CpuSplit)>,
+    /// CPU seconds (not per record) each process spent from the worker's start to its first commit.
+    start_up: Option<CpuSplit>,
+    commits: Vec<f64>,
+}
+
+/// Part (b): one release worker drains the pre-filled topic, exactly once.
+async fn worker(
     settings: &Settings,
     session: &scylla::client::session::Session,
     keyspace: &str,
-    options: &Options,
-) -> anyhow::Result<()> {
-    let topic = keyspace.replace('_', "-");
-    create_topic(settings, &topic, options.partitions).await?;
-
-    // A first write of a key costs Cassandra more than an update of it, so both tables get every key
-    // before anything is measured: the driver and the worker then find their tables in the same state.
-    eprintln!("warming Cassandra and both tables up (not measured)");
-    ceiling(session, keyspace, "ceiling", options).await?;
-    let once = Options {
-        concurrency: vec![256],
-        ..options.clone()
-    };
-    ceiling(session, keyspace, "values", &once).await?;
-    eprintln!(
-        "(a1) write ceiling: the driver alone, {} records",
-        options.records
-    );
-    let (best_concurrency, first_ceiling, ceiling_cpu) =
-        ceiling(session, keyspace, "ceiling", options).await?;
-
-    eprintln!("pre-filling topic {topic} with {} records", options.records);
-    prefill(settings, &topic, options).await?;
-
-    eprintln!("(b) worker, exactly-once, draining the topic");
+    topic: &str,
+    bench: &Bench,
+) -> anyhow::Result<WorkerRun> {
     let dir = std::env::temp_dir().join(keyspace);
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("sink.yaml");
@@ -308,7 +354,7 @@ async fn throughput(
              checkpoint: {{ interval: 1s, maxRecords: {max_records} }}\nguarantee: exactly-once\n",
             cassandra = settings.cassandra,
             kafka = settings.kafka,
-            max_records = options.max_records,
+            max_records = bench.max_records,
         ),
     )?;
     let started = Instant::now();
@@ -317,25 +363,20 @@ async fn throughput(
         client: 0.0,
         ..CpuSplit::sample(std::process::id())
     };
-    let worker = Worker::start_binary(&options.worker, &config, "bench", &[]);
-    let mut first_commit: Option<(Instant, i64, CpuSplit)> = None;
+    let worker = Worker::start_binary(&bench.worker, &config, "bench", &[]);
+    let mut first_commit = None;
     loop {
-        let committed: i64 = fixtures::committed(
-            session,
-            keyspace,
-            "checkpoints",
-            &sink_id,
-            options.partitions,
-        )
-        .await
-        .unwrap_or_default()
-        .values()
-        .filter_map(|(offset, _, _)| *offset)
-        .sum();
+        let committed: i64 =
+            fixtures::committed(session, keyspace, "checkpoints", &sink_id, bench.partitions)
+                .await
+                .unwrap_or_default()
+                .values()
+                .filter_map(|(offset, _, _)| *offset)
+                .sum();
         if committed > 0 && first_commit.is_none() {
-            first_commit = Some((Instant::now(), committed, CpuSplit::sample(worker.pid())));
+            first_commit = Some((started.elapsed(), committed, CpuSplit::sample(worker.pid())));
         }
-        if committed as usize >= options.records {
+        if committed as usize >= bench.records() {
             break;
         }
         anyhow::ensure!(
@@ -348,21 +389,11 @@ async fn throughput(
     let elapsed = started.elapsed();
     let (peak_mib, cpu_seconds) = usage(worker.pid())?;
     let worker_end = CpuSplit::sample(worker.pid());
-    let worker_cpu = servers_before.per_100k(worker_end, options.records);
     let log = worker.log_text();
     assert!(worker.terminate(Duration::from_secs(30)).success());
-    let worker_rate = options.records as f64 / elapsed.as_secs_f64();
-    eprintln!("(a2) write ceiling again, after the worker");
-    let again = Options {
-        concurrency: vec![best_concurrency],
-        ..options.clone()
-    };
-    let (_, second_ceiling, _) = ceiling(session, keyspace, "ceiling", &again).await?;
-    // The machine drifts between runs: compare the worker with the ceiling measured around it.
-    let ceiling_rate = (first_ceiling + second_ceiling) / 2.0;
     for line in log
         .lines()
-        .filter(|line| options.worker_log || line.contains("checkpoint committed"))
+        .filter(|line| bench.worker_log || line.contains("checkpoint committed"))
     {
         eprintln!(
             "  {}",
@@ -379,70 +410,238 @@ async fn throughput(
         .map(|micros| micros / 1000.0)
         .collect();
     commits.sort_by(f64::total_cmp);
+    std::fs::remove_dir_all(dir).ok();
+    Ok(WorkerRun {
+        elapsed,
+        peak_mib,
+        cpu_seconds,
+        cpu: servers_before.per_100k(worker_end, bench.records()),
+        start_up: first_commit
+            .as_ref()
+            .map(|(_, _, at_first)| servers_before.per_100k(*at_first, 100_000)),
+        first_commit: first_commit.map(|(at, committed, cpu)| {
+            (
+                at,
+                committed,
+                cpu.per_100k(worker_end, bench.records() - committed as usize),
+            )
+        }),
+        commits,
+    })
+}
 
-    // The sink's table must equal the driver's: same rows, last update of each key.
-    let count = |table: &'static str| {
-        let session = &session;
-        let keyspace = &keyspace;
-        async move {
-            let rows = session
-                .query_unpaged(
-                    format!("SELECT id, counter, seq FROM {keyspace}.{table}"),
-                    (),
-                )
-                .await?
-                .into_rows_result()?
-                .rows::<(String, i32, i64)>()?
-                .collect::<Result<std::collections::BTreeSet<_>, _>>()?;
-            anyhow::Ok(rows)
-        }
-    };
+/// Parts (a), (b) and (d), with their tables.
+async fn throughput(
+    settings: &Settings,
+    session: &scylla::client::session::Session,
+    keyspace: &str,
+    bench: &Bench,
+) -> anyhow::Result<()> {
+    let topic = keyspace.replace('_', "-");
+    create_topic(settings, &topic, bench.partitions).await?;
+    let mut tables = vec!["ceiling", "values"];
+    if bench.flink_job.is_some() {
+        tables.extend(["flink_wal", "flink_plain"]);
+    }
+
+    // A first write of a key costs Cassandra more than an update of it, so every table gets every key
+    // before anything is measured: each sink then finds its table in the same state.
+    eprintln!("warming Cassandra and the tables up (not measured)");
+    for table in &tables {
+        ceiling(session, keyspace, table, bench, &[256]).await?;
+    }
+    eprintln!(
+        "(a1) write ceiling: the driver alone, {} records",
+        bench.records()
+    );
+    let (best_concurrency, first_ceiling, ceiling_cpu) =
+        ceiling(session, keyspace, "ceiling", bench, &bench.concurrency).await?;
+
+    eprintln!("pre-filling topic {topic} with {} records", bench.records());
+    prefill(settings, &topic, bench).await?;
+
+    eprintln!("(b) worker, exactly-once, draining the topic");
+    let run = worker(settings, session, keyspace, &topic, bench).await?;
+    eprintln!("(a2) write ceiling again, after the worker");
+    let (_, second_ceiling, _) =
+        ceiling(session, keyspace, "ceiling", bench, &[best_concurrency]).await?;
+    // The machine drifts between runs: compare the worker with the ceiling measured around it.
+    let ceiling_rate = (first_ceiling + second_ceiling) / 2.0;
+
+    // Every key must hold its last update: the driver's table by its timestamps, the worker's by
+    // exactly-once.
+    let expected = bench.shape.last_rows();
+    let ceiling_stale = data::stale_keys(
+        &expected,
+        &flink::read_table(session, keyspace, "ceiling").await?,
+    );
     anyhow::ensure!(
-        count("values").await? == count("ceiling").await?,
-        "the sink's table differs"
+        ceiling_stale == 0,
+        "{ceiling_stale} keys of the driver's table are not at their last update"
+    );
+    let worker_stale = data::stale_keys(
+        &expected,
+        &flink::read_table(session, keyspace, "values").await?,
+    );
+    anyhow::ensure!(
+        worker_stale == 0,
+        "{worker_stale} keys of the worker's table are not at their last update"
     );
 
+    let mut flink_runs = Vec::new();
+    if let Some(job) = &bench.flink_job {
+        for mode in [flink::Mode::WriteAheadLog, flink::Mode::Plain] {
+            eprintln!(
+                "(d) Flink's Cassandra sink ({}), draining the same topic into {}",
+                mode.name(),
+                mode.table()
+            );
+            let drain = flink::Drain {
+                topic: &topic,
+                records: bench.records(),
+                expected: &expected,
+            };
+            let run = flink::run(settings, session, keyspace, &drain, mode, job).await?;
+            eprintln!(
+                "  {:.1} s, {} keys not at their last update",
+                run.wall.as_secs_f64(),
+                run.stale
+            );
+            flink_runs.push(run);
+        }
+    }
+
+    let records = bench.records() as f64;
+    let worker_rate = records / run.elapsed.as_secs_f64();
     println!("| measure | value |");
     println!("| --- | --- |");
     println!(
         "| records | {} over {} keys, {} partitions |",
-        options.records, options.keys, options.partitions
+        bench.records(),
+        bench.shape.keys,
+        bench.partitions
     );
     println!(
         "| (a) driver write ceiling, before / after (b) | {first_ceiling:.0} / {second_ceiling:.0} records/s (concurrency {best_concurrency}); mean {ceiling_rate:.0} |"
     );
     println!(
         "| (b) worker end to end, exactly-once | {worker_rate:.0} records/s ({:.1} s incl. start-up) |",
-        elapsed.as_secs_f64()
+        run.elapsed.as_secs_f64()
     );
-    if let Some((first, at_first, cpu_at_first)) = first_commit {
-        let steady = elapsed.as_secs_f64() - (first - started).as_secs_f64();
-        let steady_rate = (options.records as f64 - at_first as f64) / steady;
+    if let Some((first, at_first, cpu_after_first)) = run.first_commit {
+        let steady = (run.elapsed - first).as_secs_f64();
+        let steady_rate = (records - at_first as f64) / steady;
         println!(
             "| (b') worker after its first commit (start-up excluded) | {steady_rate:.0} records/s over {steady:.1} s; first commit {:.2} s after start |",
-            (first - started).as_secs_f64()
+            first.as_secs_f64()
         );
         println!("| b'/a | {:.2} |", steady_rate / ceiling_rate);
+        println!("| CPU per 100,000 records, (b') | {cpu_after_first} (the worker) |");
         println!(
-            "| CPU per 100,000 records, (b') | {} (the worker) |",
-            cpu_at_first.per_100k(worker_end, options.records - at_first as usize)
+            "| Cassandra CPU per record, (b') / (a) | {:.2} |",
+            cpu_after_first.cassandra / ceiling_cpu.cassandra
         );
     }
-    println!("| b/a | {:.2} |", worker_rate / ceiling_rate);
+    if let Some(start_up) = run.start_up {
+        println!("| CPU seconds from the worker's start to its first commit | {start_up} |");
+    }
+    println!("| **b/a** | **{:.2}** |", worker_rate / ceiling_rate);
     println!(
         "| checkpoint commit latency p50 / p99 | {:.1} ms / {:.1} ms ({} checkpoints) |",
-        percentile(&commits, 0.5),
-        percentile(&commits, 0.99),
-        commits.len()
+        percentile(&run.commits, 0.5),
+        percentile(&run.commits, 0.99),
+        run.commits.len()
     );
-    println!("| worker peak RSS | {peak_mib:.1} MiB |");
+    println!("| worker peak RSS | {:.1} MiB |", run.peak_mib);
     println!(
-        "| worker CPU | {cpu_seconds:.1} s over {:.1} s ({:.2} cores) |",
-        elapsed.as_secs_f64(),
-        cpu_seconds / elapsed.as_secs_f64()
+        "| worker CPU | {:.1} s over {:.1} s ({:.2} cores) |",
+        run.cpu_seconds,
+        run.elapsed.as_secs_f64(),
+        run.cpu_seconds / run.elapsed.as_secs_f64()
     );
     println!("| CPU per 100,000 records, (a) at its best | {ceiling_cpu} (the driver) |");
-    println!("| CPU per 100,000 records, (b) | {worker_cpu} (the worker) |");
-    std::fs::remove_dir_all(dir).ok();
+    println!(
+        "| CPU per 100,000 records, (b) | {} (the worker) |",
+        run.cpu
+    );
+    println!(
+        "| Cassandra CPU per record, (b) / (a) | {:.2} |",
+        run.cpu.cassandra / ceiling_cpu.cassandra
+    );
+
+    if flink_runs.is_empty() {
+        return Ok(());
+    }
+    println!();
+    println!(
+        "| (d) side by side, same topic | worker, exactly-once | {} |",
+        {
+            flink_runs
+                .iter()
+                .map(|run| match run.mode {
+                    flink::Mode::WriteAheadLog => "Flink, write-ahead log + CassandraCommitter",
+                    flink::Mode::Plain => "Flink, plain sink (at least once)",
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
+        }
+    );
+    println!("| --- | --- |{}", " --- |".repeat(flink_runs.len()));
+    let row = |name: &str, worker: String, flink: &dyn Fn(&flink::Run) -> String| {
+        let cells: Vec<String> = flink_runs.iter().map(flink).collect();
+        println!("| {name} | {worker} | {} |", cells.join(" | "));
+    };
+    row(
+        "records/s, process start to the last record committed",
+        format!("{worker_rate:.0}"),
+        &|flink| format!("{:.0}", records / flink.wall.as_secs_f64()),
+    );
+    row("worker ÷ this sink, end to end", "1.00".into(), &|flink| {
+        format!(
+            "{:.2}",
+            flink.wall.as_secs_f64() / run.elapsed.as_secs_f64()
+        )
+    });
+    row(
+        "wall time (of it, Flink's job runtime)",
+        format!("{:.1} s", run.elapsed.as_secs_f64()),
+        &|flink| {
+            format!(
+                "{:.1} s ({:.1} s)",
+                flink.wall.as_secs_f64(),
+                flink.net_runtime.as_secs_f64()
+            )
+        },
+    );
+    row(
+        "client CPU s per 100,000 records",
+        format!("{:.2}", run.cpu.client),
+        &|flink| format!("{:.2}", flink.cpu_seconds * 100_000.0 / records),
+    );
+    row(
+        "Cassandra CPU s per 100,000 records",
+        format!("{:.2}", run.cpu.cassandra),
+        &|flink| format!("{:.2}", flink.cassandra_per_100k),
+    );
+    row(
+        "client peak RSS",
+        format!("{:.1} MiB", run.peak_mib),
+        &|flink| format!("{:.1} MiB", flink.peak_rss_mib),
+    );
+    row(
+        "keys not at their last update (of all keys)",
+        format!("{worker_stale} of {}", bench.shape.keys),
+        &|flink| format!("{} of {}", flink.stale, bench.shape.keys),
+    );
+    row(
+        "committer rows after the run",
+        "one per partition".into(),
+        &|flink| match flink.mode {
+            flink::Mode::WriteAheadLog => {
+                format!("{} (one per sink subtask)", flink.committer_rows)
+            }
+            flink::Mode::Plain => "none (no committer)".into(),
+        },
+    );
     Ok(())
 }
