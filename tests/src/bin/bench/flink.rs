@@ -110,6 +110,8 @@ pub async fn run(
         .args(["--keyspace", keyspace, "--table", &mode.table()])
         .args(["--mode", mode.name(), "--parallelism", "2"])
         .args(["--checkpoint-ms", "1000"])
+        .arg("--checkpoint-dir")
+        .arg(log_dir.join("checkpoints"))
         .stdout(Stdio::from(std::fs::File::create(&stdout_path)?))
         .stderr(Stdio::from(std::fs::File::create(&stderr_path)?))
         .spawn()

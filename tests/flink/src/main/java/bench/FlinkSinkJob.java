@@ -2,7 +2,6 @@ package bench;
 
 import com.datastax.driver.core.Cluster;
 import com.datastax.driver.core.ConsistencyLevel;
-import com.datastax.driver.core.HostDistance;
 import com.datastax.driver.core.PoolingOptions;
 import com.datastax.driver.core.QueryOptions;
 import java.lang.management.ManagementFactory;
@@ -53,6 +52,11 @@ public final class FlinkSinkJob {
         StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
         env.setParallelism(parallelism);
         env.enableCheckpointing(checkpointMillis, CheckpointingMode.EXACTLY_ONCE);
+        // The write-ahead log keeps a checkpoint's records in the sink's state; the default storage,
+        // in the job manager's memory, refuses a state over 5 MiB, which one slow checkpoint exceeds.
+        env.getCheckpointConfig()
+                .setCheckpointStorage(
+                        Path.of(options.get("checkpoint-dir")).toAbsolutePath().toUri().toString());
 
         KafkaSource<String> source =
                 KafkaSource.<String>builder()
@@ -123,7 +127,9 @@ public final class FlinkSinkJob {
             options.put(args[i].substring(2), args[i + 1]);
         }
         for (String required :
-                new String[] {"bootstrap", "topic", "cassandra-host", "keyspace", "table", "mode"}) {
+                new String[] {
+                    "bootstrap", "topic", "cassandra-host", "keyspace", "table", "mode", "checkpoint-dir"
+                }) {
             if (!options.containsKey(required)) {
                 throw new IllegalArgumentException("--" + required + " is required");
             }
@@ -137,9 +143,11 @@ public final class FlinkSinkJob {
     }
 
     /**
-     * The connection each sink subtask and the committer open. LOCAL_QUORUM as the worker writes; a
-     * request queue long enough for a whole checkpoint of the write-ahead log, which the sink sends at
-     * once (with the driver's default of 256 queued requests it fails with BusyPoolException).
+     * The connection each sink subtask and the committer open. LOCAL_QUORUM as the worker writes. The
+     * write-ahead log sends a whole checkpoint at once: the driver's default 1,024 requests per
+     * connection go to Cassandra and the rest wait in the driver's queue, which must hold a checkpoint
+     * and wait long enough (with the defaults, 256 requests and 5 s, it fails with BusyPoolException;
+     * with no bound per connection, Cassandra times writes out).
      */
     private static final class Builder extends ClusterBuilder {
         private static final long serialVersionUID = 1L;
@@ -159,8 +167,8 @@ public final class FlinkSinkJob {
                             new QueryOptions().setConsistencyLevel(ConsistencyLevel.LOCAL_QUORUM))
                     .withPoolingOptions(
                             new PoolingOptions()
-                                    .setMaxRequestsPerConnection(HostDistance.LOCAL, 32768)
-                                    .setMaxQueueSize(1_000_000))
+                                    .setMaxQueueSize(1_000_000)
+                                    .setPoolTimeoutMillis(120_000))
                     .build();
         }
     }
