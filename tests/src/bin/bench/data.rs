@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn every_key_is_updated_equally_often_with_a_falling_value_ending_at_zero() {
-        let shape = Shape::new(20_000, 2_000).unwrap();
+        let shape = Shape::new(20_000, 2_000).expect("divisible sizes");
         let mut seen: BTreeMap<String, Vec<i32>> = BTreeMap::new();
         for index in 0..shape.records {
             let (id, counter, seq) = shape.record(index);
@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn a_keys_updates_lie_close_together_and_in_one_partition() {
-        let shape = Shape::new(1_000_000, 100_000).unwrap();
+        let shape = Shape::new(1_000_000, 100_000).expect("divisible sizes");
         let mut span: BTreeMap<String, (usize, usize, i32)> = BTreeMap::new();
         for index in 0..shape.records {
             let (id, _, _) = shape.record(index);
