@@ -8,6 +8,7 @@
 #                       --in-flight-per-node N --worker-log --skip-flink --skip-recovery]
 #   scripts/bench.sh -- --quick                          # 200,000 records, no Flink: for development
 #   scripts/bench.sh -- --recovery-only --partitions 6
+#   scripts/bench.sh -- --scaling                        # 6/64/512 partitions × 1/2/4 workers; writes docs/images/scaling.svg
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/localenv.sh up
@@ -15,7 +16,7 @@ eval "$(scripts/localenv.sh env)"
 cargo build --release --locked -p cassandra-sink-worker -p cassandra-sink-tests --bin cassandra-sink-worker --bin cassandra-sink-bench
 [ "${1:-}" = "--" ] && shift
 case " $* " in
-  *" --quick "* | *" --skip-flink "* | *" --recovery-only "*) ;;
+  *" --quick "* | *" --skip-flink "* | *" --recovery-only "* | *" --scaling "*) ;;
   *)
     # The Flink job and its dependencies, from the Maven repository (cached in ~/.m2 after the first run).
     echo "building the Flink job (tests/flink)" >&2

@@ -16,6 +16,7 @@ mod cassandra_work;
 mod data;
 mod flink;
 mod recovery;
+mod scaling;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -59,6 +60,12 @@ struct Options {
     /// Run only part (c), recovery.
     #[arg(long)]
     recovery_only: bool,
+    /// Run only part (e), how cost grows with partitions and workers, and write its chart.
+    #[arg(long, conflicts_with_all = ["recovery_only", "quick"])]
+    scaling: bool,
+    /// Where part (e) writes its chart (SVG).
+    #[arg(long, default_value = "docs/images/scaling.svg")]
+    chart: PathBuf,
     /// Leave out part (d), Flink.
     #[arg(long)]
     skip_flink: bool,
@@ -294,13 +301,18 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     let (recovery_only, skip_recovery) = (options.recovery_only, options.skip_recovery);
+    let (scaling, chart) = (options.scaling, options.chart.clone());
     let bench = Bench::new(options)?;
     anyhow::ensure!(
         bench.worker.is_file(),
         "{} is missing: cargo build --release -p cassandra-sink-worker",
         bench.worker.display()
     );
-    if let Some(job) = bench.flink_job.as_ref().filter(|_| !recovery_only) {
+    if let Some(job) = bench
+        .flink_job
+        .as_ref()
+        .filter(|_| !recovery_only && !scaling)
+    {
         anyhow::ensure!(
             job.join("classes").is_dir() && job.join("lib").is_dir(),
             "the Flink job is not built in {}: mvn -f tests/flink/pom.xml compile dependency:copy-dependencies",
@@ -311,7 +323,7 @@ async fn main() -> anyhow::Result<()> {
     let session = fixtures::cassandra(&settings).await?;
     let keyspace = unique_name("bench");
     create_keyspace(&session, &keyspace).await?;
-    for table in ["ceiling", "values", "flink_wal", "flink_plain"] {
+    for table in ["ceiling", "values", "flink_wal", "flink_plain", "scaling"] {
         session
             .query_unpaged(
                 format!(
@@ -322,6 +334,25 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     session.await_schema_agreement().await?;
+    if scaling {
+        eprintln!("warming Cassandra and the table up (not measured)");
+        ceiling(&session, &keyspace, "scaling", &bench, &[256]).await?;
+        let points = scaling::run(&settings, &session, &keyspace, "scaling", &bench).await?;
+        print!("{}", scaling::table(&points));
+        let caption = format!(
+            "scripts/bench.sh -- --scaling: {} records over {} keys per configuration, {} cores",
+            bench.records(),
+            bench.shape.keys,
+            std::thread::available_parallelism().map_or(0, usize::from)
+        );
+        if let Some(folder) = chart.parent() {
+            std::fs::create_dir_all(folder)?;
+        }
+        std::fs::write(&chart, scaling::chart(&points, &caption))?;
+        eprintln!("chart written to {}", chart.display());
+        cassandra_sink_tests::fixtures::drop_keyspace(&session, &keyspace).await?;
+        return Ok(());
+    }
     if !recovery_only {
         throughput(&settings, &session, &keyspace, &bench).await?;
     }
