@@ -253,6 +253,34 @@ async fn prefill(settings: &Settings, topic: &str, bench: &Bench) -> anyhow::Res
     Ok(())
 }
 
+/// Writes `<dir>/sink.yaml` (making the folder) for a sink of the benchmark's rows into `table`
+/// (`keyspace.name`) from `topic`, committing in the keyspace's `checkpoints`, with `extra` YAML
+/// appended; returns its path.
+fn sink_config(
+    settings: &Settings,
+    dir: &std::path::Path,
+    sink_id: &str,
+    table: &str,
+    topic: &str,
+    extra: &str,
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let keyspace = table.split('.').next().unwrap_or(table);
+    let config = dir.join("sink.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "sinkId: {sink_id}\ncassandra: {{ contactPoints: [\"{cassandra}\"], localDatacenter: datacenter1 }}\n\
+             insertQuery: \"INSERT INTO {table} (id, counter, seq) VALUES (?, ?, ?)\"\n\
+             committer: {{ keyspace: {keyspace}, table: checkpoints }}\n\
+             source: {{ kafka: {{ bootstrapServers: [\"{kafka}\"], topic: {topic} }} }}\n{extra}",
+            cassandra = settings.cassandra,
+            kafka = settings.kafka,
+        ),
+    )?;
+    Ok(config)
+}
+
 /// Waits until Cassandra has finished the flushes and compactions of what came before, and says so
 /// when that took a while.
 async fn settle(session: &scylla::client::session::Session) -> anyhow::Result<()> {
@@ -405,24 +433,20 @@ async fn worker(
     bench: &Bench,
 ) -> anyhow::Result<WorkerRun> {
     let dir = std::env::temp_dir().join(keyspace);
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("sink.yaml");
     let sink_id = format!("bench/{keyspace}");
-    std::fs::write(
-        &config,
-        format!(
-            "sinkId: {sink_id}\ncassandra: {{ contactPoints: [\"{cassandra}\"], localDatacenter: datacenter1 }}\n\
-             insertQuery: \"INSERT INTO {keyspace}.values (id, counter, seq) VALUES (?, ?, ?)\"\n\
-             committer: {{ keyspace: {keyspace}, table: checkpoints }}\n\
-             source: {{ kafka: {{ bootstrapServers: [\"{kafka}\"], topic: {topic} }} }}\n\
-             checkpoint: {{ interval: 1s, maxRecords: {max_records} }}\nguarantee: exactly-once\n{limits}",
-            cassandra = settings.cassandra,
-            kafka = settings.kafka,
-            max_records = bench.max_records,
-            limits = bench
-                .in_flight_per_node
-                .map(|bound| format!("limits: {{ maxInFlightPerNode: {bound} }}\n"))
-                .unwrap_or_default(),
+    let limits = bench
+        .in_flight_per_node
+        .map(|bound| format!("limits: {{ maxInFlightPerNode: {bound} }}\n"))
+        .unwrap_or_default();
+    let config = sink_config(
+        settings,
+        &dir,
+        &sink_id,
+        &format!("{keyspace}.values"),
+        topic,
+        &format!(
+            "checkpoint: {{ interval: 1s, maxRecords: {} }}\nguarantee: exactly-once\n{limits}",
+            bench.max_records
         ),
     )?;
     settle(session).await?;

@@ -153,20 +153,15 @@ pub async fn run(
         .await?;
     session.await_schema_agreement().await?;
     let dir = std::env::temp_dir().join(format!("{keyspace}-recovery"));
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("sink.yaml");
     let sink_id = format!("bench/{keyspace}-recovery");
     // The product's defaults: a checkpoint a second, the worker's Kafka session timeout.
-    std::fs::write(
-        &config,
-        format!(
-            "sinkId: {sink_id}\ncassandra: {{ contactPoints: [\"{cassandra}\"], localDatacenter: datacenter1 }}\n\
-             insertQuery: \"INSERT INTO {keyspace}.recovery (id, counter, seq) VALUES (?, ?, ?)\"\n\
-             committer: {{ keyspace: {keyspace}, table: checkpoints }}\n\
-             source: {{ kafka: {{ bootstrapServers: [\"{kafka}\"], topic: {topic} }} }}\n",
-            cassandra = settings.cassandra,
-            kafka = settings.kafka,
-        ),
+    let config = crate::sink_config(
+        settings,
+        &dir,
+        &sink_id,
+        &format!("{keyspace}.recovery"),
+        &topic,
+        "",
     )?;
 
     let flowing = Arc::new(AtomicBool::new(true));

@@ -11,7 +11,7 @@ use cassandra_sink_tests::worker::Worker;
 use futures::TryStreamExt;
 use scylla::client::session::Session;
 
-use crate::{Bench, CpuSplit, prefill, settle, usage};
+use crate::{Bench, CpuSplit, prefill, settle, sink_config, usage};
 
 /// Partition counts measured.
 pub const PARTITIONS: [i32; 3] = [6, 64, 512];
@@ -86,20 +86,14 @@ async fn drain(
 ) -> anyhow::Result<Point> {
     let name = format!("p{}-w{workers}", bench.partitions);
     let dir = std::env::temp_dir().join(format!("{keyspace}-{name}"));
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("sink.yaml");
     let sink_id = format!("bench/{keyspace}/{name}");
-    std::fs::write(
-        &config,
-        format!(
-            "sinkId: {sink_id}\ncassandra: {{ contactPoints: [\"{cassandra}\"], localDatacenter: datacenter1 }}\n\
-             insertQuery: \"INSERT INTO {keyspace}.{table} (id, counter, seq) VALUES (?, ?, ?)\"\n\
-             committer: {{ keyspace: {keyspace}, table: checkpoints }}\n\
-             source: {{ kafka: {{ bootstrapServers: [\"{kafka}\"], topic: {topic} }} }}\n\
-             guarantee: exactly-once\n",
-            cassandra = settings.cassandra,
-            kafka = settings.kafka,
-        ),
+    let config = sink_config(
+        settings,
+        &dir,
+        &sink_id,
+        &format!("{keyspace}.{table}"),
+        topic,
+        "guarantee: exactly-once\n",
     )?;
     let before = CpuSplit::sample(std::process::id());
     let started = Instant::now();
