@@ -11,8 +11,8 @@ use cassandra_sink_tests::Settings;
 use futures::TryStreamExt;
 use scylla::client::session::Session;
 
-use crate::CpuSplit;
-use crate::data::{Row, stale_keys};
+use crate::data::stale_keys;
+use crate::{CpuSplit, tables};
 
 /// Which of Flink's Cassandra sinks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +176,7 @@ pub async fn run(
             rows
         }
     };
-    let actual = read_table(session, keyspace, &mode.table()).await?;
+    let actual = tables::read(session, keyspace, &mode.table()).await?;
     Ok(Run {
         mode,
         wall,
@@ -187,25 +187,6 @@ pub async fn run(
         stale: stale_keys(expected, &actual),
         committer_rows,
     })
-}
-
-/// Every row of `keyspace.table`, by id, read in pages.
-pub async fn read_table(
-    session: &Session,
-    keyspace: &str,
-    table: &str,
-) -> anyhow::Result<BTreeMap<String, (i32, i64)>> {
-    let rows = session
-        .query_iter(
-            format!("SELECT id, counter, seq FROM {keyspace}.{table}"),
-            (),
-        )
-        .await?
-        .rows_stream::<Row>()?
-        .map_ok(|(id, counter, seq)| (id, (counter, seq)))
-        .try_collect()
-        .await?;
-    Ok(rows)
 }
 
 /// `CassandraCommitter` names its table `checkpoints_<job id>`.

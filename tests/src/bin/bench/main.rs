@@ -17,6 +17,7 @@ mod data;
 mod flink;
 mod recovery;
 mod scaling;
+mod tables;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -458,16 +459,11 @@ async fn worker(
     };
     let work_before = cassandra_work::Work::sample(session).await?;
     let worker = Worker::start_binary(&bench.worker, &config, "bench", &[]);
+    let mut progress = tables::Committed::new(keyspace, &sink_id, bench.partitions);
     let mut first_commit = None;
     let mut work_at_first = None;
     loop {
-        let committed: i64 =
-            fixtures::committed(session, keyspace, "checkpoints", &sink_id, bench.partitions)
-                .await
-                .unwrap_or_default()
-                .values()
-                .filter_map(|(offset, _, _)| *offset)
-                .sum();
+        let committed = progress.records(session).await.unwrap_or_default();
         if committed > 0 && first_commit.is_none() {
             work_at_first = Some(cassandra_work::Work::sample(session).await?);
             first_commit = Some((started.elapsed(), committed, CpuSplit::sample(worker.pid())));
@@ -588,10 +584,7 @@ async fn throughput(
     // exactly-once.
     let expected = bench.shape.last_rows();
     for (table, whose) in [("ceiling", "the driver's"), ("values", "the worker's")] {
-        let stale = data::stale_keys(
-            &expected,
-            &flink::read_table(session, keyspace, table).await?,
-        );
+        let stale = data::stale_keys(&expected, &tables::read(session, keyspace, table).await?);
         anyhow::ensure!(
             stale == 0,
             "{stale} keys of {whose} table are not at their last update"

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use cassandra_sink_tests::Settings;
 use cassandra_sink_tests::fixtures::create_topic;
 use cassandra_sink_tests::worker::Worker;
-use futures::TryStreamExt;
 use scylla::client::session::Session;
 
-use crate::{Bench, CpuSplit, prefill, settle, sink_config, usage};
+use crate::{Bench, CpuSplit, prefill, settle, sink_config, tables, usage};
 
 /// Partition counts measured.
 pub const PARTITIONS: [i32; 3] = [6, 64, 512];
@@ -100,6 +99,7 @@ async fn drain(
     let running: Vec<Worker> = (0..workers)
         .map(|index| Worker::start_binary(&bench.worker, &config, &format!("{name}-{index}"), &[]))
         .collect();
+    let mut committed = tables::Committed::new(keyspace, &sink_id, bench.partitions);
     let mut claimed = None;
     loop {
         if claimed.is_none() {
@@ -117,10 +117,7 @@ async fn drain(
                 claimed = Some(started.elapsed());
             }
         }
-        if claimed.is_some()
-            && committed(session, keyspace, &sink_id, bench.partitions).await? as usize
-                >= bench.records()
-        {
+        if claimed.is_some() && committed.records(session).await? as usize >= bench.records() {
             break;
         }
         anyhow::ensure!(
@@ -157,33 +154,6 @@ async fn drain(
         peak_rss_mib,
         cassandra_cpu: before.per_100k(after, bench.records()).cassandra,
     })
-}
-
-/// The sum of every partition's committed offset, read a hundred partitions at a time.
-async fn committed(
-    session: &Session,
-    keyspace: &str,
-    sink_id: &str,
-    partitions: i32,
-) -> anyhow::Result<i64> {
-    let query = session
-        .prepare(format!(
-            "SELECT committed_offset FROM {keyspace}.checkpoints \
-             WHERE sink_id = ? AND source_partition IN ?"
-        ))
-        .await?;
-    let all: Vec<i32> = (0..partitions).collect();
-    let mut total = 0;
-    for chunk in all.chunks(100) {
-        let offsets: Vec<(Option<i64>,)> = session
-            .execute_iter(query.clone(), (sink_id, chunk))
-            .await?
-            .rows_stream::<(Option<i64>,)>()?
-            .try_collect()
-            .await?;
-        total += offsets.iter().filter_map(|(offset,)| *offset).sum::<i64>();
-    }
-    Ok(total)
 }
 
 /// The figures as a Markdown table.
