@@ -37,6 +37,13 @@ pub struct SinkConfig {
     /// How a record fills the statement's bind markers.
     #[serde(default)]
     pub mapping: Mapping,
+    /// Records that delete a row instead of writing one, and the DELETE statement they run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<DeleteConfig>,
+    /// What a tombstone (a record with no value) does. Default: `delete` when `delete` is set,
+    /// otherwise `invalid` (the record has no value to write, so it is an invalid record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_tombstone: Option<OnTombstone>,
     /// When a checkpoint is sealed and committed.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
@@ -292,6 +299,51 @@ impl Default for Mapping {
     fn default() -> Self {
         Mapping::JsonArray {}
     }
+}
+
+/// Deletes: the statement a deleting record runs, and which records delete besides tombstones.
+///
+/// A delete carries the write timestamp derived from its record's offset, like a write, so a replay
+/// or a zombie can neither bring a deleted row back nor delete a row written after the delete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteConfig {
+    /// A DELETE statement with bind markers, e.g. `DELETE FROM shop.users WHERE id = ?`.
+    pub query: String,
+    /// How a deleting record fills the DELETE's markers, usually from the key (`key.id`) or, for a
+    /// change-data-capture record, from the row before the change (`value.before.id`). Every marker
+    /// needs a value: a record without one is invalid.
+    pub mapping: Mapping,
+    /// Records with a value that delete too: those whose field at `field` equals one of `equals`
+    /// (e.g. Debezium's `value.op` equal to `d`). Tombstones are governed by `onTombstone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<DeleteWhen>,
+}
+
+/// A rule that marks a record with a value as a delete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteWhen {
+    /// A field path as in `mapping`: `value.op`, `key.kind`, `headers.<name>`.
+    pub field: String,
+    /// The values that mark a delete, compared with the field's text (a JSON string without its
+    /// quotes, a number or boolean as written). A record whose field is missing does not delete.
+    #[schemars(length(min = 1))]
+    pub equals: Vec<String>,
+}
+
+/// What a tombstone (a record with no value) does. Default: `delete` when `delete` is set, otherwise
+/// `invalid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnTombstone {
+    /// Run the `delete` statement, filled from the key (needs `delete`).
+    Delete,
+    /// Skip it: its offset is committed, nothing is written (e.g. the tombstone Debezium sends after a
+    /// delete, once the delete record itself removed the row).
+    Ignore,
+    /// Treat it as an invalid record (`onInvalidRecord` decides: dead-letter or fail).
+    Invalid,
 }
 
 /// When a checkpoint is sealed: whichever of the limits is reached first.

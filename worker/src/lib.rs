@@ -4,6 +4,8 @@
 //! Without the default `runtime` feature this crate is only [`config`], [`statement`] and
 //! [`checkpoint`]: the configuration types, statement checks and protocol decisions the operator shares.
 
+#[cfg(feature = "committer")]
+pub mod action;
 #[cfg(feature = "runtime")]
 pub mod batching;
 #[cfg(feature = "committer")]

@@ -75,12 +75,43 @@ enum FieldSource {
     Offset,
 }
 
+/// One field of a record read as text, for rules that look at a field (which statement a record
+/// runs). Compiled once from a field path as `mapping` writes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPath(FieldSource);
+
+impl FieldPath {
+    /// Compiles `value.op`, `key.kind`, `headers.<name>`…
+    pub fn parse(path: &str) -> Result<Self, PlanError> {
+        parse_path(path).map(FieldPath)
+    }
+
+    /// The field's text: a JSON string without quotes, another JSON scalar or structure as written,
+    /// raw bytes as UTF-8 (lossily). `None` when the field is missing or JSON `null`.
+    pub fn text(&self, record: &SourceRecord<'_>) -> Result<Option<String>, InvalidRecord> {
+        Ok(match ParsedRecord::default().field(&self.0, record)? {
+            Field::Missing | Field::Json(Json::Null) => None,
+            Field::Json(Json::String(text)) => Some(text),
+            Field::Json(other) => Some(other.to_string()),
+            Field::Raw(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        })
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// How every marker of a statement is filled; compiled once per statement.
 #[derive(Debug, Clone)]
 pub struct Plan {
     slots: Vec<(FieldSource, MarkerSpec)>,
     json_array: bool,
     null_means_unset: bool,
+    /// Every marker needs a value (a DELETE's markers are all in its WHERE clause).
+    all_required: bool,
     max_record_bytes: usize,
 }
 
@@ -159,6 +190,12 @@ pub enum InvalidRecord {
         /// The field path.
         path: String,
     },
+    /// A tombstone (no value) that `onTombstone` does not delete or ignore.
+    #[error(
+        "the record is a tombstone (no value) and the sink neither deletes nor ignores tombstones \
+         (set `delete` and `onTombstone: delete`, or `onTombstone: ignore`)"
+    )]
+    Tombstone,
     /// A value of the wrong type or out of range.
     #[error("`{column}` ({typ}) cannot take {found}: {reason}")]
     Type {
@@ -182,6 +219,7 @@ impl InvalidRecord {
             InvalidRecord::ArrayLength { .. } => "wrong_field_count",
             InvalidRecord::MissingKey { .. } => "missing_field",
             InvalidRecord::Type { .. } => "wrong_type",
+            InvalidRecord::Tombstone => "tombstone",
         }
     }
 }
@@ -225,8 +263,17 @@ impl Plan {
             slots: sources.into_iter().zip(specs).collect(),
             json_array,
             null_means_unset,
+            all_required: false,
             max_record_bytes,
         })
+    }
+
+    /// The same plan with every marker required: a record without a value for one is invalid
+    /// ([`InvalidRecord::MissingKey`]) instead of leaving it unset. For DELETE statements, whose
+    /// markers all select the rows to delete.
+    pub fn all_required(mut self) -> Self {
+        self.all_required = true;
+        self
     }
 
     /// Number of bind markers.
@@ -297,7 +344,7 @@ impl Plan {
             };
             values.push(match value {
                 Some(value) => MaybeUnset::Set(Some(value)),
-                None if spec.partition_key => {
+                None if spec.partition_key || self.all_required => {
                     return Err(InvalidRecord::MissingKey {
                         column: spec.name.clone(),
                         path: source.to_string(),

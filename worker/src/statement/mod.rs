@@ -29,6 +29,17 @@ pub enum StatementKind {
     Delete,
 }
 
+impl StatementKind {
+    /// The kind as a sentence names it: "an INSERT".
+    pub fn described(self) -> &'static str {
+        match self {
+            StatementKind::Insert => "an INSERT",
+            StatementKind::Update => "an UPDATE",
+            StatementKind::Delete => "a DELETE",
+        }
+    }
+}
+
 /// A bind marker of the statement, in order of appearance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Marker {
@@ -133,6 +144,90 @@ pub enum StatementError {
         /// Character position, from 1.
         at: usize,
     },
+}
+
+/// Which of a sink's statements a text is, named as in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `insertQuery`: what a record that writes runs.
+    Insert,
+    /// `delete.query`: what a record that deletes runs.
+    Delete,
+}
+
+impl Role {
+    /// The configuration field of the statement's mapping.
+    pub fn mapping_field(self) -> &'static str {
+        match self {
+            Role::Insert => "mapping",
+            Role::Delete => "delete.mapping",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Insert => "insertQuery",
+            Role::Delete => "delete.query",
+        })
+    }
+}
+
+/// Why a statement cannot serve its role under the sink's guarantee.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoleError {
+    /// The text is not a usable data statement.
+    #[error("{role}: {source}")]
+    Shape {
+        /// Which statement.
+        role: Role,
+        /// What is wrong with it.
+        source: StatementError,
+    },
+    /// `delete.query` is an INSERT or UPDATE.
+    #[error("{role} must be a DELETE statement, found {found}")]
+    NotDelete {
+        /// Which statement.
+        role: Role,
+        /// What it is.
+        found: &'static str,
+    },
+    /// The statement cannot be applied exactly once (P5).
+    #[error(
+        "{role} cannot be applied exactly once: {}. Use an idempotent statement, or set \
+         `guarantee: at-least-once` to accept duplicates after a crash",
+        reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    NotExactlyOnce {
+        /// Which statement.
+        role: Role,
+        /// Each reason.
+        reasons: Vec<NotIdempotent>,
+    },
+}
+
+/// Checks a sink statement without a server: its shape, that a delete statement deletes, and, under
+/// exactly-once, that Cassandra can apply it idempotently (P5).
+pub fn check_role(
+    text: &str,
+    role: Role,
+    guarantee: crate::config::Guarantee,
+) -> Result<Analysis, RoleError> {
+    let analysis = analyze(text).map_err(|source| RoleError::Shape { role, source })?;
+    if role == Role::Delete && analysis.kind != StatementKind::Delete {
+        return Err(RoleError::NotDelete {
+            role,
+            found: analysis.kind.described(),
+        });
+    }
+    if guarantee == crate::config::Guarantee::ExactlyOnce && !analysis.not_idempotent.is_empty() {
+        return Err(RoleError::NotExactlyOnce {
+            role,
+            reasons: analysis.not_idempotent,
+        });
+    }
+    Ok(analysis)
 }
 
 /// Functions whose value depends on when or where they run.
@@ -749,5 +844,44 @@ mod tests {
         ] {
             assert!(analyze(text).is_ok(), "{text}: {:?}", analyze(text));
         }
+    }
+
+    #[test]
+    fn a_delete_statement_must_delete_and_be_idempotent_under_exactly_once() {
+        use crate::config::Guarantee::{AtLeastOnce, ExactlyOnce};
+        let analysis = check_role("DELETE FROM ks.t WHERE id = ?", Role::Delete, ExactlyOnce)
+            .expect("a plain delete");
+        assert_eq!(analysis.kind, StatementKind::Delete);
+        assert_eq!(analysis.markers, vec![Marker::Positional]);
+
+        let error = check_role(
+            "INSERT INTO ks.t (id) VALUES (?)",
+            Role::Delete,
+            ExactlyOnce,
+        )
+        .expect_err("an insert as delete.query");
+        assert_eq!(
+            error.to_string(),
+            "delete.query must be a DELETE statement, found an INSERT"
+        );
+        // A conditional delete cannot carry the offset-derived timestamp that orders it.
+        let conditional = "DELETE FROM ks.t WHERE id = ? IF EXISTS";
+        let error = check_role(conditional, Role::Delete, ExactlyOnce).expect_err("IF EXISTS");
+        assert!(
+            matches!(&error, RoleError::NotExactlyOnce { role: Role::Delete, reasons }
+                if reasons == &[NotIdempotent::Conditional]),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("delete.query cannot be applied exactly once")
+        );
+        check_role(conditional, Role::Delete, AtLeastOnce).expect("allowed at least once");
+        let error = check_role("DELETE FROM", Role::Delete, AtLeastOnce).expect_err("malformed");
+        assert!(error.to_string().starts_with("delete.query: "), "{error}");
+        // The insert statement keeps accepting any data statement.
+        check_role("DELETE FROM ks.t WHERE id = ?", Role::Insert, ExactlyOnce)
+            .expect("a delete as insertQuery");
     }
 }
