@@ -12,7 +12,11 @@
 //! * once a group is closed, no later write joins it.
 //!
 //! So the later write of a row always carries a higher timestamp than the earlier one, whatever the
-//! batch sizes, and a replay that cuts groups differently still ends in the same state. Pure:
+//! batch sizes, and a replay that cuts groups differently still ends in the same state.
+//!
+//! A delete may remove a whole partition or a range of rows, so its row is not one row: it travels
+//! alone, and closes the open group of its partition (every open group of its Kafka partition when its
+//! partition is unknown). A write before it is then stamped before it, a write after it after it. Pure:
 //! exhaustively unit-tested here.
 
 use std::collections::{HashMap, HashSet};
@@ -28,6 +32,10 @@ pub struct WriteKey {
     pub row: u64,
     /// About how many bytes the write carries.
     pub bytes: usize,
+    /// A write that may touch more than its row (a DELETE of a partition or a range): it travels
+    /// alone and closes the open group of its partition (of every partition of its Kafka partition
+    /// when its partition is not known), so that no earlier write is stamped after it.
+    pub alone: bool,
 }
 
 /// How large a batch may grow.
@@ -51,6 +59,18 @@ pub fn group(keys: &[WriteKey], limits: BatchLimits) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut open: HashMap<(i32, u64), Open> = HashMap::new();
     for (index, key) in keys.iter().enumerate() {
+        if key.alone {
+            match key.partition_key {
+                Some(partition_key) => {
+                    open.remove(&(key.kafka_partition, partition_key));
+                }
+                None => {
+                    open.retain(|(kafka_partition, _), _| *kafka_partition != key.kafka_partition)
+                }
+            }
+            groups.push(vec![index]);
+            continue;
+        }
         let Some(partition_key) = key.partition_key.filter(|_| limits.rows > 1) else {
             groups.push(vec![index]);
             continue;
@@ -89,6 +109,17 @@ mod tests {
             partition_key: Some(partition_key),
             row,
             bytes: 10,
+            alone: false,
+        }
+    }
+
+    fn delete(kafka_partition: i32, partition_key: Option<u64>) -> WriteKey {
+        WriteKey {
+            kafka_partition,
+            partition_key,
+            row: u64::MAX,
+            bytes: 10,
+            alone: true,
         }
     }
 
@@ -133,6 +164,7 @@ mod tests {
             partition_key: None,
             row: 1,
             bytes: 1,
+            alone: false,
         };
         assert_eq!(group(&[unknown, unknown], rows(8)), vec![vec![0], vec![1]]);
     }
@@ -201,6 +233,93 @@ mod tests {
                         stamp(earlier) < later && stamp(earlier) < stamp(later),
                         "{keys:?} {limits:?}: {groups:?}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_delete_travels_alone_and_closes_the_groups_it_could_overtake() {
+        let keys = [key(0, 1, 1), delete(0, Some(1)), key(0, 1, 2), key(0, 2, 1)];
+        assert_eq!(
+            group(&keys, rows(8)),
+            vec![vec![0], vec![1], vec![2], vec![3]]
+        );
+        // Another partition's group stays open across a delete of a known partition…
+        let keys = [key(0, 2, 1), delete(0, Some(1)), key(0, 2, 2)];
+        assert_eq!(group(&keys, rows(8)), vec![vec![0, 2], vec![1]]);
+        // …but not across one whose partition is unknown, nor does another Kafka partition's.
+        let keys = [
+            key(0, 2, 1),
+            key(1, 2, 1),
+            delete(0, None),
+            key(0, 2, 2),
+            key(1, 2, 2),
+        ];
+        assert_eq!(
+            group(&keys, rows(8)),
+            vec![vec![0], vec![1, 4], vec![2], vec![3]]
+        );
+    }
+
+    /// Deletes among writes, over every small sequence: a write before a delete that may touch it is
+    /// stamped before the delete, and a write after it after it, so the delete removes exactly what
+    /// the records before it wrote.
+    #[test]
+    fn a_write_and_a_delete_of_a_partition_are_stamped_in_offset_order() {
+        let alphabet = [
+            key(0, 0, 0),
+            key(0, 0, 1),
+            key(0, 1, 0),
+            key(0, 1, 1),
+            key(1, 0, 0),
+            delete(0, Some(0)),
+            delete(0, None),
+            delete(1, None),
+        ];
+        let mut sequences: Vec<Vec<WriteKey>> = vec![Vec::new()];
+        for _ in 0..5 {
+            sequences = sequences
+                .iter()
+                .flat_map(|sequence| {
+                    alphabet.iter().map(move |symbol| {
+                        let mut longer = sequence.clone();
+                        longer.push(*symbol);
+                        longer
+                    })
+                })
+                .collect();
+            for sequence in &sequences {
+                for max_rows in [2, 16] {
+                    check_deletes(sequence, rows(max_rows));
+                }
+            }
+        }
+    }
+
+    fn check_deletes(keys: &[WriteKey], limits: BatchLimits) {
+        let groups = group(keys, limits);
+        let mut group_of = vec![0; keys.len()];
+        for (number, members) in groups.iter().enumerate() {
+            for &member in members {
+                group_of[member] = number;
+                assert!(
+                    !keys[member].alone || members.len() == 1,
+                    "{keys:?}: {groups:?}"
+                );
+            }
+        }
+        let stamp = |index: usize| *groups[group_of[index]].last().unwrap_or(&index);
+        for (d, deletion) in keys.iter().enumerate().filter(|(_, key)| key.alone) {
+            for (w, write) in keys.iter().enumerate().filter(|(_, key)| !key.alone) {
+                let touches = write.kafka_partition == deletion.kafka_partition
+                    && (deletion.partition_key.is_none()
+                        || deletion.partition_key == write.partition_key);
+                if touches && w < d {
+                    assert!(stamp(w) < d, "{keys:?} {limits:?}: {groups:?}");
+                }
+                if touches && w > d {
+                    assert!(stamp(w) > d, "{keys:?} {limits:?}: {groups:?}");
                 }
             }
         }

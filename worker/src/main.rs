@@ -199,7 +199,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Check { config } => {
             let parsed = load(&config)?;
-            if let Err(error) = startup::check_statement(&parsed) {
+            if let Err(error) = startup::check_statements(&parsed) {
                 anyhow::bail!("reason={}: {error}", error.reason());
             }
             let rendered = serde_saphyr::to_string(&parsed)

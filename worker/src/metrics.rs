@@ -24,6 +24,10 @@ pub struct Metrics {
     pub records_written: Counter,
     /// Records set aside as invalid.
     pub records_dead_lettered: Counter,
+    /// Records that ran the delete statement, by committed checkpoints (also in `records_written`).
+    pub records_deleted: Counter,
+    /// Records that ran no statement (tombstones under `onTombstone: ignore`), committed.
+    pub records_skipped: Counter,
     /// Checkpoints committed.
     pub checkpoints: Counter,
     /// Unlogged batches (rows of one partition) written.
@@ -53,6 +57,8 @@ impl Metrics {
         let records_read = Counter::default();
         let records_written = Counter::default();
         let records_dead_lettered = Counter::default();
+        let records_deleted = Counter::default();
+        let records_skipped = Counter::default();
         let checkpoints = Counter::default();
         let batches = Counter::default();
         let checkpoint_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
@@ -80,6 +86,16 @@ impl Metrics {
             "records_dead_lettered",
             "Records set aside as invalid, with their reason",
             records_dead_lettered.clone(),
+        );
+        registry.register(
+            "records_deleted",
+            "Records that deleted rows, by committed checkpoints (counted in records_written too)",
+            records_deleted.clone(),
+        );
+        registry.register(
+            "records_skipped",
+            "Records that ran no statement (ignored tombstones), committed",
+            records_skipped.clone(),
         );
         registry.register("checkpoints", "Checkpoints committed", checkpoints.clone());
         registry.register(
@@ -112,6 +128,8 @@ impl Metrics {
             records_read,
             records_written,
             records_dead_lettered,
+            records_deleted,
+            records_skipped,
             checkpoints,
             batches,
             checkpoint_duration,

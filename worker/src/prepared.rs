@@ -1,5 +1,6 @@
-//! `insertQuery` as Cassandra prepares it, and the mapping compiled against what Cassandra says of its
-//! markers: the columns' types, counters (refused under exactly-once), the partition key.
+//! The sink's statements (`insertQuery`, `delete.query`) as Cassandra prepares them, and each mapping
+//! compiled against what Cassandra says of its markers: the columns' types, counters (refused under
+//! exactly-once), the partition key.
 //!
 //! The worker does this on start; the operator does it on the live cluster before it starts any
 //! worker, so a statement Cassandra refuses is a condition on the sink rather than crash-looping pods.
@@ -9,55 +10,108 @@ use scylla::cluster::metadata::{ColumnType, NativeType};
 use scylla::errors::PrepareError;
 use scylla::statement::prepared::PreparedStatement;
 
-use crate::config::{Guarantee, SinkConfig};
+use crate::config::{Guarantee, Mapping, SinkConfig};
 use crate::mapping::{MarkerSpec, Plan, PlanError};
-use crate::statement::{Analysis, NotIdempotent};
+use crate::statement::{Analysis, NotIdempotent, Role};
 
-/// Why `insertQuery` cannot be used as written.
+/// Why one of the sink's statements cannot be used as written.
 #[derive(Debug, thiserror::Error)]
-pub enum PrepareInsertError {
+pub enum PrepareStatementError {
     /// Cassandra did not prepare it: refused (unknown table or column, bad syntax, a permission) or
     /// out of reach.
-    #[error("Cassandra could not prepare insertQuery: {0}")]
-    Prepare(#[source] PrepareError),
+    #[error("Cassandra could not prepare {role}: {source}")]
+    Prepare {
+        /// Which statement.
+        role: Role,
+        /// The driver's error (boxed: it is large, and this error travels up every start-up path).
+        #[source]
+        source: Box<PrepareError>,
+    },
     /// Under exactly-once, a marker binds a counter column.
     #[error(
-        "insertQuery cannot be applied exactly once: {0}. Use an idempotent statement, or set \
+        "{role} cannot be applied exactly once: {reason}. Use an idempotent statement, or set \
          `guarantee: at-least-once` to accept duplicates after a crash"
     )]
-    NotExactlyOnce(NotIdempotent),
+    NotExactlyOnce {
+        /// Which statement.
+        role: Role,
+        /// Why.
+        reason: NotIdempotent,
+    },
     /// The mapping does not fit the prepared markers.
-    #[error("mapping: {0}")]
-    Mapping(#[from] PlanError),
+    #[error("{}: {source}", role.mapping_field())]
+    Mapping {
+        /// Whose mapping.
+        role: Role,
+        /// What does not fit.
+        #[source]
+        source: PlanError,
+    },
 }
 
-/// Prepares `insertQuery` on `session` and compiles the mapping against its markers.
-pub async fn prepare_insert(
+impl PrepareStatementError {
+    /// Which statement failed.
+    pub fn role(&self) -> Role {
+        match self {
+            PrepareStatementError::Prepare { role, .. }
+            | PrepareStatementError::NotExactlyOnce { role, .. }
+            | PrepareStatementError::Mapping { role, .. } => *role,
+        }
+    }
+}
+
+/// The text and mapping of each statement the sink has: `insertQuery`, then `delete.query` if set.
+pub fn statements(config: &SinkConfig) -> Vec<(Role, &str, &Mapping)> {
+    std::iter::once((Role::Insert, config.insert_query.as_str(), &config.mapping))
+        .chain(
+            config
+                .delete
+                .as_ref()
+                .map(|delete| (Role::Delete, delete.query.as_str(), &delete.mapping)),
+        )
+        .collect()
+}
+
+/// Prepares one of the sink's statements (`text`, of `role`) on `session` and compiles `mapping`
+/// against its markers. `analysis` is what [`crate::statement::check_role`] found in the text. Every
+/// marker of a DELETE needs a value.
+pub async fn prepare_statement(
     session: &Session,
     config: &SinkConfig,
+    (role, text, mapping): (Role, &str, &Mapping),
     analysis: &Analysis,
-) -> Result<(PreparedStatement, Plan), PrepareInsertError> {
-    let statement = session
-        .prepare(config.insert_query.as_str())
-        .await
-        .map_err(PrepareInsertError::Prepare)?;
+) -> Result<(PreparedStatement, Plan), PrepareStatementError> {
+    let statement =
+        session
+            .prepare(text)
+            .await
+            .map_err(|source| PrepareStatementError::Prepare {
+                role,
+                source: Box::new(source),
+            })?;
     let specs = marker_specs(&statement);
     if config.guarantee == Guarantee::ExactlyOnce
         && let Some(counter) = specs
             .iter()
             .find(|spec| spec.typ == ColumnType::Native(NativeType::Counter))
     {
-        return Err(PrepareInsertError::NotExactlyOnce(
-            NotIdempotent::Increment(counter.name.clone()),
-        ));
+        return Err(PrepareStatementError::NotExactlyOnce {
+            role,
+            reason: NotIdempotent::Increment(counter.name.clone()),
+        });
     }
     let plan = Plan::compile(
-        &config.mapping,
+        mapping,
         &analysis.markers,
         specs,
         config.limits.null_means_unset,
         config.limits.max_record_bytes as usize,
-    )?;
+    )
+    .map_err(|source| PrepareStatementError::Mapping { role, source })?;
+    let plan = match role {
+        Role::Insert => plan,
+        Role::Delete => plan.all_required(),
+    };
     Ok((statement, plan))
 }
 

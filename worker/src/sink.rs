@@ -28,13 +28,14 @@ use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::action::{Action, Rules};
 use crate::batching::{self, BatchLimits, WriteKey};
 use crate::cassandra::{Failure, classify};
 use crate::checkpoint::{Claim, PartitionBuffer, Sealed, Sizable, now_micros};
 use crate::committer::{Committer, CommitterError};
 use crate::config::OnInvalidRecord;
 use crate::dead_letter::{DeadLetter, Rejected};
-use crate::mapping::{BoundValues, Plan, SourceRecord};
+use crate::mapping::{BoundValues, InvalidRecord, Plan, SourceRecord};
 use crate::metrics::Metrics;
 use crate::routing::Router;
 use crate::source::{OwnedRecord, Source, SourceError, SourceEvent};
@@ -67,10 +68,12 @@ pub enum SinkError {
 pub struct Writer {
     /// Data session.
     pub session: Arc<Session>,
-    /// The user's statement, prepared.
-    pub statement: PreparedStatement,
-    /// Record → bind values.
-    pub plan: Plan,
+    /// `insertQuery`, prepared, with its plan.
+    pub write: Target,
+    /// `delete.query`, prepared, with its plan, when the sink deletes.
+    pub delete: Option<Target>,
+    /// Which of them a record runs.
+    pub rules: Rules,
     /// Committer rows.
     pub committer: Arc<Committer>,
     /// Invalid records' destination.
@@ -89,6 +92,14 @@ pub struct Writer {
     pub topic: String,
 }
 
+/// A prepared statement and the plan that fills its markers from a record.
+pub struct Target {
+    /// The statement.
+    pub statement: PreparedStatement,
+    /// Record → bind values.
+    pub plan: Plan,
+}
+
 /// Batching of rows that share a partition: the markers that identify a row within its partition.
 pub struct Batching {
     /// Size bounds of one batch.
@@ -101,9 +112,35 @@ pub struct Batching {
 struct Bound {
     /// Index into the checkpoint's writes.
     index: usize,
+    /// [`Action::Write`] or [`Action::Delete`].
+    action: Action,
     values: BoundValues,
     token: Option<Token>,
     timestamp: i64,
+}
+
+/// A write refused for good: its index, the kind and the reason.
+type Refused = (usize, &'static str, String);
+
+/// What [`Writer::write_all`] achieved.
+#[derive(Default)]
+struct Landed {
+    /// Records refused for good.
+    refused: Vec<Refused>,
+    /// The Kafka partition of each record that ran no statement.
+    skipped: Vec<i32>,
+    /// The Kafka partition of each record whose delete landed.
+    deleted: Vec<i32>,
+}
+
+impl Landed {
+    fn count(&mut self, done: Option<(i32, Action)>) {
+        match done {
+            Some((partition, Action::Skip)) => self.skipped.push(partition),
+            Some((partition, Action::Delete)) => self.deleted.push(partition),
+            Some((_, Action::Write)) | None => {}
+        }
+    }
 }
 
 /// Checkpoint triggers.
@@ -409,7 +446,7 @@ impl Writer {
         }
         if self.on_invalid == OnInvalidRecord::Fail {
             for (record, _) in &writes {
-                if let Err(invalid) = self.plan.bind(&view(record)) {
+                if let Err(invalid) = self.values(&view(record)) {
                     self.metrics.error(invalid.kind());
                     return Err(SinkError::InvalidRecord {
                         partition: record.partition,
@@ -450,7 +487,11 @@ impl Writer {
 
         // Write everything, bounded in flight; records that do not fit, or that Cassandra itself
         // refuses, are rejected.
-        let refused = self.write_all(&writes).await;
+        let Landed {
+            refused,
+            skipped,
+            deleted,
+        } = self.write_all(&writes).await;
         for (index, kind, reason) in refused {
             let (record, timestamp) = writes[index];
             self.reject(record, kind, reason, timestamp, &mut rejected)?;
@@ -477,6 +518,7 @@ impl Writer {
         let mut committed = Vec::new();
         let mut committed_records = 0usize;
         let mut written = 0usize;
+        let (mut deleted_records, mut skipped_records) = (0usize, 0usize);
         let commits = ranges
             .iter()
             .filter(|(_, range, _)| !fenced.contains(&range.partition))
@@ -501,11 +543,15 @@ impl Writer {
                 Ok(()) => {
                     committed.push((range.partition, range.pending.end, total));
                     committed_records += range.records.len();
+                    let in_range = |partition: i32| partition == range.partition;
                     written += range.records.len()
                         - rejected
                             .iter()
-                            .filter(|r| r.record.partition == range.partition)
-                            .count();
+                            .filter(|r| in_range(r.record.partition))
+                            .count()
+                        - skipped.iter().filter(|&&p| in_range(p)).count();
+                    deleted_records += deleted.iter().filter(|&&p| in_range(p)).count();
+                    skipped_records += skipped.iter().filter(|&&p| in_range(p)).count();
                 }
                 Err(error) => {
                     self.fenced(range.partition, &error);
@@ -521,6 +567,8 @@ impl Writer {
             .checkpoint_duration
             .observe(started.elapsed().as_secs_f64());
         metrics.records_written.inc_by(written as u64);
+        metrics.records_deleted.inc_by(deleted_records as u64);
+        metrics.records_skipped.inc_by(skipped_records as u64);
         metrics.checkpoints.inc();
         metrics.committed_at(now_ms);
         let described: Vec<String> = ranges
@@ -530,6 +578,8 @@ impl Writer {
         tracing::info!(
             checkpoint = id,
             records = committed_records,
+            deleted = deleted_records,
+            skipped = skipped_records,
             dead_lettered = rejected.len(),
             ranges = %described.join(" "),
             millis = started.elapsed().as_millis() as u64,
@@ -575,14 +625,12 @@ impl Writer {
         self.metrics.error("fenced");
     }
 
-    /// Writes every record with its timestamp; returns the records Cassandra refused for good, by
-    /// index, with the reason. Transient failures are retried until they succeed. Rows of one
-    /// partition travel in unlogged batches (see [`crate::batching`]); each request waits for room on
-    /// the replica it is sent to (see [`crate::routing`]).
-    async fn write_all(
-        &self,
-        writes: &[(&OwnedRecord, i64)],
-    ) -> Vec<(usize, &'static str, String)> {
+    /// Writes (or deletes) every record with its timestamp; returns the records refused for good, by
+    /// index, with the reason, and the Kafka partitions of the records that deleted or ran nothing.
+    /// Transient failures are retried until they succeed. Rows of one partition travel in unlogged
+    /// batches (see [`crate::batching`]); each request waits for room on the replica it is sent to
+    /// (see [`crate::routing`]).
+    async fn write_all(&self, writes: &[(&OwnedRecord, i64)]) -> Landed {
         let acknowledged = std::sync::atomic::AtomicUsize::new(0);
         let half = writes.len() / 2;
         let acknowledged = &acknowledged;
@@ -592,23 +640,37 @@ impl Writer {
                 crate::fault::point("mid-write");
             }
         };
-        let refused: Vec<Vec<(usize, &'static str, String)>> = match &self.batching {
+        let mut outcome = Landed::default();
+        let refused: Vec<Vec<Refused>> = match &self.batching {
             // One request per record, bound as it is sent, so that a checkpoint's bound values never
             // sit in memory all at once and binding overlaps writing.
             None => {
-                futures::stream::iter(0..writes.len())
-                    .map(|index| async move {
-                        let write = match self.bind(writes, index) {
-                            Ok(write) => write,
-                            Err(refused) => return vec![refused],
-                        };
-                        let result = self.send_group(std::slice::from_ref(&write), &[0]).await;
-                        landed(1);
-                        result
-                    })
-                    .buffer_unordered(self.max_in_flight)
-                    .collect()
-                    .await
+                let results: Vec<(Vec<_>, Option<(i32, Action)>)> =
+                    futures::stream::iter(0..writes.len())
+                        .map(|index| async move {
+                            let partition = writes[index].0.partition;
+                            let write = match self.bind(writes, index) {
+                                Ok(Some(write)) => write,
+                                Ok(None) => {
+                                    landed(1);
+                                    return (Vec::new(), Some((partition, Action::Skip)));
+                                }
+                                Err(refused) => return (vec![refused], None),
+                            };
+                            let result = self.send_group(std::slice::from_ref(&write), &[0]).await;
+                            landed(1);
+                            let done = result.is_empty().then_some((partition, write.action));
+                            (result, done)
+                        })
+                        .buffer_unordered(self.max_in_flight)
+                        .collect()
+                        .await;
+                let mut refused = Vec::with_capacity(results.len());
+                for (result, done) in results {
+                    refused.push(result);
+                    outcome.count(done);
+                }
+                refused
             }
             // Grouping needs every write's keys first: bind them all, then send the groups.
             Some(batching) => {
@@ -616,7 +678,8 @@ impl Writer {
                 let mut bound = Vec::with_capacity(writes.len());
                 for index in 0..writes.len() {
                     match self.bind(writes, index) {
-                        Ok(write) => bound.push(write),
+                        Ok(Some(write)) => bound.push(write),
+                        Ok(None) => outcome.skipped.push(writes[index].0.partition),
                         Err(invalid) => refused.push(invalid),
                     }
                 }
@@ -625,47 +688,85 @@ impl Writer {
                     .map(|write| self.write_key(batching, writes[write.index].0, write))
                     .collect();
                 let groups = batching::group(&keys, batching.limits);
-                let bound = &bound;
+                let bound_ref = &bound;
                 let mut results: Vec<Vec<_>> = futures::stream::iter(groups)
                     .map(|members| async move {
-                        let result = self.send_group(bound, &members).await;
+                        let result = self.send_group(bound_ref, &members).await;
                         landed(members.len());
                         result
                     })
                     .buffer_unordered(self.max_in_flight)
                     .collect()
                     .await;
+                let failed: std::collections::HashSet<usize> = results
+                    .iter()
+                    .flatten()
+                    .map(|(index, _, _)| *index)
+                    .collect();
+                for write in bound.iter().filter(|write| !failed.contains(&write.index)) {
+                    outcome.count(Some((writes[write.index].0.partition, write.action)));
+                }
                 results.push(refused);
                 results
             }
         };
         self.metrics.set_ready(true);
-        refused.into_iter().flatten().collect()
+        outcome.refused = refused.into_iter().flatten().collect();
+        outcome
     }
 
-    /// Binds one write and computes its token; a record that does not fit the statement comes back
-    /// refused, with its kind and reason.
+    /// What a record runs and the values it runs it with: `None` when it runs nothing.
+    fn values(
+        &self,
+        record: &SourceRecord<'_>,
+    ) -> Result<Option<(Action, &Target, BoundValues)>, InvalidRecord> {
+        let action = self.rules.decide(record)?;
+        let target = match (action, &self.delete) {
+            (Action::Skip, _) => return Ok(None),
+            (Action::Write, _) => &self.write,
+            (Action::Delete, Some(delete)) => delete,
+            // The rules delete only when a delete statement is configured (checked at start).
+            (Action::Delete, None) => return Err(InvalidRecord::Tombstone),
+        };
+        Ok(Some((action, target, target.plan.bind(record)?)))
+    }
+
+    /// The statement of a bound write.
+    fn target(&self, action: Action) -> &Target {
+        match (action, &self.delete) {
+            (Action::Delete, Some(delete)) => delete,
+            _ => &self.write,
+        }
+    }
+
+    /// Binds one write and computes its token; `None` for a record that runs no statement; a record
+    /// that does not fit its statement comes back refused, with its kind and reason.
     fn bind(
         &self,
         writes: &[(&OwnedRecord, i64)],
         index: usize,
-    ) -> Result<Bound, (usize, &'static str, String)> {
+    ) -> Result<Option<Bound>, (usize, &'static str, String)> {
         let (record, timestamp) = writes[index];
-        let values = self
-            .plan
-            .bind(&view(record))
-            .map_err(|invalid| (index, invalid.kind(), invalid.to_string()))?;
+        let Some((action, target, values)) = self
+            .values(&view(record))
+            .map_err(|invalid| (index, invalid.kind(), invalid.to_string()))?
+        else {
+            return Ok(None);
+        };
         // A token that cannot be computed only means the driver routes the write itself.
-        let token = self.statement.calculate_token(&values).ok().flatten();
-        Ok(Bound {
+        let token = target.statement.calculate_token(&values).ok().flatten();
+        Ok(Some(Bound {
             index,
+            action,
             values,
             token,
             timestamp,
-        })
+        }))
     }
 
-    /// What grouping needs of a bound write: its partition (the token) and its row within it.
+    /// What grouping needs of a bound write: its partition (the token) and its row within it. A
+    /// delete may remove more than one row, so it is never batched and closes the groups it could be
+    /// reordered against.
     fn write_key(&self, batching: &Batching, record: &OwnedRecord, write: &Bound) -> WriteKey {
         use std::hash::{Hash, Hasher};
         let mut row = std::collections::hash_map::DefaultHasher::new();
@@ -680,22 +781,20 @@ impl Writer {
             row: row.finish(),
             bytes: record.value.as_ref().map_or(0, Vec::len)
                 + record.key.as_ref().map_or(0, Vec::len),
+            alone: write.action == Action::Delete,
         }
     }
 
     /// Sends one group: a single write, or an unlogged batch stamped with its last row's timestamp.
     /// A batch Cassandra refuses is split into single writes, so that only the offending record is
     /// refused. Returns the records refused for good.
-    async fn send_group(
-        &self,
-        bound: &[Bound],
-        members: &[usize],
-    ) -> Vec<(usize, &'static str, String)> {
+    async fn send_group(&self, bound: &[Bound], members: &[usize]) -> Vec<Refused> {
         if let [single] = members {
             let write = &bound[*single];
+            let target = self.target(write.action);
             return match self
-                .send(write.token, write.timestamp, |statement, profile| {
-                    let mut statement = statement.clone();
+                .send(write.token, write.timestamp, |profile| {
+                    let mut statement = target.statement.clone();
                     statement.set_timestamp(Some(write.timestamp));
                     statement.set_execution_profile_handle(profile);
                     let session = self.session.clone();
@@ -714,11 +813,12 @@ impl Writer {
         }
         let last = &bound[members[members.len() - 1]];
         let values: Vec<&BoundValues> = members.iter().map(|&m| &bound[m].values).collect();
+        let statement = &self.target(last.action).statement;
         let refused = self
-            .send(last.token, last.timestamp, |statement, profile| {
+            .send(last.token, last.timestamp, |profile| {
                 let mut batch = Batch::new(BatchType::Unlogged);
-                for _ in members {
-                    batch.append_statement(statement.clone());
+                for &member in members {
+                    batch.append_statement(self.target(bound[member].action).statement.clone());
                 }
                 if let Some(consistency) = statement.get_consistency() {
                     batch.set_consistency(consistency);
@@ -746,17 +846,14 @@ impl Writer {
     /// backoff; returns Cassandra's reason when it refuses the request for good.
     async fn send<F, Fut>(&self, token: Option<Token>, timestamp: i64, request: F) -> Option<String>
     where
-        F: Fn(
-            &PreparedStatement,
-            Option<scylla::client::execution_profile::ExecutionProfileHandle>,
-        ) -> Fut,
+        F: Fn(Option<scylla::client::execution_profile::ExecutionProfileHandle>) -> Fut,
         Fut: Future<Output = Result<(), scylla::errors::ExecutionError>>,
     {
         let mut backoff = Duration::from_millis(100);
         loop {
             let route = self.router.route(&self.session, token).await;
             self.metrics.requests_in_flight.inc();
-            let result = request(&self.statement, route.profile.clone()).await;
+            let result = request(route.profile.clone()).await;
             self.metrics.requests_in_flight.dec();
             drop(route);
             match result {

@@ -11,44 +11,38 @@ use std::time::Duration;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
+use crate::action::{Rules, RulesError};
 use crate::batching::BatchLimits;
 use crate::cassandra::{ConnectError, connect, driver_consistency, settle_datacenter_routing};
 use crate::committer::{Committer, CommitterError};
-use crate::config::{CassandraConfig, DeadLetterConfig, Guarantee, SinkConfig};
+use crate::config::{CassandraConfig, DeadLetterConfig, SinkConfig};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::metrics::Metrics;
-use crate::prepared::{self, PrepareInsertError};
+use crate::prepared::{self, PrepareStatementError};
 use crate::routing::{Router, RouterSettings};
 use crate::schema::{self, SchemaError};
-use crate::sink::{Batching, Limits, Loop, SinkError, Writer};
+use crate::sink::{Batching, Limits, Loop, SinkError, Target, Writer};
 use crate::source::{Source, SourceError};
-use crate::statement::{self, StatementError};
+use crate::statement::{self, Role, RoleError};
 
 /// Why the sink cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// `insertQuery` is not a usable statement.
-    #[error("insertQuery: {0}")]
-    Statement(#[from] StatementError),
-    /// `insertQuery` cannot be exactly-once (P5).
-    #[error(
-        "insertQuery cannot be applied exactly once: {}. Use an idempotent statement, or set \
-         `guarantee: at-least-once` to accept duplicates after a crash",
-        reasons.join("; ")
-    )]
-    NotExactlyOnce {
-        /// Each reason.
-        reasons: Vec<String>,
-    },
+    /// A statement is not usable in its role, or cannot be exactly-once (P5).
+    #[error(transparent)]
+    Statement(#[from] RoleError),
+    /// The rules that choose a record's statement cannot work.
+    #[error(transparent)]
+    Rules(#[from] RulesError),
     /// Connecting failed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
     /// A DDL statement failed.
     #[error(transparent)]
     Schema(#[from] SchemaError),
-    /// Cassandra could not prepare `insertQuery`, or the mapping does not fit what it prepared.
+    /// Cassandra could not prepare a statement, or its mapping does not fit what it prepared.
     #[error(transparent)]
-    Prepare(#[from] PrepareInsertError),
+    Prepare(#[from] PrepareStatementError),
     /// The committer table failed.
     #[error(transparent)]
     Committer(#[from] CommitterError),
@@ -67,21 +61,23 @@ impl StartError {
     /// A short, stable reason for status conditions and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
+            StartError::Statement(RoleError::NotExactlyOnce { .. }) => "NotExactlyOnce",
             StartError::Statement(_) => "InvalidStatement",
-            StartError::NotExactlyOnce { .. } => "NotExactlyOnce",
+            StartError::Rules(RulesError::Path(_)) => "InvalidMapping",
+            StartError::Rules(RulesError::TombstoneWithoutDelete) => "InvalidStatement",
             StartError::Connect(error) if error.is_unauthorized() => "Unauthorized",
             StartError::Connect(ConnectError::Secret { .. }) => "CredentialsUnreadable",
             StartError::Connect(error) if error.is_permanent() => "TlsFailed",
             StartError::Connect(_) => "CassandraUnreachable",
             StartError::Schema(_) => "SchemaFailed",
-            StartError::Prepare(PrepareInsertError::Prepare(error))
-                if crate::cassandra::prepare_db_error(error).is_none() =>
+            StartError::Prepare(PrepareStatementError::Prepare { source, .. })
+                if crate::cassandra::prepare_db_error(source).is_none() =>
             {
                 "CassandraUnreachable"
             }
-            StartError::Prepare(PrepareInsertError::Prepare(_)) => "InvalidStatement",
-            StartError::Prepare(PrepareInsertError::NotExactlyOnce(_)) => "NotExactlyOnce",
-            StartError::Prepare(PrepareInsertError::Mapping(_)) => "InvalidMapping",
+            StartError::Prepare(PrepareStatementError::Prepare { .. }) => "InvalidStatement",
+            StartError::Prepare(PrepareStatementError::NotExactlyOnce { .. }) => "NotExactlyOnce",
+            StartError::Prepare(PrepareStatementError::Mapping { .. }) => "InvalidMapping",
             StartError::Committer(_) => "CommitterFailed",
             StartError::DeadLetter(_) => "DeadLetterFailed",
             StartError::Source(SourceError::RangeGone(_))
@@ -95,19 +91,44 @@ impl StartError {
     }
 }
 
-/// Checks `insertQuery` against the guarantee without a server: its shape, and P5.
-pub fn check_statement(config: &SinkConfig) -> Result<statement::Analysis, StartError> {
-    let analysis = statement::analyze(&config.insert_query)?;
-    if config.guarantee == Guarantee::ExactlyOnce && !analysis.not_idempotent.is_empty() {
-        return Err(StartError::NotExactlyOnce {
-            reasons: analysis
-                .not_idempotent
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-        });
-    }
-    Ok(analysis)
+/// What [`check_statements`] found: each statement's analysis and the compiled rules.
+#[derive(Debug)]
+pub struct Checked {
+    /// `insertQuery`.
+    pub insert: statement::Analysis,
+    /// `delete.query`, when set.
+    pub delete: Option<statement::Analysis>,
+    /// Which statement a record runs.
+    pub rules: Rules,
+}
+
+/// Checks the sink's statements and rules without a server: each statement's shape and role, P5
+/// under exactly-once, and the rules that choose a record's statement.
+pub fn check_statements(config: &SinkConfig) -> Result<Checked, StartError> {
+    let check = |role, text: &str| statement::check_role(text, role, config.guarantee);
+    Ok(Checked {
+        insert: check(Role::Insert, &config.insert_query)?,
+        delete: config
+            .delete
+            .as_ref()
+            .map(|delete| check(Role::Delete, &delete.query))
+            .transpose()?,
+        rules: Rules::compile(config)?,
+    })
+}
+
+/// Prepares one statement for writing: consistency, and whether the driver may retry it on its own.
+async fn prepare_target(
+    session: &Session,
+    config: &SinkConfig,
+    which: (Role, &str, &crate::config::Mapping),
+    analysis: &statement::Analysis,
+) -> Result<Target, StartError> {
+    let (mut statement, plan) =
+        prepared::prepare_statement(session, config, which, analysis).await?;
+    statement.set_consistency(driver_consistency(config.cassandra.consistency));
+    statement.set_is_idempotent(analysis.not_idempotent.is_empty());
+    Ok(Target { statement, plan })
 }
 
 /// Batching for a statement whose table has clustering columns: rows of one partition can then be
@@ -204,7 +225,7 @@ pub async fn prepare(
     metrics: Arc<Metrics>,
 ) -> Result<Prepared, StartError> {
     let started = std::time::Instant::now();
-    let analysis = check_statement(config)?;
+    let checked = check_statements(config)?;
     let session = Arc::new(connect_patiently(&config.cassandra).await?);
     let committer_session = match &config.committer.cassandra {
         Some(cluster) => Arc::new(connect_patiently(cluster).await?),
@@ -219,9 +240,26 @@ pub async fn prepare(
     let keyspace = &config.committer.keyspace;
     let table = &config.committer.table;
 
-    let (mut statement, plan) = prepared::prepare_insert(&session, config, &analysis).await?;
-    statement.set_consistency(driver_consistency(config.cassandra.consistency));
-    statement.set_is_idempotent(analysis.not_idempotent.is_empty());
+    let write = prepare_target(
+        &session,
+        config,
+        (Role::Insert, &config.insert_query, &config.mapping),
+        &checked.insert,
+    )
+    .await?;
+    let delete = match (&config.delete, &checked.delete) {
+        (Some(delete), Some(analysis)) => Some(
+            prepare_target(
+                &session,
+                config,
+                (Role::Delete, &delete.query, &delete.mapping),
+                analysis,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    let statement = &write.statement;
 
     let committer_consistency = config
         .committer
@@ -294,12 +332,13 @@ pub async fn prepare(
         request_timeout: config.cassandra.request_timeout.0,
         policy,
     });
-    let batching = batching(&session, &statement, &keyspace_name, &table_name, config);
+    let batching = batching(&session, statement, &keyspace_name, &table_name, config);
     let writer_metrics = metrics.clone();
     let writer = Writer {
         session: session.clone(),
-        statement,
-        plan,
+        write,
+        delete,
+        rules: checked.rules,
         committer: committer.clone(),
         dead_letter,
         on_invalid: config.on_invalid_record,
