@@ -235,6 +235,8 @@ fn worker_config(
             },
         },
         mapping: spec.mapping.clone(),
+        delete: spec.delete.clone(),
+        on_tombstone: spec.on_tombstone,
         checkpoint: spec.checkpoint.clone(),
         guarantee: spec.guarantee,
         on_invalid_record: spec.on_invalid_record,

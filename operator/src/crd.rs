@@ -7,8 +7,8 @@
 //! Secrets instead of files: the operator mounts them and points the worker at the mounted files.
 
 use cassandra_sink_worker::config::{
-    CheckpointConfig, Consistency, DeadLetterConfig, Guarantee, KafkaProtocol, Limits, Mapping,
-    OnInvalidRecord, SaslMechanism,
+    CheckpointConfig, Consistency, DeadLetterConfig, DeleteConfig, Guarantee, KafkaProtocol,
+    Limits, Mapping, OnInvalidRecord, OnTombstone, SaslMechanism,
 };
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -39,6 +39,7 @@ pub const GROUP: &str = "cassandra-sink.io";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.onTombstone) || self.onTombstone != 'delete' || has(self.delete)").message("onTombstone: delete needs a delete statement (spec.delete)"))]
 pub struct CassandraSinkSpec {
     /// The Cassandra cluster that receives the data (the seed's "host address").
     pub cassandra: CassandraConnection,
@@ -58,6 +59,19 @@ pub struct CassandraSinkSpec {
     /// fill the markers in order.
     #[serde(default)]
     pub mapping: Mapping,
+    /// Records that delete a row instead of writing one: a DELETE statement (`query`), how a record
+    /// fills its markers (`mapping`, e.g. from `key.id`), and optionally `when`, a field whose value
+    /// marks a record with a value as a delete (e.g. Debezium's `value.op` equal to `d`). A delete
+    /// carries its record's offset-derived write timestamp: a replay or a zombie can neither bring a
+    /// deleted row back nor delete a newer one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(r"self.query.matches('(?i)^\\s*delete\\s')").message("delete.query must be a DELETE statement"))]
+    pub delete: Option<DeleteConfig>,
+    /// What a tombstone (a record with no value) does: `delete` (runs `delete`; the default when
+    /// `delete` is set), `ignore` (commits its offset, changes nothing), or `invalid` (the default
+    /// without `delete`: `onInvalidRecord` decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_tombstone: Option<OnTombstone>,
     /// When a checkpoint is sealed and committed.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,

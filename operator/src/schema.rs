@@ -1,6 +1,6 @@
 //! The sink checked against its live cluster before any worker runs: the DDL (`createQuery`, the
-//! committer, positions and dead-letter tables), then a PREPARE of `insertQuery` and the mapping
-//! compiled against what Cassandra says of its markers. Once per change of what they depend on: the
+//! committer, positions and dead-letter tables), then a PREPARE of `insertQuery` (and `delete.query`)
+//! with each mapping compiled against what Cassandra says of its markers. Once per change of what they depend on: the
 //! digest of it is kept in `status.appliedSchema`; the workers are rendered `manageSchema: false`.
 //!
 //! Why the operator and not each worker: N workers racing the same CREATE TABLE on a multi-node
@@ -14,7 +14,7 @@
 
 use cassandra_sink_worker::cassandra::{is_refusal, prepare_db_error};
 use cassandra_sink_worker::config::SinkConfig;
-use cassandra_sink_worker::prepared::{PrepareInsertError, prepare_insert};
+use cassandra_sink_worker::prepared::{PrepareStatementError, prepare_statement, statements};
 use cassandra_sink_worker::schema::{self, SchemaError};
 use cassandra_sink_worker::statement;
 use scylla::errors::{DbError, PrepareError, RequestAttemptError};
@@ -35,7 +35,7 @@ pub fn digest(config: &SinkConfig) -> String {
         .map(|cluster| cluster.contact_points.join(","))
         .unwrap_or_default();
     hash(&format!(
-        "{}|{}|{:?}|{}.{}|{:?}|{}|{:?}|{:?}",
+        "{}|{}|{:?}|{}.{}|{:?}|{}|{:?}|{:?}|{:?}",
         config.cassandra.contact_points.join(","),
         committer_points,
         config.create_query,
@@ -45,6 +45,7 @@ pub fn digest(config: &SinkConfig) -> String {
         config.insert_query,
         config.mapping,
         config.guarantee,
+        config.delete,
     ))
 }
 
@@ -89,14 +90,17 @@ async fn check(
         .await
         .map_err(|error| schema_problem(&error))?;
     // validate() has refused what the text alone shows wrong; this is what needs the cluster.
-    let analysis = statement::analyze(&config.insert_query).map_err(|error| Problem {
-        reason: Reason::InvalidStatement,
-        message: format!("spec.insertQuery: {error}"),
-    })?;
-    prepare_insert(&data, config, &analysis)
-        .await
-        .map_err(|error| statement_problem(&error))?;
-    tracing::info!(sink = %config.sink_id, "schema applied and insertQuery prepared");
+    for which in statements(config) {
+        let (role, text, _) = which;
+        let analysis = statement::analyze(text).map_err(|error| Problem {
+            reason: Reason::InvalidStatement,
+            message: format!("spec.{role}: {error}"),
+        })?;
+        prepare_statement(&data, config, which, &analysis)
+            .await
+            .map_err(|error| statement_problem(&error))?;
+    }
+    tracing::info!(sink = %config.sink_id, "schema applied and statements prepared");
     Ok(())
 }
 
@@ -159,40 +163,41 @@ fn cassandra_says(error: &PrepareError) -> String {
     }
 }
 
-/// `insertQuery` or the mapping, refused.
-fn statement_problem(error: &PrepareInsertError) -> Problem {
+/// A statement or its mapping, refused.
+fn statement_problem(error: &PrepareStatementError) -> Problem {
+    let role = error.role();
     match error {
-        PrepareInsertError::Prepare(prepare) => match prepare_db_error(prepare) {
+        PrepareStatementError::Prepare {
+            source: prepare, ..
+        } => match prepare_db_error(prepare) {
             Some(DbError::Unauthorized) => Problem {
                 reason: Reason::Unauthorized,
                 message: format!(
-                    "Cassandra refused to prepare spec.insertQuery for lack of permission: {}; \
+                    "Cassandra refused to prepare spec.{role} for lack of permission: {}; \
                      grant the sink's role MODIFY on its table",
                     cassandra_says(prepare)
                 ),
             },
             Some(db) if is_refusal(db) => Problem {
                 reason: Reason::InvalidStatement,
-                message: format!(
-                    "Cassandra refused spec.insertQuery: {}",
-                    cassandra_says(prepare)
-                ),
+                message: format!("Cassandra refused spec.{role}: {}", cassandra_says(prepare)),
             },
             _ => Problem {
                 reason: Reason::CassandraUnreachable,
                 message: format!(
-                    "spec.insertQuery could not be prepared now: {prepare}; the operator retries"
+                    "spec.{role} could not be prepared now: {prepare}; the operator retries"
                 ),
             },
         },
-        PrepareInsertError::NotExactlyOnce(_) => Problem {
+        PrepareStatementError::NotExactlyOnce { .. } => Problem {
             reason: Reason::NotExactlyOnce,
             message: format!("spec.{error}"),
         },
-        PrepareInsertError::Mapping(mapping) => Problem {
+        PrepareStatementError::Mapping { source, .. } => Problem {
             reason: Reason::InvalidMapping,
             message: format!(
-                "spec.mapping does not fit spec.insertQuery as Cassandra prepared it: {mapping}"
+                "spec.{} does not fit spec.{role} as Cassandra prepared it: {source}",
+                role.mapping_field()
             ),
         },
     }

@@ -2,8 +2,9 @@
 //! the guarantee it asks for (P5), and the syntax of names. Pure: unit-tested here; the controller turns
 //! problems into a Degraded condition instead of starting workers that would crash-loop.
 
-use cassandra_sink_worker::config::Guarantee;
-use cassandra_sink_worker::statement;
+use cassandra_sink_worker::config::OnTombstone;
+use cassandra_sink_worker::mapping::FieldPath;
+use cassandra_sink_worker::statement::{self, Role, RoleError};
 
 use crate::crd::CassandraSinkSpec;
 use crate::reason::Reason;
@@ -66,28 +67,34 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
             ));
         }
     }
-    match statement::analyze(&spec.insert_query) {
-        Err(error) => problems.push(problem(
-            Reason::InvalidStatement,
-            format!("spec.insertQuery: {error}"),
-        )),
-        Ok(analysis) => {
-            if spec.guarantee == Guarantee::ExactlyOnce && !analysis.not_idempotent.is_empty() {
-                let reasons: Vec<String> = analysis
-                    .not_idempotent
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                problems.push(problem(
-                    Reason::NotExactlyOnce,
-                    format!(
-                        "spec.insertQuery cannot be applied exactly once: {}. Use an idempotent \
-                         statement, or set spec.guarantee: at-least-once",
-                        reasons.join("; ")
-                    ),
-                ));
+    let delete = spec.delete.as_ref().map(|delete| delete.query.as_str());
+    let statements = std::iter::once((Role::Insert, Some(spec.insert_query.as_str())))
+        .chain(std::iter::once((Role::Delete, delete)));
+    for (role, text) in statements {
+        let Some(text) = text else { continue };
+        match statement::check_role(text, role, spec.guarantee) {
+            Ok(_) => {}
+            Err(error @ RoleError::NotExactlyOnce { .. }) => {
+                problems.push(problem(Reason::NotExactlyOnce, format!("spec.{error}")))
             }
+            Err(error) => problems.push(problem(Reason::InvalidStatement, format!("spec.{error}"))),
         }
+    }
+    if let Some(when) = spec.delete.as_ref().and_then(|delete| delete.when.as_ref())
+        && let Err(error) = FieldPath::parse(&when.field)
+    {
+        problems.push(problem(
+            Reason::InvalidMapping,
+            format!("spec.delete.when.field: {error}"),
+        ));
+    }
+    if spec.on_tombstone == Some(OnTombstone::Delete) && spec.delete.is_none() {
+        problems.push(problem(
+            Reason::InvalidStatement,
+            "spec.onTombstone is `delete` but spec.delete is not set: add a DELETE statement with \
+             its mapping, or choose `ignore` or `invalid`"
+                .to_owned(),
+        ));
     }
     problems.extend(crate::resources::check(
         spec.resources.as_ref(),
@@ -109,6 +116,7 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
 mod tests {
     use super::*;
     use crate::crd::tests_support::seed_spec;
+    use cassandra_sink_worker::config::Guarantee;
 
     #[test]
     fn the_seed_example_is_valid() {
@@ -149,6 +157,99 @@ mod tests {
         spec.insert_query = "UPDATE example.hits SET n = n + ? WHERE id = ?".into();
         spec.guarantee = Guarantee::AtLeastOnce;
         assert_eq!(validate(&spec), vec![]);
+    }
+
+    #[test]
+    fn a_delete_statement_is_checked_like_the_insert_and_its_rule_and_tombstones_too() {
+        use cassandra_sink_worker::config::{DeleteConfig, DeleteWhen, Mapping};
+        let mut spec = seed_spec();
+        spec.delete = Some(DeleteConfig {
+            query: "DELETE FROM example.values WHERE id = ?".into(),
+            mapping: Mapping::Fields(vec!["key".into()]),
+            when: Some(DeleteWhen {
+                field: "value.op".into(),
+                equals: vec!["d".into()],
+            }),
+        });
+        assert_eq!(validate(&spec), vec![]);
+
+        let mut wrong = spec.clone();
+        if let Some(delete) = wrong.delete.as_mut() {
+            delete.query = "INSERT INTO example.values (id) VALUES (?)".into();
+            delete.when = Some(DeleteWhen {
+                field: "op".into(),
+                equals: vec!["d".into()],
+            });
+        }
+        let problems = validate(&wrong);
+        let reasons: Vec<Reason> = problems.iter().map(|p| p.reason).collect();
+        assert_eq!(
+            reasons,
+            vec![Reason::InvalidStatement, Reason::InvalidMapping]
+        );
+        assert_eq!(
+            problems[0].message,
+            "spec.delete.query must be a DELETE statement, found an INSERT"
+        );
+        assert!(
+            problems[1]
+                .message
+                .starts_with("spec.delete.when.field: invalid field path `op`"),
+            "{}",
+            problems[1].message
+        );
+
+        let mut conditional = spec.clone();
+        if let Some(delete) = conditional.delete.as_mut() {
+            delete.query = "DELETE FROM example.values WHERE id = ? IF EXISTS".into();
+        }
+        let problems = validate(&conditional);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].reason, Reason::NotExactlyOnce);
+        assert!(
+            problems[0]
+                .message
+                .starts_with("spec.delete.query cannot be applied exactly once")
+        );
+
+        let mut tombstones = seed_spec();
+        tombstones.on_tombstone = Some(OnTombstone::Delete);
+        let problems = validate(&tombstones);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].message.contains("spec.delete is not set"));
+        tombstones.on_tombstone = Some(OnTombstone::Ignore);
+        assert_eq!(validate(&tombstones), vec![]);
+    }
+
+    /// Every example a user may copy is a valid sink whose rendered configuration the worker accepts,
+    /// rules included.
+    #[test]
+    fn every_example_is_a_valid_sink_the_worker_accepts() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&folder).expect("examples/") {
+            let path = entry.expect("an entry").path();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            // A file may hold the Secrets a sink names too: check its CassandraSink document.
+            let Some(document) = text
+                .split("\n---\n")
+                .find(|document| document.contains("\nkind: CassandraSink"))
+            else {
+                panic!("{}: no CassandraSink", path.display())
+            };
+            let mut sink: crate::crd::CassandraSink = serde_saphyr::from_str(document)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            sink.metadata.namespace = Some("examples".to_owned());
+            assert_eq!(validate(&sink.spec), vec![], "{}", path.display());
+            let config = crate::build::sink_config(&sink).expect("renders");
+            let rendered = serde_saphyr::to_string(&config).expect("serialises");
+            let parsed = cassandra_sink_worker::config::SinkConfig::from_yaml(&rendered, &path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            cassandra_sink_worker::action::Rules::compile(&parsed)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            checked += 1;
+        }
+        assert!(checked >= 4, "examples checked: {checked}");
     }
 
     #[test]
