@@ -148,6 +148,25 @@ pub async fn send(
     Ok(())
 }
 
+/// Sends a tombstone (a key and no value) to a partition and waits for the acknowledgement.
+pub async fn send_tombstone(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    key: &str,
+) -> anyhow::Result<()> {
+    producer
+        .send(
+            FutureRecord::<str, [u8]>::to(topic)
+                .partition(partition)
+                .key(key),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(error, _)| anyhow::anyhow!("producing to {topic}: {error}"))?;
+    Ok(())
+}
+
 /// The end offset (high watermark) of each partition.
 pub fn end_offsets(
     settings: &Settings,

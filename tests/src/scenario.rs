@@ -40,7 +40,7 @@ pub struct Scenario {
 
 impl Scenario {
     /// Keyspace, topic and a config with the seed's statement extended by a `seq` column, plus `extra`
-    /// YAML appended to the configuration.
+    /// YAML appended to the configuration (`$KEYSPACE` in it stands for the scenario's keyspace).
     pub async fn new(name: &str, partitions: i32, extra: &str) -> anyhow::Result<Self> {
         let settings = Settings::from_env();
         let session = fixtures::cassandra(&settings).await?;
@@ -77,6 +77,7 @@ committer: {{ keyspace: {keyspace}, table: checkpoints }}
 source:
   kafka: {{ bootstrapServers: ["{kafka}"], topic: {topic} }}
 {extra}"#,
+                extra = extra.replace("$KEYSPACE", &keyspace),
                 cassandra = settings.cassandra,
                 kafka = settings.kafka,
             ),
@@ -118,19 +119,50 @@ source:
     /// Produces `count` updates over `keys` ids (each id always on the same partition), as JSON arrays
     /// `[id, counter, seq]`; `counter` counts the updates of that id.
     pub async fn produce(&mut self, count: i64, keys: usize) -> anyhow::Result<()> {
+        self.produce_updates(count, keys, None).await
+    }
+
+    /// Like [`Scenario::produce`], but every `delete_every`-th update of an id is a tombstone (key,
+    /// no value) that deletes its row; the next update writes it again. Needs a sink that deletes on
+    /// tombstones ([`Scenario::DELETE_ON_TOMBSTONE`]).
+    pub async fn produce_with_deletes(
+        &mut self,
+        count: i64,
+        keys: usize,
+        delete_every: i32,
+    ) -> anyhow::Result<()> {
+        self.produce_updates(count, keys, Some(delete_every)).await
+    }
+
+    /// Configuration of a sink that deletes the row of a tombstone's key.
+    pub const DELETE_ON_TOMBSTONE: &str = "delete: { query: \"DELETE FROM $KEYSPACE.values WHERE id = ?\", mapping: { fields: [key] } }\n";
+
+    /// [`Scenario::produce`] (`delete_every: None`) or [`Scenario::produce_with_deletes`].
+    pub async fn produce_updates(
+        &mut self,
+        count: i64,
+        keys: usize,
+        delete_every: Option<i32>,
+    ) -> anyhow::Result<()> {
         for _ in 0..count {
             let seq = self.produced;
             let index = (seq as usize) % keys;
             let id = format!("id{index}");
             let counter = self.counters.entry(id.clone()).or_insert(0);
             *counter += 1;
+            let partition = (index as i32) % self.partitions;
+            if delete_every.is_some_and(|every| *counter % every == 0) {
+                fixtures::send_tombstone(&self.producer, &self.topic, partition, &id).await?;
+                self.expected.remove(&id);
+                self.produced += 1;
+                continue;
+            }
             let value = if self.seq {
                 serde_json::json!([id, *counter, seq])
             } else {
                 serde_json::json!([id, *counter])
             }
             .to_string();
-            let partition = (index as i32) % self.partitions;
             fixtures::send(
                 &self.producer,
                 &self.topic,
@@ -152,6 +184,13 @@ source:
             fixtures::send(&self.producer, &self.topic, 0, "raw", value).await?;
             self.produced += 1;
         }
+        Ok(())
+    }
+
+    /// Produces a tombstone (key, no value) to partition 0.
+    pub async fn produce_tombstone(&mut self, key: &str) -> anyhow::Result<()> {
+        fixtures::send_tombstone(&self.producer, &self.topic, 0, key).await?;
+        self.produced += 1;
         Ok(())
     }
 

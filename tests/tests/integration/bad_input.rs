@@ -33,6 +33,8 @@ async fn each_kind_of_invalid_record_is_dead_lettered_with_its_reason() -> anyho
             br#"["ok2", 2, 7]"#,
         ])
         .await?;
+    // Without a delete statement, a tombstone has nothing to write.
+    scenario.produce_tombstone("ok1").await?;
     let worker = Worker::start(&scenario.config, "worker", &[]);
     scenario
         .wait_until_caught_up(Duration::from_secs(60))
@@ -76,6 +78,7 @@ async fn each_kind_of_invalid_record_is_dead_lettered_with_its_reason() -> anyho
             (6, "oversized"),
             (7, "missing_field"),
             (8, "rejected_by_cassandra"),
+            (10, "tombstone"),
         ]
     );
     let reasons: Vec<&str> = rows
@@ -92,6 +95,8 @@ async fn each_kind_of_invalid_record_is_dead_lettered_with_its_reason() -> anyho
         reasons[5]
     );
     assert!(reasons[6].contains("primary key"), "{}", reasons[6]);
+    assert!(reasons[8].contains("onTombstone"), "{}", reasons[8]);
+    assert_eq!(rows[8].3, None, "a tombstone is kept as one");
     assert_eq!(
         rows[0].3.as_deref(),
         Some(&b"{not json"[..]),
@@ -99,7 +104,7 @@ async fn each_kind_of_invalid_record_is_dead_lettered_with_its_reason() -> anyho
     );
     assert_eq!(
         dead_lettered,
-        Some(8.0),
+        Some(9.0),
         "dead-lettered records are counted"
     );
     assert_eq!(
@@ -108,8 +113,8 @@ async fn each_kind_of_invalid_record_is_dead_lettered_with_its_reason() -> anyho
         "invalid records do not make the worker unready"
     );
     let committed = scenario.committed().await?;
-    assert_eq!(committed[&0].0, Some(10), "nothing is skipped or held back");
-    assert_eq!(committed[&0].2, Some(10));
+    assert_eq!(committed[&0].0, Some(11), "nothing is skipped or held back");
+    assert_eq!(committed[&0].2, Some(11));
     scenario.clean_up().await
 }
 

@@ -55,16 +55,34 @@ async fn assert_final_state(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_and_repeats_nothing() -> anyhow::Result<()> {
+    killed_at_random_moments("killed", "", None).await
+}
+
+/// The same with every fourth update of a key a tombstone that deletes its row: across kills and
+/// replays a row is deleted, written again and deleted again, and must end as its last record left it
+/// (a replayed older write never brings a deleted row back, a replayed delete never removes a newer
+/// row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_with_deletes_leaves_deleted_rows_deleted() -> anyhow::Result<()>
+{
+    killed_at_random_moments("killeddel", Scenario::DELETE_ON_TOMBSTONE, Some(4)).await
+}
+
+async fn killed_at_random_moments(
+    name: &str,
+    extra: &str,
+    delete_every: Option<i32>,
+) -> anyhow::Result<()> {
     let mut scenario = Scenario::new(
-        "killed",
+        name,
         3,
-        "checkpoint: { interval: 200ms, maxRecords: 400 }\n",
+        &format!("checkpoint: {{ interval: 200ms, maxRecords: 400 }}\n{extra}"),
     )
     .await?;
-    scenario.produce(1500, 40).await?;
+    scenario.produce_updates(1500, 40, delete_every).await?;
     let watch = RegressionWatch::start(&scenario.settings, &scenario.keyspace).await?;
     let mut dice = Dice::new();
-    let environment = Scenario::worker_env("killed-0");
+    let environment = Scenario::worker_env(&format!("{name}-0"));
     let environment: Vec<(&str, &str)> =
         environment.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // TEST_KILL_ROUNDS raises the number of kills for a longer soak.
@@ -85,7 +103,7 @@ async fn sigkill_at_random_moments_loses_and_repeats_nothing() -> anyhow::Result
     for round in 0..kills {
         let worker = Worker::start(&scenario.config, &format!("worker-{round}"), &environment);
         // Keep the stream moving while the worker runs, so kills land mid-checkpoint.
-        scenario.produce(300, 40).await?;
+        scenario.produce_updates(300, 40, delete_every).await?;
         tokio::time::sleep(dice.millis(300, 2500)).await;
         count_claims(&mut claimed, &worker.log_text());
         worker.kill();

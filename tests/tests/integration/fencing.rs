@@ -138,16 +138,27 @@ async fn a_fenced_owner_can_neither_record_nor_commit_and_its_late_writes_lose()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_worker_that_wakes_after_losing_its_partition_changes_nothing()
 -> anyhow::Result<()> {
+    zombie_wakes("zombie", "", None).await
+}
+
+/// The same with deletes: a zombie's late writes cannot bring back a row its successor deleted, and its
+/// late deletes cannot remove a row its successor wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_neither_resurrects_deleted_rows_nor_deletes_newer_ones() -> anyhow::Result<()> {
+    zombie_wakes("zombiedel", Scenario::DELETE_ON_TOMBSTONE, Some(3)).await
+}
+
+async fn zombie_wakes(name: &str, extra: &str, delete_every: Option<i32>) -> anyhow::Result<()> {
     let mut scenario = Scenario::new(
-        "zombie",
+        name,
         1,
-        "checkpoint: { interval: 100ms, maxRecords: 100 }\n",
+        &format!("checkpoint: {{ interval: 100ms, maxRecords: 100 }}\n{extra}"),
     )
     .await?;
-    scenario.produce(800, 20).await?;
+    scenario.produce_updates(800, 20, delete_every).await?;
     let watch = RegressionWatch::start(&scenario.settings, &scenario.keyspace).await?;
-    let env_a = Scenario::worker_env("zombie-a");
-    let env_b = Scenario::worker_env("zombie-b");
+    let env_a = Scenario::worker_env(&format!("{name}-a"));
+    let env_b = Scenario::worker_env(&format!("{name}-b"));
     let env_a: Vec<(&str, &str)> = env_a.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let env_b: Vec<(&str, &str)> = env_b.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
@@ -156,11 +167,11 @@ async fn a_frozen_worker_that_wakes_after_losing_its_partition_changes_nothing()
         .wait_until_caught_up(Duration::from_secs(60))
         .await?;
     // More records, and freeze A while it works on them: a pod that Kubernetes thinks is gone.
-    scenario.produce(400, 20).await?;
+    scenario.produce_updates(400, 20, delete_every).await?;
     tokio::time::sleep(Duration::from_millis(150)).await;
     zombie.freeze();
     let successor = Worker::start(&scenario.config, "worker-b", &env_b);
-    scenario.produce(400, 20).await?;
+    scenario.produce_updates(400, 20, delete_every).await?;
     scenario
         .wait_until_caught_up(Duration::from_secs(90))
         .await?;
@@ -170,7 +181,7 @@ async fn a_frozen_worker_that_wakes_after_losing_its_partition_changes_nothing()
     // A wakes up with its old epoch and a checkpoint in hand.
     zombie.thaw();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    scenario.produce(200, 20).await?;
+    scenario.produce_updates(200, 20, delete_every).await?;
     scenario
         .wait_until_caught_up(Duration::from_secs(90))
         .await?;

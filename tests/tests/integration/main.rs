@@ -4,6 +4,7 @@
 mod bad_input;
 mod batching;
 mod chart;
+mod deletes;
 mod exactly_once;
 mod fencing;
 mod guarantee;

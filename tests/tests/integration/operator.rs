@@ -230,6 +230,32 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
         }
         other => panic!("a SELECT was accepted: {other:?}"),
     }
+    // A delete statement that is not a DELETE, and tombstones told to delete with no statement.
+    let mut deleting = sink(
+        &keyspace,
+        "deleting",
+        "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+    )?;
+    deleting.spec.delete = Some(serde_json::from_value(json!({
+        "query": "INSERT INTO example.values (id) VALUES (?)",
+        "mapping": { "fields": ["key"] },
+    }))?);
+    let mut tombstones = deleting.clone();
+    tombstones.metadata.name = Some("tombstones".to_owned());
+    tombstones.spec.delete = None;
+    tombstones.spec.on_tombstone = Some(cassandra_sink_worker::config::OnTombstone::Delete);
+    for (refused, words) in [
+        (deleting, "delete.query must be a DELETE statement"),
+        (tombstones, "onTombstone: delete needs a delete statement"),
+    ] {
+        match sinks.create(&PostParams::default(), &refused).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422);
+                assert!(status.message.contains(words), "{}", status.message);
+            }
+            other => panic!("{words}: accepted: {other:?}"),
+        }
+    }
     let mut zero = sink(
         &keyspace,
         "zero",
@@ -1196,8 +1222,8 @@ async fn true_for(sinks: &Api<CassandraSink>, name: &str, kind: &str, reason: &s
     .await
 }
 
-/// Statements that read well but that Cassandra refuses: the operator prepares `insertQuery` on the
-/// live cluster before any worker runs, so each stalls the sink with Cassandra's own words and no
+/// Statements that read well but that Cassandra refuses: the operator prepares `insertQuery` (and
+/// `delete.query`) on the live cluster before any worker runs, so each stalls the sink with Cassandra's own words and no
 /// Deployment is made; corrected, the sink goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() -> anyhow::Result<()>
@@ -1206,11 +1232,13 @@ async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() ->
     let (sinks, keyspace) = (&fixture.sinks, &fixture.keyspace);
     let deployments = &fixture.deployments;
 
-    // (name, insertQuery, mapping, reason, words the message must hold)
+    let valid = format!("INSERT INTO {keyspace}.values (id, counter) VALUES (?, ?)");
+    // (name, insertQuery, mapping, delete, reason, words the message must hold)
     let cases = [
         (
             "column",
             "INSERT INTO example.values (id, countr) VALUES (?, ?)",
+            None,
             None,
             "InvalidStatement",
             vec!["spec.insertQuery", "countr"],
@@ -1219,12 +1247,14 @@ async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() ->
             "keyspace",
             "INSERT INTO nosuchkeyspace.values (id, counter) VALUES (?, ?)",
             None,
+            None,
             "InvalidStatement",
             vec!["spec.insertQuery", "nosuchkeyspace"],
         ),
         (
             "type",
             "INSERT INTO example.values (id, counter) VALUES (?, 'seven')",
+            None,
             None,
             "InvalidStatement",
             vec!["spec.insertQuery", "seven", "int"],
@@ -1233,18 +1263,49 @@ async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() ->
             "mapping",
             "INSERT INTO example.values (id, counter) VALUES (?, ?)",
             Some(json!({ "fields": ["value.id"] })),
+            None,
             "InvalidMapping",
             vec!["spec.mapping", "1 field paths", "2 bind markers"],
         ),
+        (
+            "deletecolumn",
+            valid.as_str(),
+            None,
+            Some(json!({
+                "query": format!("DELETE FROM {keyspace}.values WHERE ident = ?"),
+                "mapping": { "fields": ["key"] },
+            })),
+            "InvalidStatement",
+            vec!["spec.delete.query", "ident"],
+        ),
+        (
+            "deletemapping",
+            valid.as_str(),
+            None,
+            Some(json!({
+                "query": format!("DELETE FROM {keyspace}.values WHERE id = ?"),
+                "mapping": { "fields": ["key", "value.extra"] },
+            })),
+            "InvalidMapping",
+            vec![
+                "spec.delete.mapping",
+                "spec.delete.query",
+                "2 field paths",
+                "1 bind markers",
+            ],
+        ),
     ];
-    for (name, insert, mapping, _, _) in &cases {
+    for (name, insert, mapping, delete, _, _) in &cases {
         let mut sink = sink(keyspace, name, insert)?;
         if let Some(mapping) = mapping {
             sink.spec.mapping = serde_json::from_value(mapping.clone())?;
         }
+        if let Some(delete) = delete {
+            sink.spec.delete = Some(serde_json::from_value(delete.clone())?);
+        }
         sinks.create(&PostParams::default(), &sink).await?;
     }
-    for (name, insert, _, reason, words) in &cases {
+    for (name, insert, _, _, reason, words) in &cases {
         let message = true_for(sinks, name, "Stalled", reason).await;
         for word in words {
             assert!(message.contains(word), "{name} ({insert}): {message}");
