@@ -1,25 +1,30 @@
-//! Which statement a record runs: the INSERT (`insertQuery`), the DELETE (`delete.query`), or none.
-//! Pure: the rules are compiled once from the configuration and applied to each record without I/O,
-//! so every case is unit-tested here.
+//! Which statements a record runs. Pure: the rules are compiled once from the configuration and
+//! applied to each record without I/O, so every case is unit-tested here.
 //!
-//! * A tombstone (a record with no value) follows `onTombstone`: `delete`, `ignore`, or `invalid`
-//!   (the default without a delete statement: the record has nothing to write).
-//! * A record with a value deletes when `delete.when` matches it (its field equals one of the listed
+//! First what the record does ([`Rules::decide`]):
+//! * a tombstone (a record with no value) follows `onTombstone`: `delete`, `ignore`, or `invalid`
+//!   (the default without a delete statement: the record has nothing to write);
+//! * a record with a value deletes when `delete.when` matches it (its field equals one of the listed
 //!   values), and writes otherwise.
+//!
+//! Then which statements ([`Rules::runs`]): a record that writes runs `insertQuery` and each `fanOut`
+//! statement `on: write`; one that deletes runs `delete.query` and each `fanOut` statement
+//! `on: delete`; a fan-out statement with `when` only for records whose field matches.
 //!
 //! Whatever a record runs, it runs with the write timestamp of its offset (see [`crate::checkpoint`]),
 //! so the order of writes and deletes of a row is the order of their records, on first delivery and on
 //! every replay.
 
-use crate::config::{OnTombstone, SinkConfig};
+use crate::config::{DeleteConfig, FanOutStatement, FieldMatch, OnTombstone, RunOn, SinkConfig};
 use crate::mapping::{FieldPath, InvalidRecord, PlanError, SourceRecord};
+use crate::statement::Role;
 
 /// What one record does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Run `insertQuery`.
+    /// Run `insertQuery` (and the fan-out statements on write).
     Write,
-    /// Run `delete.query`.
+    /// Run `delete.query` (and the fan-out statements on delete).
     Delete,
     /// Nothing: the offset is committed with its checkpoint, no row changes.
     Skip,
@@ -28,43 +33,104 @@ pub enum Action {
 /// Rules that cannot work as configured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RulesError {
-    /// `delete.when.field` is not a field path.
-    #[error("delete.when.field: {0}")]
-    Path(#[source] PlanError),
+    /// A rule's `field` is not a field path.
+    #[error("{field}: {source}")]
+    Path {
+        /// Where: `delete.when.field`, `fanOut[n].when.field`.
+        field: String,
+        /// Why.
+        #[source]
+        source: PlanError,
+    },
     /// `onTombstone: delete` without a delete statement.
     #[error(
-        "onTombstone is `delete` but there is no `delete` statement to run; add `delete` with its query and mapping, or choose `ignore` or `invalid`"
+        "onTombstone is `delete` but there is no `delete` statement to run; add `delete` with its \
+         query and mapping, or choose `ignore` or `invalid`"
     )]
     TombstoneWithoutDelete,
+    /// A fan-out statement `on: delete` in a sink that never deletes.
+    #[error(
+        "fanOut[{0}] runs `on: delete`, but the sink has no `delete` statement, so no record deletes"
+    )]
+    FanOutWithoutDelete(usize),
+}
+
+/// A field rule, compiled.
+type Matcher = (FieldPath, Vec<String>);
+
+fn matcher(field: String, rule: Option<&FieldMatch>) -> Result<Option<Matcher>, RulesError> {
+    rule.map(|rule| {
+        FieldPath::parse(&rule.field)
+            .map(|path| (path, rule.equals.clone()))
+            .map_err(|source| RulesError::Path { field, source })
+    })
+    .transpose()
+}
+
+fn matches((field, equals): &Matcher, record: &SourceRecord<'_>) -> Result<bool, InvalidRecord> {
+    Ok(field
+        .text(record)?
+        .is_some_and(|text| equals.contains(&text)))
 }
 
 /// The compiled rules of one sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
     on_tombstone: OnTombstone,
-    delete_when: Option<(FieldPath, Vec<String>)>,
+    delete_when: Option<Matcher>,
+    /// For each statement, in the order of [`crate::prepared::statements`]: its role, the action that runs it, and
+    /// its filter.
+    statements: Vec<(Role, Action, Option<Matcher>)>,
 }
 
 impl Rules {
     /// Compiles the rules of `config`.
     pub fn compile(config: &SinkConfig) -> Result<Self, RulesError> {
-        let on_tombstone = config.on_tombstone.unwrap_or(match config.delete {
+        Self::compile_parts(config.delete.as_ref(), config.on_tombstone, &config.fan_out)
+    }
+
+    /// Compiles the rules from the parts of a configuration they come from (the operator checks a
+    /// spec with them before it renders a configuration). The statements are numbered as
+    /// [`crate::prepared::statements`] lists them: `insertQuery`, `delete.query` if set, `fanOut`.
+    pub fn compile_parts(
+        delete: Option<&DeleteConfig>,
+        on_tombstone: Option<OnTombstone>,
+        fan_out: &[FanOutStatement],
+    ) -> Result<Self, RulesError> {
+        let on_tombstone = on_tombstone.unwrap_or(match delete {
             Some(_) => OnTombstone::Delete,
             None => OnTombstone::Invalid,
         });
-        if on_tombstone == OnTombstone::Delete && config.delete.is_none() {
+        if on_tombstone == OnTombstone::Delete && delete.is_none() {
             return Err(RulesError::TombstoneWithoutDelete);
         }
-        let delete_when = match config.delete.as_ref().and_then(|d| d.when.as_ref()) {
-            Some(when) => Some((
-                FieldPath::parse(&when.field).map_err(RulesError::Path)?,
-                when.equals.clone(),
-            )),
-            None => None,
-        };
+        let delete_when = matcher(
+            "delete.when.field".to_owned(),
+            delete.and_then(|d| d.when.as_ref()),
+        )?;
+        let mut statements = vec![(Role::Insert, Action::Write, None)];
+        if delete.is_some() {
+            statements.push((Role::Delete, Action::Delete, None));
+        }
+        for (index, statement) in fan_out.iter().enumerate() {
+            let on = match statement.on {
+                RunOn::Write => Action::Write,
+                RunOn::Delete if delete.is_none() => {
+                    return Err(RulesError::FanOutWithoutDelete(index));
+                }
+                RunOn::Delete => Action::Delete,
+            };
+            let field = format!("fanOut[{index}].when.field");
+            statements.push((
+                Role::FanOut(index),
+                on,
+                matcher(field, statement.when.as_ref())?,
+            ));
+        }
         Ok(Self {
             on_tombstone,
             delete_when,
+            statements,
         })
     }
 
@@ -78,13 +144,35 @@ impl Rules {
                 OnTombstone::Invalid => Err(InvalidRecord::Tombstone),
             };
         }
-        if let Some((field, equals)) = &self.delete_when
-            && let Some(text) = field.text(record)?
-            && equals.contains(&text)
+        if let Some(rule) = &self.delete_when
+            && matches(rule, record)?
         {
             return Ok(Action::Delete);
         }
         Ok(Action::Write)
+    }
+
+    /// Whether the statement at `index` (in the order of [`crate::prepared::statements`]) runs for `record`, which
+    /// does `action`.
+    pub fn runs(
+        &self,
+        index: usize,
+        action: Action,
+        record: &SourceRecord<'_>,
+    ) -> Result<bool, InvalidRecord> {
+        let Some((_, on, when)) = self.statements.get(index) else {
+            return Ok(false);
+        };
+        Ok(*on == action
+            && match when {
+                Some(rule) => matches(rule, record)?,
+                None => true,
+            })
+    }
+
+    /// The statements' roles, in the order of [`crate::prepared::statements`].
+    pub fn roles(&self) -> impl Iterator<Item = Role> + '_ {
+        self.statements.iter().map(|(role, _, _)| *role)
     }
 
     /// True when some record may run the delete statement.
@@ -96,7 +184,7 @@ impl Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DeleteConfig, DeleteWhen, Mapping};
+    use crate::config::Mapping;
 
     const BASE: &str = "sinkId: t\n\
         cassandra: {contactPoints: [\"127.0.0.1\"]}\n\
@@ -116,7 +204,7 @@ mod tests {
         Some(DeleteConfig {
             query: "DELETE FROM ks.t WHERE id = ?".to_owned(),
             mapping: Mapping::Fields(vec!["key.id".to_owned()]),
-            when: when.map(|(field, equals)| DeleteWhen {
+            when: when.map(|(field, equals)| FieldMatch {
                 field: field.to_owned(),
                 equals: equals.iter().map(|&e| e.to_owned()).collect(),
             }),
@@ -232,6 +320,83 @@ mod tests {
             error
                 .to_string()
                 .starts_with("delete.when.field: invalid field path `op`")
+        );
+    }
+
+    fn fan_out(on: RunOn, when: Option<(&str, &[&str])>) -> FanOutStatement {
+        FanOutStatement {
+            query: "INSERT INTO ks.by_user (user, id) VALUES (?, ?)".to_owned(),
+            mapping: Mapping::Fields(vec!["value.user".to_owned(), "value.id".to_owned()]),
+            on,
+            when: when.map(|(field, equals)| FieldMatch {
+                field: field.to_owned(),
+                equals: equals.iter().map(|&e| e.to_owned()).collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn each_statement_runs_for_the_action_it_is_on_and_where_its_rule_matches() {
+        let mut config = config(delete(Some(("value.op", &["d"]))), None);
+        config.fan_out = vec![
+            fan_out(RunOn::Write, None),
+            fan_out(RunOn::Delete, None),
+            fan_out(RunOn::Write, Some(("value.kind", &["order"]))),
+        ];
+        let rules = Rules::compile(&config).expect("rules");
+        let listed: Vec<Role> = crate::prepared::statements(&config)
+            .into_iter()
+            .map(|(role, _, _)| role)
+            .collect();
+        assert_eq!(rules.roles().collect::<Vec<_>>(), listed);
+        assert_eq!(
+            rules.roles().collect::<Vec<_>>(),
+            vec![
+                Role::Insert,
+                Role::Delete,
+                Role::FanOut(0),
+                Role::FanOut(1),
+                Role::FanOut(2)
+            ]
+        );
+        let run = |value: Option<&[u8]>| {
+            let record = record(value, &[]);
+            let action = rules.decide(&record).expect("decided");
+            let runs: Vec<usize> = (0..6)
+                .filter(|&index| rules.runs(index, action, &record).expect("readable"))
+                .collect();
+            (action, runs)
+        };
+        assert_eq!(run(Some(br#"{"op":"c"}"#)), (Action::Write, vec![0, 2]));
+        assert_eq!(
+            run(Some(br#"{"op":"c","kind":"order"}"#)),
+            (Action::Write, vec![0, 2, 4])
+        );
+        assert_eq!(
+            run(Some(br#"{"op":"d","kind":"order"}"#)),
+            (Action::Delete, vec![1, 3])
+        );
+        assert_eq!(
+            run(None),
+            (Action::Delete, vec![1, 3]),
+            "a tombstone deletes"
+        );
+    }
+
+    #[test]
+    fn a_fan_out_statement_on_delete_needs_a_sink_that_deletes_and_a_readable_rule() {
+        let mut without = config(None, None);
+        without.fan_out = vec![fan_out(RunOn::Write, None), fan_out(RunOn::Delete, None)];
+        assert_eq!(
+            Rules::compile(&without),
+            Err(RulesError::FanOutWithoutDelete(1))
+        );
+        let mut unreadable = config(None, None);
+        unreadable.fan_out = vec![fan_out(RunOn::Write, Some(("kind", &["x"])))];
+        let error = Rules::compile(&unreadable).expect_err("not a path");
+        assert!(
+            error.to_string().starts_with("fanOut[0].when.field: "),
+            "{error}"
         );
     }
 }

@@ -44,6 +44,11 @@ pub struct SinkConfig {
     /// otherwise `invalid` (the record has no value to write, so it is an invalid record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_tombstone: Option<OnTombstone>,
+    /// More statements a record runs beside `insertQuery` (or `delete.query`): a row of another table
+    /// from the same record (a table by user beside the table by id), each with its own mapping. Every
+    /// statement of a checkpoint lands before it commits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fan_out: Vec<FanOutStatement>,
     /// When a checkpoint is sealed and committed.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
@@ -317,17 +322,44 @@ pub struct DeleteConfig {
     /// Records with a value that delete too: those whose field at `field` equals one of `equals`
     /// (e.g. Debezium's `value.op` equal to `d`). Tombstones are governed by `onTombstone`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub when: Option<DeleteWhen>,
+    pub when: Option<FieldMatch>,
 }
 
-/// A rule that marks a record with a value as a delete.
+/// A statement run beside `insertQuery` or `delete.query`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DeleteWhen {
+pub struct FanOutStatement {
+    /// An INSERT, UPDATE or DELETE with bind markers.
+    pub query: String,
+    /// How a record fills its markers (a DELETE's markers all need a value).
+    pub mapping: Mapping,
+    /// `write` (default): run by records that run `insertQuery`; `delete`: by records that delete.
+    #[serde(default)]
+    pub on: RunOn,
+    /// Only records whose field matches run it (e.g. `value.type` equal to `order`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<FieldMatch>,
+}
+
+/// Which records run a fan-out statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunOn {
+    /// Records that write (run `insertQuery`).
+    #[default]
+    Write,
+    /// Records that delete (run `delete.query`).
+    Delete,
+}
+
+/// A rule on one field of a record: it matches when the field reads as one of `equals`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FieldMatch {
     /// A field path as in `mapping`: `value.op`, `key.kind`, `headers.<name>`.
     pub field: String,
-    /// The values that mark a delete, compared with the field's text (a JSON string without its
-    /// quotes, a number or boolean as written). A record whose field is missing does not delete.
+    /// The values that match, compared with the field's text (a JSON string without its quotes, a
+    /// number or boolean as written). A record whose field is missing does not match.
     #[schemars(length(min = 1))]
     pub equals: Vec<String>,
 }

@@ -12,7 +12,7 @@ use scylla::statement::prepared::PreparedStatement;
 
 use crate::config::{Guarantee, Mapping, SinkConfig};
 use crate::mapping::{MarkerSpec, Plan, PlanError};
-use crate::statement::{Analysis, NotIdempotent, Role};
+use crate::statement::{Analysis, NotIdempotent, Role, StatementKind};
 
 /// Why one of the sink's statements cannot be used as written.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +60,8 @@ impl PrepareStatementError {
     }
 }
 
-/// The text and mapping of each statement the sink has: `insertQuery`, then `delete.query` if set.
+/// The text and mapping of each statement the sink has: `insertQuery`, then `delete.query` if set,
+/// then the `fanOut` statements. The worker's statements are kept in this order.
 pub fn statements(config: &SinkConfig) -> Vec<(Role, &str, &Mapping)> {
     std::iter::once((Role::Insert, config.insert_query.as_str(), &config.mapping))
         .chain(
@@ -69,12 +70,19 @@ pub fn statements(config: &SinkConfig) -> Vec<(Role, &str, &Mapping)> {
                 .as_ref()
                 .map(|delete| (Role::Delete, delete.query.as_str(), &delete.mapping)),
         )
+        .chain(
+            config
+                .fan_out
+                .iter()
+                .enumerate()
+                .map(|(index, fan)| (Role::FanOut(index), fan.query.as_str(), &fan.mapping)),
+        )
         .collect()
 }
 
 /// Prepares one of the sink's statements (`text`, of `role`) on `session` and compiles `mapping`
 /// against its markers. `analysis` is what [`crate::statement::check_role`] found in the text. Every
-/// marker of a DELETE needs a value.
+/// marker of a DELETE needs a value: they all select the rows to delete.
 pub async fn prepare_statement(
     session: &Session,
     config: &SinkConfig,
@@ -108,9 +116,9 @@ pub async fn prepare_statement(
         config.limits.max_record_bytes as usize,
     )
     .map_err(|source| PrepareStatementError::Mapping { role, source })?;
-    let plan = match role {
-        Role::Insert => plan,
-        Role::Delete => plan.all_required(),
+    let plan = match analysis.kind {
+        StatementKind::Delete => plan.all_required(),
+        StatementKind::Insert | StatementKind::Update => plan,
     };
     Ok((statement, plan))
 }

@@ -66,14 +66,19 @@ pub struct Route {
     _permit: OwnedSemaphorePermit,
 }
 
+/// A table a statement writes: replicas depend on its keyspace's replication.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    /// Keyspace.
+    pub keyspace: String,
+    /// Table name.
+    pub name: String,
+}
+
 /// Settings every pinned profile shares with the session's default one.
 pub struct RouterSettings {
     /// Most requests in flight to one node.
     pub per_node: usize,
-    /// Keyspace and table of the statement (replicas depend on the keyspace's replication).
-    pub keyspace: String,
-    /// The statement's table.
-    pub table: String,
     /// Only replicas in this datacenter are chosen, as the session's policy does.
     pub local_datacenter: Option<String>,
     /// Consistency of the writes.
@@ -127,12 +132,12 @@ impl Router {
             .clone()
     }
 
-    /// Waits for room on a replica of `token` and returns the route to it.
-    pub async fn route(&self, session: &Session, token: Option<Token>) -> Route {
-        let candidates: Vec<Arc<Slot>> = match token {
-            Some(token) => session
+    /// Waits for room on a replica of `token` in `table` and returns the route to it.
+    pub async fn route(&self, session: &Session, target: Option<(&Table, Token)>) -> Route {
+        let candidates: Vec<Arc<Slot>> = match target {
+            Some((table, token)) => session
                 .get_cluster_state()
-                .get_token_endpoints(&self.settings.keyspace, &self.settings.table, token)
+                .get_token_endpoints(&table.keyspace, &table.name, token)
                 .into_iter()
                 .map(|(node, _)| node)
                 .filter(|node| {

@@ -37,7 +37,7 @@ use crate::config::OnInvalidRecord;
 use crate::dead_letter::{DeadLetter, Rejected};
 use crate::mapping::{BoundValues, InvalidRecord, Plan, SourceRecord};
 use crate::metrics::Metrics;
-use crate::routing::Router;
+use crate::routing::{Router, Table};
 use crate::source::{OwnedRecord, Source, SourceError, SourceEvent};
 
 /// Why the write loop stopped.
@@ -68,10 +68,9 @@ pub enum SinkError {
 pub struct Writer {
     /// Data session.
     pub session: Arc<Session>,
-    /// `insertQuery`, prepared, with its plan.
-    pub write: Target,
-    /// `delete.query`, prepared, with its plan, when the sink deletes.
-    pub delete: Option<Target>,
+    /// The sink's statements, prepared, in the order of [`crate::prepared::statements`]:
+    /// `insertQuery` first, then `delete.query` if set, then the fan-out statements.
+    pub targets: Vec<Target>,
     /// Which of them a record runs.
     pub rules: Rules,
     /// Committer rows.
@@ -84,48 +83,48 @@ pub struct Writer {
     pub max_in_flight: usize,
     /// Chooses each write's replica and bounds requests in flight per node.
     pub router: Router,
-    /// How rows of one partition are batched, when the table has clustering columns.
-    pub batching: Option<Batching>,
+    /// Size bounds of an unlogged batch, for the statements whose table has clustering columns;
+    /// `None` turns batching off.
+    pub batch_limits: Option<BatchLimits>,
     /// Metrics and readiness.
     pub metrics: Arc<Metrics>,
     /// Source topic.
     pub topic: String,
 }
 
-/// A prepared statement and the plan that fills its markers from a record.
+/// A prepared statement, the plan that fills its markers from a record, and what batching needs.
 pub struct Target {
     /// The statement.
     pub statement: PreparedStatement,
     /// Record → bind values.
     pub plan: Plan,
-}
-
-/// Batching of rows that share a partition: the markers that identify a row within its partition.
-pub struct Batching {
-    /// Size bounds of one batch.
-    pub limits: BatchLimits,
-    /// Indexes of the bind markers that fill clustering columns.
-    pub clustering_markers: Vec<usize>,
+    /// The table it writes.
+    pub table: Table,
+    /// Indexes of the markers that fill clustering columns, when the table has some: rows of one
+    /// partition may then share a batch.
+    pub clustering_markers: Option<Vec<usize>>,
+    /// A DELETE: it may remove more than one row, so it is never batched (see [`crate::batching`]).
+    pub deletes: bool,
 }
 
 /// A bound write waiting to be sent.
 struct Bound {
-    /// Index into the checkpoint's writes.
+    /// Index into the checkpoint's records.
     index: usize,
-    /// [`Action::Write`] or [`Action::Delete`].
-    action: Action,
+    /// Index into [`Writer::targets`].
+    target: usize,
     values: BoundValues,
     token: Option<Token>,
     timestamp: i64,
 }
 
-/// A write refused for good: its index, the kind and the reason.
+/// A record refused for good: its index, the kind and the reason.
 type Refused = (usize, &'static str, String);
 
 /// What [`Writer::write_all`] achieved.
 #[derive(Default)]
 struct Landed {
-    /// Records refused for good.
+    /// Records refused for good, each once.
     refused: Vec<Refused>,
     /// The Kafka partition of each record that ran no statement.
     skipped: Vec<i32>,
@@ -134,12 +133,30 @@ struct Landed {
 }
 
 impl Landed {
-    fn count(&mut self, done: Option<(i32, Action)>) {
-        match done {
-            Some((partition, Action::Skip)) => self.skipped.push(partition),
-            Some((partition, Action::Delete)) => self.deleted.push(partition),
-            Some((_, Action::Write)) | None => {}
+    /// Sums up a checkpoint's writes: what each record did (`None`: refused when bound) and the
+    /// refusals, of which a record keeps its first.
+    fn new(
+        writes: &[(&OwnedRecord, i64)],
+        actions: &[Option<Action>],
+        refusals: impl IntoIterator<Item = Refused>,
+    ) -> Self {
+        let mut landed = Landed::default();
+        let mut refused_records = std::collections::HashSet::new();
+        for refusal in refusals {
+            if refused_records.insert(refusal.0) {
+                landed.refused.push(refusal);
+            }
         }
+        for (index, action) in actions.iter().enumerate() {
+            let partition = writes[index].0.partition;
+            match action {
+                _ if refused_records.contains(&index) => {}
+                Some(Action::Skip) => landed.skipped.push(partition),
+                Some(Action::Delete) => landed.deleted.push(partition),
+                Some(Action::Write) | None => {}
+            }
+        }
+        landed
     }
 }
 
@@ -625,11 +642,12 @@ impl Writer {
         self.metrics.error("fenced");
     }
 
-    /// Writes (or deletes) every record with its timestamp; returns the records refused for good, by
+    /// Runs every record's statements with its timestamp; returns the records refused for good, by
     /// index, with the reason, and the Kafka partitions of the records that deleted or ran nothing.
-    /// Transient failures are retried until they succeed. Rows of one partition travel in unlogged
-    /// batches (see [`crate::batching`]); each request waits for room on the replica it is sent to
-    /// (see [`crate::routing`]).
+    /// A record whose statements cannot all be bound runs none of them. Transient failures are
+    /// retried until they succeed. Rows of one partition travel in unlogged batches (see
+    /// [`crate::batching`]); each request waits for room on the replica it is sent to (see
+    /// [`crate::routing`]).
     async fn write_all(&self, writes: &[(&OwnedRecord, i64)]) -> Landed {
         let acknowledged = std::sync::atomic::AtomicUsize::new(0);
         let half = writes.len() / 2;
@@ -640,148 +658,147 @@ impl Writer {
                 crate::fault::point("mid-write");
             }
         };
-        let mut outcome = Landed::default();
-        let refused: Vec<Vec<Refused>> = match &self.batching {
-            // One request per record, bound as it is sent, so that a checkpoint's bound values never
-            // sit in memory all at once and binding overlaps writing.
-            None => {
-                let results: Vec<(Vec<_>, Option<(i32, Action)>)> =
-                    futures::stream::iter(0..writes.len())
-                        .map(|index| async move {
-                            let partition = writes[index].0.partition;
-                            let write = match self.bind(writes, index) {
-                                Ok(Some(write)) => write,
-                                Ok(None) => {
-                                    landed(1);
-                                    return (Vec::new(), Some((partition, Action::Skip)));
-                                }
-                                Err(refused) => return (vec![refused], None),
-                            };
-                            let result = self.send_group(std::slice::from_ref(&write), &[0]).await;
-                            landed(1);
-                            let done = result.is_empty().then_some((partition, write.action));
-                            (result, done)
-                        })
-                        .buffer_unordered(self.max_in_flight)
-                        .collect()
-                        .await;
-                let mut refused = Vec::with_capacity(results.len());
-                for (result, done) in results {
-                    refused.push(result);
-                    outcome.count(done);
-                }
-                refused
-            }
-            // Grouping needs every write's keys first: bind them all, then send the groups.
-            Some(batching) => {
-                let mut refused = Vec::new();
-                let mut bound = Vec::with_capacity(writes.len());
-                for index in 0..writes.len() {
-                    match self.bind(writes, index) {
-                        Ok(Some(write)) => bound.push(write),
-                        Ok(None) => outcome.skipped.push(writes[index].0.partition),
-                        Err(invalid) => refused.push(invalid),
-                    }
-                }
-                let keys: Vec<WriteKey> = bound
-                    .iter()
-                    .map(|write| self.write_key(batching, writes[write.index].0, write))
-                    .collect();
-                let groups = batching::group(&keys, batching.limits);
-                let bound_ref = &bound;
-                let mut results: Vec<Vec<_>> = futures::stream::iter(groups)
-                    .map(|members| async move {
-                        let result = self.send_group(bound_ref, &members).await;
-                        landed(members.len());
-                        result
+        let batching = self.batch_limits.filter(|_| {
+            self.targets
+                .iter()
+                .any(|target| target.clustering_markers.is_some())
+        });
+        let Some(limits) = batching else {
+            // Record by record, bound as they are sent, so that a checkpoint's bound values never sit
+            // in memory all at once and binding overlaps writing.
+            let results: Vec<(usize, Option<Action>, Vec<Refused>)> =
+                futures::stream::iter(0..writes.len())
+                    .map(|index| async move {
+                        let (action, bound) = match self.bind(writes, index) {
+                            Ok(bound) => bound,
+                            Err(refused) => return (index, None, vec![refused]),
+                        };
+                        let members: Vec<usize> = (0..bound.len()).collect();
+                        let sent = members
+                            .iter()
+                            .map(|member| self.send_group(&bound, std::slice::from_ref(member)));
+                        let refused = futures::future::join_all(sent).await.concat();
+                        landed(1);
+                        (index, Some(action), refused)
                     })
                     .buffer_unordered(self.max_in_flight)
                     .collect()
                     .await;
-                let failed: std::collections::HashSet<usize> = results
-                    .iter()
-                    .flatten()
-                    .map(|(index, _, _)| *index)
-                    .collect();
-                for write in bound.iter().filter(|write| !failed.contains(&write.index)) {
-                    outcome.count(Some((writes[write.index].0.partition, write.action)));
-                }
-                results.push(refused);
-                results
+            let mut actions = vec![None; writes.len()];
+            let mut refusals = Vec::new();
+            for (index, action, refused) in results {
+                actions[index] = action;
+                refusals.extend(refused);
             }
+            self.metrics.set_ready(true);
+            return Landed::new(writes, &actions, refusals);
         };
+        // Grouping needs every write's keys first: bind them all, then send the groups.
+        let mut refusals = Vec::new();
+        let mut actions = vec![None; writes.len()];
+        let mut bound = Vec::with_capacity(writes.len());
+        for (index, action) in actions.iter_mut().enumerate() {
+            match self.bind(writes, index) {
+                Ok((done, writes)) => {
+                    *action = Some(done);
+                    bound.extend(writes);
+                }
+                Err(invalid) => refusals.push(invalid),
+            }
+        }
+        let keys: Vec<WriteKey> = bound
+            .iter()
+            .map(|write| self.write_key(writes[write.index].0, write))
+            .collect();
+        let groups = batching::group(&keys, limits);
+        let bound = &bound;
+        let results: Vec<Vec<Refused>> = futures::stream::iter(groups)
+            .map(|members| async move {
+                let result = self.send_group(bound, &members).await;
+                landed(members.len());
+                result
+            })
+            .buffer_unordered(self.max_in_flight)
+            .collect()
+            .await;
         self.metrics.set_ready(true);
-        outcome.refused = refused.into_iter().flatten().collect();
-        outcome
+        refusals.extend(results.into_iter().flatten());
+        Landed::new(writes, &actions, refusals)
     }
 
-    /// What a record runs and the values it runs it with: `None` when it runs nothing.
+    /// What a record does, and the values of each statement it runs (by index into the targets).
+    /// One statement that cannot be bound makes the whole record invalid: none of them runs.
     fn values(
         &self,
         record: &SourceRecord<'_>,
-    ) -> Result<Option<(Action, &Target, BoundValues)>, InvalidRecord> {
+    ) -> Result<(Action, Vec<(usize, BoundValues)>), InvalidRecord> {
         let action = self.rules.decide(record)?;
-        let target = match (action, &self.delete) {
-            (Action::Skip, _) => return Ok(None),
-            (Action::Write, _) => &self.write,
-            (Action::Delete, Some(delete)) => delete,
-            // The rules delete only when a delete statement is configured (checked at start).
-            (Action::Delete, None) => return Err(InvalidRecord::Tombstone),
-        };
-        Ok(Some((action, target, target.plan.bind(record)?)))
-    }
-
-    /// The statement of a bound write.
-    fn target(&self, action: Action) -> &Target {
-        match (action, &self.delete) {
-            (Action::Delete, Some(delete)) => delete,
-            _ => &self.write,
+        let mut chosen = Vec::new();
+        for (index, target) in self.targets.iter().enumerate() {
+            if self.rules.runs(index, action, record)? {
+                chosen.push((index, target.plan.bind(record)?));
+            }
         }
+        Ok((action, chosen))
     }
 
-    /// Binds one write and computes its token; `None` for a record that runs no statement; a record
-    /// that does not fit its statement comes back refused, with its kind and reason.
+    /// Binds a record's statements and computes their tokens; a record that does not fit comes back
+    /// refused, with its kind and reason.
     fn bind(
         &self,
         writes: &[(&OwnedRecord, i64)],
         index: usize,
-    ) -> Result<Option<Bound>, (usize, &'static str, String)> {
+    ) -> Result<(Action, Vec<Bound>), Refused> {
         let (record, timestamp) = writes[index];
-        let Some((action, target, values)) = self
+        let (action, chosen) = self
             .values(&view(record))
-            .map_err(|invalid| (index, invalid.kind(), invalid.to_string()))?
-        else {
-            return Ok(None);
-        };
-        // A token that cannot be computed only means the driver routes the write itself.
-        let token = target.statement.calculate_token(&values).ok().flatten();
-        Ok(Some(Bound {
-            index,
-            action,
-            values,
-            token,
-            timestamp,
-        }))
+            .map_err(|invalid| (index, invalid.kind(), invalid.to_string()))?;
+        let bound = chosen
+            .into_iter()
+            .map(|(target, values)| {
+                // A token that cannot be computed only means the driver routes the write itself.
+                let token = self.targets[target]
+                    .statement
+                    .calculate_token(&values)
+                    .ok()
+                    .flatten();
+                Bound {
+                    index,
+                    target,
+                    values,
+                    token,
+                    timestamp,
+                }
+            })
+            .collect();
+        Ok((action, bound))
     }
 
-    /// What grouping needs of a bound write: its partition (the token) and its row within it. A
-    /// delete may remove more than one row, so it is never batched and closes the groups it could be
-    /// reordered against.
-    fn write_key(&self, batching: &Batching, record: &OwnedRecord, write: &Bound) -> WriteKey {
+    /// What grouping needs of a bound write: its partition (table and token) and its row within it.
+    /// Only tables with clustering columns batch; a delete may remove more than one row, so it is
+    /// never batched and closes the groups it could be reordered against.
+    fn write_key(&self, record: &OwnedRecord, write: &Bound) -> WriteKey {
         use std::hash::{Hash, Hasher};
+        let target = &self.targets[write.target];
+        let mut partition = std::collections::hash_map::DefaultHasher::new();
+        (&target.table.keyspace, &target.table.name).hash(&mut partition);
+        write.token.map(|token| token.value()).hash(&mut partition);
+        let partition_key = write.token.map(|_| partition.finish());
         let mut row = std::collections::hash_map::DefaultHasher::new();
-        write.token.map(|token| token.value()).hash(&mut row);
-        for &marker in &batching.clustering_markers {
+        partition_key.hash(&mut row);
+        for &marker in target.clustering_markers.iter().flatten() {
             // Debug text identifies a value exactly (CqlValue has floats, so no Hash).
             format!("{:?}", write.values.get(marker)).hash(&mut row);
         }
         WriteKey {
             kafka_partition: record.partition,
-            partition_key: write.token.map(|token| token.value() as u64),
+            // A table without clustering columns has one row per partition: nothing to batch.
+            partition_key: partition_key
+                .filter(|_| target.deletes || target.clustering_markers.is_some()),
             row: row.finish(),
             bytes: record.value.as_ref().map_or(0, Vec::len)
                 + record.key.as_ref().map_or(0, Vec::len),
-            alone: write.action == Action::Delete,
+            alone: target.deletes,
         }
     }
 
@@ -791,9 +808,9 @@ impl Writer {
     async fn send_group(&self, bound: &[Bound], members: &[usize]) -> Vec<Refused> {
         if let [single] = members {
             let write = &bound[*single];
-            let target = self.target(write.action);
+            let target = &self.targets[write.target];
             return match self
-                .send(write.token, write.timestamp, |profile| {
+                .send(&target.table, write.token, write.timestamp, |profile| {
                     let mut statement = target.statement.clone();
                     statement.set_timestamp(Some(write.timestamp));
                     statement.set_execution_profile_handle(profile);
@@ -813,12 +830,13 @@ impl Writer {
         }
         let last = &bound[members[members.len() - 1]];
         let values: Vec<&BoundValues> = members.iter().map(|&m| &bound[m].values).collect();
-        let statement = &self.target(last.action).statement;
+        let last_target = &self.targets[last.target];
+        let statement = &last_target.statement;
         let refused = self
-            .send(last.token, last.timestamp, |profile| {
+            .send(&last_target.table, last.token, last.timestamp, |profile| {
                 let mut batch = Batch::new(BatchType::Unlogged);
                 for &member in members {
-                    batch.append_statement(self.target(bound[member].action).statement.clone());
+                    batch.append_statement(self.targets[bound[member].target].statement.clone());
                 }
                 if let Some(consistency) = statement.get_consistency() {
                     batch.set_consistency(consistency);
@@ -844,14 +862,23 @@ impl Writer {
 
     /// Sends one request to a replica of `token` with room for it, retrying transient failures with
     /// backoff; returns Cassandra's reason when it refuses the request for good.
-    async fn send<F, Fut>(&self, token: Option<Token>, timestamp: i64, request: F) -> Option<String>
+    async fn send<F, Fut>(
+        &self,
+        table: &Table,
+        token: Option<Token>,
+        timestamp: i64,
+        request: F,
+    ) -> Option<String>
     where
         F: Fn(Option<scylla::client::execution_profile::ExecutionProfileHandle>) -> Fut,
         Fut: Future<Output = Result<(), scylla::errors::ExecutionError>>,
     {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let route = self.router.route(&self.session, token).await;
+            let route = self
+                .router
+                .route(&self.session, token.map(|token| (table, token)))
+                .await;
             self.metrics.requests_in_flight.inc();
             let result = request(route.profile.clone()).await;
             self.metrics.requests_in_flight.dec();

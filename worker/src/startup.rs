@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scylla::client::session::Session;
-use scylla::statement::prepared::PreparedStatement;
 
 use crate::action::{Rules, RulesError};
 use crate::batching::BatchLimits;
@@ -19,11 +18,12 @@ use crate::config::{CassandraConfig, DeadLetterConfig, SinkConfig};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::metrics::Metrics;
 use crate::prepared::{self, PrepareStatementError};
+use crate::routing::Table;
 use crate::routing::{Router, RouterSettings};
 use crate::schema::{self, SchemaError};
-use crate::sink::{Batching, Limits, Loop, SinkError, Target, Writer};
+use crate::sink::{Limits, Loop, SinkError, Target, Writer};
 use crate::source::{Source, SourceError};
-use crate::statement::{self, Role, RoleError};
+use crate::statement::{self, Role, RoleError, StatementKind};
 
 /// Why the sink cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +63,10 @@ impl StartError {
         match self {
             StartError::Statement(RoleError::NotExactlyOnce { .. }) => "NotExactlyOnce",
             StartError::Statement(_) => "InvalidStatement",
-            StartError::Rules(RulesError::Path(_)) => "InvalidMapping",
-            StartError::Rules(RulesError::TombstoneWithoutDelete) => "InvalidStatement",
+            StartError::Rules(RulesError::Path { .. }) => "InvalidMapping",
+            StartError::Rules(
+                RulesError::TombstoneWithoutDelete | RulesError::FanOutWithoutDelete(_),
+            ) => "InvalidStatement",
             StartError::Connect(error) if error.is_unauthorized() => "Unauthorized",
             StartError::Connect(ConnectError::Secret { .. }) => "CredentialsUnreadable",
             StartError::Connect(error) if error.is_permanent() => "TlsFailed",
@@ -94,30 +96,27 @@ impl StartError {
 /// What [`check_statements`] found: each statement's analysis and the compiled rules.
 #[derive(Debug)]
 pub struct Checked {
-    /// `insertQuery`.
-    pub insert: statement::Analysis,
-    /// `delete.query`, when set.
-    pub delete: Option<statement::Analysis>,
-    /// Which statement a record runs.
+    /// Each statement's analysis, in the order of [`prepared::statements`].
+    pub analyses: Vec<statement::Analysis>,
+    /// Which statements a record runs.
     pub rules: Rules,
 }
 
 /// Checks the sink's statements and rules without a server: each statement's shape and role, P5
-/// under exactly-once, and the rules that choose a record's statement.
+/// under exactly-once, and the rules that choose a record's statements.
 pub fn check_statements(config: &SinkConfig) -> Result<Checked, StartError> {
-    let check = |role, text: &str| statement::check_role(text, role, config.guarantee);
+    let analyses = prepared::statements(config)
+        .into_iter()
+        .map(|(role, text, _)| statement::check_role(text, role, config.guarantee))
+        .collect::<Result<_, _>>()?;
     Ok(Checked {
-        insert: check(Role::Insert, &config.insert_query)?,
-        delete: config
-            .delete
-            .as_ref()
-            .map(|delete| check(Role::Delete, &delete.query))
-            .transpose()?,
+        analyses,
         rules: Rules::compile(config)?,
     })
 }
 
-/// Prepares one statement for writing: consistency, and whether the driver may retry it on its own.
+/// Prepares one statement for writing: consistency, whether the driver may retry it on its own, and
+/// the table it writes.
 async fn prepare_target(
     session: &Session,
     config: &SinkConfig,
@@ -128,44 +127,45 @@ async fn prepare_target(
         prepared::prepare_statement(session, config, which, analysis).await?;
     statement.set_consistency(driver_consistency(config.cassandra.consistency));
     statement.set_is_idempotent(analysis.not_idempotent.is_empty());
-    Ok(Target { statement, plan })
+    let table = statement
+        .get_table_spec()
+        .map(|spec| Table {
+            keyspace: spec.ks_name().to_owned(),
+            name: spec.table_name().to_owned(),
+        })
+        .unwrap_or_default();
+    Ok(Target {
+        statement,
+        plan,
+        table,
+        clustering_markers: None,
+        deletes: analysis.kind == StatementKind::Delete,
+    })
 }
 
-/// Batching for a statement whose table has clustering columns: rows of one partition can then be
-/// several, and share a batch. Without clustering columns a partition is one row and nothing is batched.
-fn batching(
-    session: &Session,
-    statement: &PreparedStatement,
-    keyspace: &str,
-    table: &str,
-    config: &SinkConfig,
-) -> Option<Batching> {
-    if config.limits.max_batch_rows <= 1 {
-        return None;
-    }
+/// The markers of a statement that fill clustering columns, when its table has some: rows of one
+/// partition can then be several, and share a batch. Without clustering columns a partition is one row
+/// and nothing is batched.
+fn clustering_markers(session: &Session, target: &Target) -> Option<Vec<usize>> {
     let state = session.get_cluster_state();
     let clustering = &state
-        .get_keyspace(keyspace)?
+        .get_keyspace(&target.table.keyspace)?
         .tables
-        .get(table)?
+        .get(&target.table.name)?
         .clustering_key;
     if clustering.is_empty() {
         return None;
     }
-    let clustering_markers: Vec<usize> = statement
-        .get_variable_col_specs()
-        .iter()
-        .enumerate()
-        .filter(|(_, spec)| clustering.iter().any(|column| column == spec.name()))
-        .map(|(index, _)| index)
-        .collect();
-    Some(Batching {
-        limits: BatchLimits {
-            rows: config.limits.max_batch_rows as usize,
-            bytes: config.limits.max_batch_bytes as usize,
-        },
-        clustering_markers,
-    })
+    Some(
+        target
+            .statement
+            .get_variable_col_specs()
+            .iter()
+            .enumerate()
+            .filter(|(_, spec)| clustering.iter().any(|column| column == spec.name()))
+            .map(|(index, _)| index)
+            .collect(),
+    )
 }
 
 /// [`settle_datacenter_routing`] on the schema as it is now (the DDL may just have created the
@@ -240,26 +240,13 @@ pub async fn prepare(
     let keyspace = &config.committer.keyspace;
     let table = &config.committer.table;
 
-    let write = prepare_target(
-        &session,
-        config,
-        (Role::Insert, &config.insert_query, &config.mapping),
-        &checked.insert,
-    )
-    .await?;
-    let delete = match (&config.delete, &checked.delete) {
-        (Some(delete), Some(analysis)) => Some(
-            prepare_target(
-                &session,
-                config,
-                (Role::Delete, &delete.query, &delete.mapping),
-                analysis,
-            )
-            .await?,
-        ),
-        _ => None,
-    };
-    let statement = &write.statement;
+    let mut targets = Vec::with_capacity(checked.analyses.len());
+    for (which, analysis) in prepared::statements(config)
+        .into_iter()
+        .zip(&checked.analyses)
+    {
+        targets.push(prepare_target(&session, config, which, analysis).await?);
+    }
 
     let committer_consistency = config
         .committer
@@ -306,16 +293,17 @@ pub async fn prepare(
     };
 
     let nodes = session.get_cluster_state().get_nodes_info().len().max(1);
-    let (keyspace_name, table_name) = statement
-        .get_table_spec()
-        .map(|spec| (spec.ks_name().to_owned(), spec.table_name().to_owned()))
-        .unwrap_or_default();
     // Each session's routing, now that the keyspaces it writes are known.
     let dead_letter_keyspace = schema::dead_letter_table(config).map(|(keyspace, _)| keyspace);
     let committer_keyspaces: Vec<&str> = std::iter::once(keyspace.as_str())
         .chain(dead_letter_keyspace.as_deref())
         .collect();
-    let mut data_keyspaces = vec![keyspace_name.as_str()];
+    let mut data_keyspaces: Vec<&str> = Vec::new();
+    for target in &targets {
+        if !data_keyspaces.contains(&target.table.keyspace.as_str()) {
+            data_keyspaces.push(&target.table.keyspace);
+        }
+    }
     match &config.committer.cassandra {
         Some(cluster) => {
             settle_routing(&committer_session, cluster, &committer_keyspaces).await;
@@ -325,26 +313,30 @@ pub async fn prepare(
     let policy = settle_routing(&session, &config.cassandra, &data_keyspaces).await;
     let router = Router::new(RouterSettings {
         per_node: config.limits.max_in_flight_per_node as usize,
-        keyspace: keyspace_name.clone(),
-        table: table_name.clone(),
         local_datacenter: config.cassandra.local_datacenter.clone(),
         consistency: driver_consistency(config.cassandra.consistency),
         request_timeout: config.cassandra.request_timeout.0,
         policy,
     });
-    let batching = batching(&session, statement, &keyspace_name, &table_name, config);
+    // The schema as refreshed by the routing above: the DDL may just have created the tables.
+    for target in &mut targets {
+        target.clustering_markers = clustering_markers(&session, target);
+    }
+    let batch_limits = (config.limits.max_batch_rows > 1).then_some(BatchLimits {
+        rows: config.limits.max_batch_rows as usize,
+        bytes: config.limits.max_batch_bytes as usize,
+    });
     let writer_metrics = metrics.clone();
     let writer = Writer {
         session: session.clone(),
-        write,
-        delete,
+        targets,
         rules: checked.rules,
         committer: committer.clone(),
         dead_letter,
         on_invalid: config.on_invalid_record,
         max_in_flight: config.limits.max_in_flight_per_node as usize * nodes,
         router,
-        batching,
+        batch_limits,
         metrics: metrics.clone(),
         topic: config.source.kafka.topic.clone(),
     };

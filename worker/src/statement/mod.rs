@@ -153,24 +153,28 @@ pub enum Role {
     Insert,
     /// `delete.query`: what a record that deletes runs.
     Delete,
+    /// `fanOut[n].query`: run beside one of them.
+    FanOut(usize),
 }
 
 impl Role {
     /// The configuration field of the statement's mapping.
-    pub fn mapping_field(self) -> &'static str {
+    pub fn mapping_field(self) -> String {
         match self {
-            Role::Insert => "mapping",
-            Role::Delete => "delete.mapping",
+            Role::Insert => "mapping".to_owned(),
+            Role::Delete => "delete.mapping".to_owned(),
+            Role::FanOut(index) => format!("fanOut[{index}].mapping"),
         }
     }
 }
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Insert => "insertQuery",
-            Role::Delete => "delete.query",
-        })
+        match self {
+            Role::Insert => f.write_str("insertQuery"),
+            Role::Delete => f.write_str("delete.query"),
+            Role::FanOut(index) => write!(f, "fanOut[{index}].query"),
+        }
     }
 }
 
