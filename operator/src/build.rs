@@ -237,6 +237,7 @@ fn worker_config(
         mapping: spec.mapping.clone(),
         delete: spec.delete.clone(),
         on_tombstone: spec.on_tombstone,
+        fan_out: spec.fan_out.clone(),
         checkpoint: spec.checkpoint.clone(),
         guarantee: spec.guarantee,
         on_invalid_record: spec.on_invalid_record,

@@ -7,8 +7,8 @@
 //! Secrets instead of files: the operator mounts them and points the worker at the mounted files.
 
 use cassandra_sink_worker::config::{
-    CheckpointConfig, Consistency, DeadLetterConfig, DeleteConfig, Guarantee, KafkaProtocol,
-    Limits, Mapping, OnInvalidRecord, OnTombstone, SaslMechanism,
+    CheckpointConfig, Consistency, DeadLetterConfig, DeleteConfig, FanOutStatement, Guarantee,
+    KafkaProtocol, Limits, Mapping, OnInvalidRecord, OnTombstone, SaslMechanism,
 };
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -72,6 +72,13 @@ pub struct CassandraSinkSpec {
     /// without `delete`: `onInvalidRecord` decides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_tombstone: Option<OnTombstone>,
+    /// More statements a record runs beside `insertQuery` (`on: write`, the default) or beside
+    /// `delete.query` (`on: delete`), each with its own `mapping`, and optionally only for records
+    /// whose field matches (`when`): a row by user beside the row by id, the same record in two
+    /// tables. Each is checked like `insertQuery` (a problem is a condition on the sink, naming
+    /// `fanOut[n]`), and every statement of a checkpoint lands before it commits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fan_out: Vec<FanOutStatement>,
     /// When a checkpoint is sealed and committed.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,

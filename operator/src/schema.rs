@@ -1,6 +1,6 @@
 //! The sink checked against its live cluster before any worker runs: the DDL (`createQuery`, the
-//! committer, positions and dead-letter tables), then a PREPARE of `insertQuery` (and `delete.query`)
-//! with each mapping compiled against what Cassandra says of its markers. Once per change of what they depend on: the
+//! committer, positions and dead-letter tables), then a PREPARE of `insertQuery` (and `delete.query`,
+//! and each `fanOut` statement) with each mapping compiled against what Cassandra says of its markers. Once per change of what they depend on: the
 //! digest of it is kept in `status.appliedSchema`; the workers are rendered `manageSchema: false`.
 //!
 //! Why the operator and not each worker: N workers racing the same CREATE TABLE on a multi-node
@@ -35,7 +35,7 @@ pub fn digest(config: &SinkConfig) -> String {
         .map(|cluster| cluster.contact_points.join(","))
         .unwrap_or_default();
     hash(&format!(
-        "{}|{}|{:?}|{}.{}|{:?}|{}|{:?}|{:?}|{:?}",
+        "{}|{}|{:?}|{}.{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
         config.cassandra.contact_points.join(","),
         committer_points,
         config.create_query,
@@ -46,6 +46,7 @@ pub fn digest(config: &SinkConfig) -> String {
         config.mapping,
         config.guarantee,
         config.delete,
+        config.fan_out,
     ))
 }
 

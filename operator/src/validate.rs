@@ -2,8 +2,7 @@
 //! the guarantee it asks for (P5), and the syntax of names. Pure: unit-tested here; the controller turns
 //! problems into a Degraded condition instead of starting workers that would crash-loop.
 
-use cassandra_sink_worker::config::OnTombstone;
-use cassandra_sink_worker::mapping::FieldPath;
+use cassandra_sink_worker::action::{Rules, RulesError};
 use cassandra_sink_worker::statement::{self, Role, RoleError};
 
 use crate::crd::CassandraSinkSpec;
@@ -67,11 +66,19 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
             ));
         }
     }
-    let delete = spec.delete.as_ref().map(|delete| delete.query.as_str());
-    let statements = std::iter::once((Role::Insert, Some(spec.insert_query.as_str())))
-        .chain(std::iter::once((Role::Delete, delete)));
+    let statements = std::iter::once((Role::Insert, spec.insert_query.as_str()))
+        .chain(
+            spec.delete
+                .as_ref()
+                .map(|delete| (Role::Delete, delete.query.as_str())),
+        )
+        .chain(
+            spec.fan_out
+                .iter()
+                .enumerate()
+                .map(|(index, fan)| (Role::FanOut(index), fan.query.as_str())),
+        );
     for (role, text) in statements {
-        let Some(text) = text else { continue };
         match statement::check_role(text, role, spec.guarantee) {
             Ok(_) => {}
             Err(error @ RoleError::NotExactlyOnce { .. }) => {
@@ -80,21 +87,15 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
             Err(error) => problems.push(problem(Reason::InvalidStatement, format!("spec.{error}"))),
         }
     }
-    if let Some(when) = spec.delete.as_ref().and_then(|delete| delete.when.as_ref())
-        && let Err(error) = FieldPath::parse(&when.field)
+    if let Err(error) = Rules::compile_parts(spec.delete.as_ref(), spec.on_tombstone, &spec.fan_out)
     {
-        problems.push(problem(
-            Reason::InvalidMapping,
-            format!("spec.delete.when.field: {error}"),
-        ));
-    }
-    if spec.on_tombstone == Some(OnTombstone::Delete) && spec.delete.is_none() {
-        problems.push(problem(
-            Reason::InvalidStatement,
-            "spec.onTombstone is `delete` but spec.delete is not set: add a DELETE statement with \
-             its mapping, or choose `ignore` or `invalid`"
-                .to_owned(),
-        ));
+        let reason = match error {
+            RulesError::Path { .. } => Reason::InvalidMapping,
+            RulesError::TombstoneWithoutDelete | RulesError::FanOutWithoutDelete(_) => {
+                Reason::InvalidStatement
+            }
+        };
+        problems.push(problem(reason, format!("spec.{error}")));
     }
     problems.extend(crate::resources::check(
         spec.resources.as_ref(),
@@ -116,7 +117,7 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
 mod tests {
     use super::*;
     use crate::crd::tests_support::seed_spec;
-    use cassandra_sink_worker::config::Guarantee;
+    use cassandra_sink_worker::config::{Guarantee, OnTombstone};
 
     #[test]
     fn the_seed_example_is_valid() {
@@ -161,12 +162,12 @@ mod tests {
 
     #[test]
     fn a_delete_statement_is_checked_like_the_insert_and_its_rule_and_tombstones_too() {
-        use cassandra_sink_worker::config::{DeleteConfig, DeleteWhen, Mapping};
+        use cassandra_sink_worker::config::{DeleteConfig, FieldMatch, Mapping};
         let mut spec = seed_spec();
         spec.delete = Some(DeleteConfig {
             query: "DELETE FROM example.values WHERE id = ?".into(),
             mapping: Mapping::Fields(vec!["key".into()]),
-            when: Some(DeleteWhen {
+            when: Some(FieldMatch {
                 field: "value.op".into(),
                 equals: vec!["d".into()],
             }),
@@ -176,7 +177,7 @@ mod tests {
         let mut wrong = spec.clone();
         if let Some(delete) = wrong.delete.as_mut() {
             delete.query = "INSERT INTO example.values (id) VALUES (?)".into();
-            delete.when = Some(DeleteWhen {
+            delete.when = Some(FieldMatch {
                 field: "op".into(),
                 equals: vec!["d".into()],
             });
@@ -216,9 +217,56 @@ mod tests {
         tombstones.on_tombstone = Some(OnTombstone::Delete);
         let problems = validate(&tombstones);
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].message.contains("spec.delete is not set"));
+        assert!(
+            problems[0]
+                .message
+                .starts_with("spec.onTombstone is `delete` but there is no `delete` statement"),
+            "{}",
+            problems[0].message
+        );
         tombstones.on_tombstone = Some(OnTombstone::Ignore);
         assert_eq!(validate(&tombstones), vec![]);
+    }
+
+    #[test]
+    fn fan_out_statements_are_checked_each_with_its_index() {
+        use cassandra_sink_worker::config::{FanOutStatement, Mapping, RunOn};
+        let statement = |query: &str, on| FanOutStatement {
+            query: query.into(),
+            mapping: Mapping::Fields(vec!["key".into()]),
+            on,
+            when: None,
+        };
+        let mut spec = seed_spec();
+        spec.fan_out = vec![
+            statement("INSERT INTO example.by_user (id) VALUES (?)", RunOn::Write),
+            statement(
+                "UPDATE example.hits SET n = n + 1 WHERE id = ?",
+                RunOn::Write,
+            ),
+        ];
+        let problems = validate(&spec);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].reason, Reason::NotExactlyOnce);
+        assert!(
+            problems[0]
+                .message
+                .starts_with("spec.fanOut[1].query cannot be applied exactly once"),
+            "{}",
+            problems[0].message
+        );
+        spec.fan_out = vec![statement(
+            "DELETE FROM example.by_user WHERE id = ?",
+            RunOn::Delete,
+        )];
+        let problems = validate(&spec);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].reason, Reason::InvalidStatement);
+        assert!(
+            problems[0].message.contains("fanOut[0] runs `on: delete`"),
+            "{}",
+            problems[0].message
+        );
     }
 
     /// Every example a user may copy is a valid sink whose rendered configuration the worker accepts,
