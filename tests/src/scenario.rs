@@ -137,6 +137,27 @@ source:
     /// Configuration of a sink that deletes the row of a tombstone's key.
     pub const DELETE_ON_TOMBSTONE: &str = "delete: { query: \"DELETE FROM $KEYSPACE.values WHERE id = ?\", mapping: { fields: [key] } }\n";
 
+    /// Configuration of a sink that also writes every record to a second table, `mirror` (made by
+    /// [`Scenario::create_mirror`]), and deletes it there too.
+    pub const FAN_OUT_TO_MIRROR: &str = "fanOut:\n\
+        - { query: \"INSERT INTO $KEYSPACE.mirror (id, counter, seq) VALUES (?, ?, ?)\", mapping: { jsonArray: {} } }\n\
+        - { query: \"DELETE FROM $KEYSPACE.mirror WHERE id = ?\", mapping: { fields: [key] }, on: delete }\n";
+
+    /// Creates the `mirror` table of [`Scenario::FAN_OUT_TO_MIRROR`].
+    pub async fn create_mirror(&self) -> anyhow::Result<()> {
+        self.session
+            .query_unpaged(
+                format!(
+                    "CREATE TABLE {}.mirror (id text PRIMARY KEY, counter int, seq bigint)",
+                    self.keyspace
+                ),
+                (),
+            )
+            .await?;
+        self.session.await_schema_agreement().await?;
+        Ok(())
+    }
+
     /// [`Scenario::produce`] (`delete_every: None`) or [`Scenario::produce_with_deletes`].
     pub async fn produce_updates(
         &mut self,

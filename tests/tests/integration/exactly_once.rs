@@ -58,14 +58,19 @@ async fn sigkill_at_random_moments_loses_and_repeats_nothing() -> anyhow::Result
     killed_at_random_moments("killed", "", None).await
 }
 
-/// The same with every fourth update of a key a tombstone that deletes its row: across kills and
-/// replays a row is deleted, written again and deleted again, and must end as its last record left it
-/// (a replayed older write never brings a deleted row back, a replayed delete never removes a newer
-/// row).
+/// The same with every fourth update of a key a tombstone that deletes its row, and every record
+/// fanned out to a second table: across kills and replays a row is deleted, written again and deleted
+/// again, and must end in both tables as its last record left it (a replayed older write never brings
+/// a deleted row back, a replayed delete never removes a newer row, no table is left behind).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_random_moments_with_deletes_leaves_deleted_rows_deleted() -> anyhow::Result<()>
-{
-    killed_at_random_moments("killeddel", Scenario::DELETE_ON_TOMBSTONE, Some(4)).await
+async fn sigkill_at_random_moments_with_deletes_and_fan_out_ends_right_in_every_table()
+-> anyhow::Result<()> {
+    let extra = format!(
+        "{}{}",
+        Scenario::DELETE_ON_TOMBSTONE,
+        Scenario::FAN_OUT_TO_MIRROR
+    );
+    killed_at_random_moments("killeddel", &extra, Some(4)).await
 }
 
 async fn killed_at_random_moments(
@@ -79,6 +84,9 @@ async fn killed_at_random_moments(
         &format!("checkpoint: {{ interval: 200ms, maxRecords: 400 }}\n{extra}"),
     )
     .await?;
+    if extra.contains("mirror") {
+        scenario.create_mirror().await?;
+    }
     scenario.produce_updates(1500, 40, delete_every).await?;
     let watch = RegressionWatch::start(&scenario.settings, &scenario.keyspace).await?;
     let mut dice = Dice::new();
@@ -121,6 +129,13 @@ async fn killed_at_random_moments(
         "a reader saw rows go back: {regressions:?}"
     );
     assert_final_state(&scenario, &claimed, 1).await?;
+    if extra.contains("mirror") {
+        assert_eq!(
+            scenario.table_named("mirror").await?,
+            scenario.expected,
+            "the fan-out table differs"
+        );
+    }
     scenario.clean_up().await
 }
 

@@ -141,11 +141,16 @@ async fn a_frozen_worker_that_wakes_after_losing_its_partition_changes_nothing()
     zombie_wakes("zombie", "", None).await
 }
 
-/// The same with deletes: a zombie's late writes cannot bring back a row its successor deleted, and its
-/// late deletes cannot remove a row its successor wrote.
+/// The same with deletes and a fan-out table: a zombie's late writes cannot bring back a row its
+/// successor deleted, and its late deletes cannot remove a row its successor wrote, in either table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zombie_neither_resurrects_deleted_rows_nor_deletes_newer_ones() -> anyhow::Result<()> {
-    zombie_wakes("zombiedel", Scenario::DELETE_ON_TOMBSTONE, Some(3)).await
+    let extra = format!(
+        "{}{}",
+        Scenario::DELETE_ON_TOMBSTONE,
+        Scenario::FAN_OUT_TO_MIRROR
+    );
+    zombie_wakes("zombiedel", &extra, Some(3)).await
 }
 
 async fn zombie_wakes(name: &str, extra: &str, delete_every: Option<i32>) -> anyhow::Result<()> {
@@ -155,6 +160,9 @@ async fn zombie_wakes(name: &str, extra: &str, delete_every: Option<i32>) -> any
         &format!("checkpoint: {{ interval: 100ms, maxRecords: 100 }}\n{extra}"),
     )
     .await?;
+    if extra.contains("mirror") {
+        scenario.create_mirror().await?;
+    }
     scenario.produce_updates(800, 20, delete_every).await?;
     let watch = RegressionWatch::start(&scenario.settings, &scenario.keyspace).await?;
     let env_a = Scenario::worker_env(&format!("{name}-a"));
@@ -194,6 +202,9 @@ async fn zombie_wakes(name: &str, extra: &str, delete_every: Option<i32>) -> any
         "the table went back: {regressions:?}\nA's log:\n{log_a}"
     );
     assert_eq!(scenario.table().await?, scenario.expected);
+    if extra.contains("mirror") {
+        assert_eq!(scenario.table_named("mirror").await?, scenario.expected);
+    }
     let committed = scenario.committed().await?;
     assert_eq!(
         committed[&0].2,

@@ -4,7 +4,6 @@
 mod bad_input;
 mod batching;
 mod chart;
-mod deletes;
 mod exactly_once;
 mod fencing;
 mod guarantee;
@@ -18,3 +17,4 @@ mod smoke_cassandra;
 mod smoke_clis;
 mod smoke_kafka;
 mod smoke_kube;
+mod statements;

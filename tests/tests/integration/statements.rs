@@ -1,13 +1,14 @@
-//! Deletes end to end: a change-data-capture stream (Debezium's envelope: `op` with `before` and
-//! `after`) whose `d` records delete and whose tombstones are ignored, and deletes of whole partitions
-//! among batched rows of a table with clustering columns.
+//! A sink's statements end to end: a change-data-capture stream (Debezium's envelope: `op` with
+//! `before` and `after`) whose `d` records delete and whose tombstones are ignored, deletes of whole
+//! partitions among batched rows of a table with clustering columns, and records fanned out to several
+//! tables by rules.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cassandra_sink_tests::fixtures;
 use cassandra_sink_tests::scenario::Scenario;
 use cassandra_sink_tests::worker::Worker;
+use scylla::deserialize::row::DeserializeRow;
 
 /// Writes the worker configuration of a scenario with its own statements.
 fn configure(scenario: &Scenario, statements: &str) -> anyhow::Result<()> {
@@ -38,7 +39,7 @@ checkpoint: {{ interval: 100ms }}
 /// worker until it has committed them all and stops it; returns the worker's `metrics` at the end.
 async fn sink_them(
     scenario: &Scenario,
-    records: &[(&str, Option<&str>)],
+    records: &[(&str, Option<String>)],
     metrics: &[&str],
 ) -> anyhow::Result<Vec<Option<f64>>> {
     let producer = fixtures::producer(&scenario.settings)?;
@@ -57,6 +58,25 @@ async fn sink_them(
     let values = metrics.iter().map(|name| worker.metric(name)).collect();
     assert!(worker.terminate(Duration::from_secs(30)).success());
     Ok(values)
+}
+
+/// The rows of `SELECT {columns} FROM <keyspace>.{table}`, sorted.
+async fn rows<T>(scenario: &Scenario, columns: &str, table: &str) -> anyhow::Result<Vec<T>>
+where
+    T: for<'frame, 'metadata> DeserializeRow<'frame, 'metadata> + Ord,
+{
+    let mut rows: Vec<T> = scenario
+        .session
+        .query_unpaged(
+            format!("SELECT {columns} FROM {}.{table}", scenario.keyspace),
+            (),
+        )
+        .await?
+        .into_rows_result()?
+        .rows::<T>()?
+        .collect::<Result<_, _>>()?;
+    rows.sort();
+    Ok(rows)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,10 +113,6 @@ onTombstone: ignore
         ("1", None),
         ("3", Some(upsert("u", 3, "cyd", 2))),
     ];
-    let records: Vec<(&str, Option<&str>)> = records
-        .iter()
-        .map(|(key, value)| (*key, value.as_deref()))
-        .collect();
     let counts = sink_them(
         &scenario,
         &records,
@@ -108,20 +124,9 @@ onTombstone: ignore
     )
     .await?;
 
-    let rows: BTreeMap<i32, (String, i32)> = scenario
-        .session
-        .query_unpaged(
-            format!("SELECT id, name, version FROM {}.users", scenario.keyspace),
-            (),
-        )
-        .await?
-        .into_rows_result()?
-        .rows::<(i32, String, i32)>()?
-        .map(|row| row.map(|(id, name, version)| (id, (name, version))))
-        .collect::<Result<_, _>>()?;
     assert_eq!(
-        rows,
-        BTreeMap::from([(2, ("bob again".to_owned(), 3)), (3, ("cyd".to_owned(), 2)),]),
+        rows::<(i32, String, i32)>(&scenario, "id, name, version", "users").await?,
+        vec![(2, "bob again".to_owned(), 3), (3, "cyd".to_owned(), 2)],
         "each row as its last change left it: 1 deleted, 2 deleted and created again"
     );
     assert_eq!(
@@ -167,25 +172,11 @@ delete:
     values.push(row("u2", 4));
     values.push(clear("u2"));
     values.push(row("u2", 5));
-    let records: Vec<(&str, Option<&str>)> = values
-        .iter()
-        .map(|value| ("k", Some(value.as_str())))
-        .collect();
+    let records: Vec<(&str, Option<String>)> =
+        values.into_iter().map(|value| ("k", Some(value))).collect();
     let batches = sink_them(&scenario, &records, &["cassandra_sink_batches_total"]).await?[0];
-    let rows: Vec<(String, i32)> = scenario
-        .session
-        .query_unpaged(
-            format!("SELECT owner, item FROM {}.items", scenario.keyspace),
-            (),
-        )
-        .await?
-        .into_rows_result()?
-        .rows::<(String, i32)>()?
-        .collect::<Result<_, _>>()?;
-    let mut rows = rows;
-    rows.sort();
     assert_eq!(
-        rows,
+        rows::<(String, i32)>(&scenario, "owner, item", "items").await?,
         vec![
             ("u1".to_owned(), 6),
             ("u1".to_owned(), 7),
@@ -196,6 +187,94 @@ delete:
     assert!(
         batches.is_some_and(|batches| batches >= 1.0),
         "rows of one partition were batched: {batches:?}"
+    );
+    scenario.clean_up().await
+}
+
+/// One record, several tables: every write also lands in a history table (clustering rows, batched)
+/// and, for snapshot reads only (`when`), in a table by name; a delete removes the row and its whole
+/// history. A record one of whose statements cannot be filled runs none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fanned_out_record_lands_in_every_table_its_rules_choose_or_in_none() -> anyhow::Result<()>
+{
+    let scenario = Scenario::new("fanout", 1, "").await?;
+    for table in [
+        "history (id int, version int, name text, PRIMARY KEY (id, version))",
+        "by_name (name text PRIMARY KEY, id int)",
+    ] {
+        scenario
+            .session
+            .query_unpaged(format!("CREATE TABLE {}.{table}", scenario.keyspace), ())
+            .await?;
+    }
+    scenario.session.await_schema_agreement().await?;
+    configure(
+        &scenario,
+        r#"createQuery: "CREATE TABLE IF NOT EXISTS $KEYSPACE.users (id int PRIMARY KEY, name text, version int)"
+insertQuery: "INSERT INTO $KEYSPACE.users (id, name, version) VALUES (?, ?, ?)"
+mapping: { fields: [value.after.id, value.after.name, value.after.version] }
+delete:
+  query: "DELETE FROM $KEYSPACE.users WHERE id = ?"
+  mapping: { fields: [value.before.id] }
+  when: { field: value.op, equals: [d] }
+onTombstone: ignore
+fanOut:
+  - query: "INSERT INTO $KEYSPACE.history (id, version, name) VALUES (?, ?, ?)"
+    mapping: { fields: [value.after.id, value.after.version, value.after.name] }
+  - query: "DELETE FROM $KEYSPACE.history WHERE id = ?"
+    mapping: { fields: [value.before.id] }
+    on: delete
+  - query: "INSERT INTO $KEYSPACE.by_name (name, id) VALUES (?, ?)"
+    mapping: { fields: [value.after.name, value.after.id] }
+    when: { field: value.op, equals: [r] }
+"#,
+    )?;
+    let change = |op: &str, id: i32, name: Option<&str>, version: i32| {
+        let name = name.map_or("null".to_owned(), |name| format!("\"{name}\""));
+        format!(
+            r#"{{"op":"{op}","before":{{"id":{id}}},"after":{{"id":{id},"name":{name},"version":{version}}}}}"#
+        )
+    };
+    let records = [
+        ("1", Some(change("r", 1, Some("ada"), 1))),
+        ("2", Some(change("c", 2, Some("bob"), 1))),
+        ("1", Some(change("u", 1, Some("ada l"), 2))),
+        ("2", Some(change("u", 2, Some("bob b"), 2))),
+        ("2", Some(change("d", 2, None, 2))),
+        ("2", None),
+        ("2", Some(change("c", 2, Some("bo"), 3))),
+        ("1", Some(change("u", 1, Some("ada m"), 3))),
+        // A snapshot row without a name: its by_name row cannot be filled, so it lands nowhere.
+        ("5", Some(change("r", 5, None, 1))),
+    ];
+    let counts = sink_them(
+        &scenario,
+        &records,
+        &[
+            "cassandra_sink_records_deleted_total",
+            "cassandra_sink_records_dead_lettered_total",
+        ],
+    )
+    .await?;
+    assert_eq!(
+        rows::<(i32, i32)>(&scenario, "id, version", "users").await?,
+        vec![(1, 3), (2, 3)],
+        "users: the last change of each id"
+    );
+    assert_eq!(
+        rows::<(i32, i32)>(&scenario, "id, version", "history").await?,
+        vec![(1, 1), (1, 2), (1, 3), (2, 3)],
+        "history: every write, and for 2 only what came after its delete"
+    );
+    assert_eq!(
+        rows::<(String, i32)>(&scenario, "name, id", "by_name").await?,
+        vec![("ada".to_owned(), 1)],
+        "by_name: only the snapshot read that could fill it"
+    );
+    assert_eq!(
+        counts,
+        vec![Some(1.0), Some(1.0)],
+        "one delete, one record dead-lettered"
     );
     scenario.clean_up().await
 }
