@@ -165,9 +165,13 @@ pub fn client_config(source: &KafkaSource, group_id: &str) -> Result<ClientConfi
         // entire backlog of small records, so fetches are kept small too (a larger record still
         // arrives: librdkafka raises the size until it fits). Small fetches only keep pace if
         // a partition whose queue was full is fetched again soon, not after the default second.
+        // The queue bounds are checked before a fetch, and one fetch response (50 MiB by default)
+        // may fill many partitions at once: with 64 partitions a worker's memory doubled
+        // (docs/benchmarks.md), so a response is kept to 1 MiB, compressed.
         .set("queued.max.messages.kbytes", "8192")
         .set("queued.min.messages", "2000")
         .set("max.partition.fetch.bytes", "131072")
+        .set("fetch.max.bytes", "1048576")
         .set("fetch.queue.backoff.ms", "10");
     if let Some(security) = &source.security {
         config.set("security.protocol", security.protocol.librdkafka_name());
@@ -626,9 +630,9 @@ mod tests {
         let properties = BTreeMap::from([("auto.offset.reset".to_owned(), "latest".to_owned())]);
         let error = client_config(&source(properties), "g").expect_err("refused");
         assert!(error.to_string().contains("auto.offset.reset"), "{error}");
-        let properties = BTreeMap::from([("fetch.max.bytes".to_owned(), "1048576".to_owned())]);
+        let properties = BTreeMap::from([("fetch.max.bytes".to_owned(), "52428800".to_owned())]);
         let config = client_config(&source(properties), "g").expect("passed through");
-        assert_eq!(config.get("fetch.max.bytes"), Some("1048576"));
+        assert_eq!(config.get("fetch.max.bytes"), Some("52428800"));
     }
 
     #[test]
@@ -677,6 +681,7 @@ mod tests {
         let config = client_config(&source(BTreeMap::new()), "g").expect("config");
         assert_eq!(config.get("max.partition.fetch.bytes"), Some("131072"));
         assert_eq!(config.get("queued.min.messages"), Some("2000"));
+        assert_eq!(config.get("fetch.max.bytes"), Some("1048576"));
         // Without a short backoff, small fetches starve the write loop for a second at a time.
         assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
         let properties =
