@@ -4,8 +4,9 @@
 //! First what the record does ([`Rules::decide`]):
 //! * a tombstone (a record with no value) follows `onTombstone`: `delete`, `ignore`, or `invalid`
 //!   (the default without a delete statement: the record has nothing to write);
-//! * a record with a value deletes when `delete.when` matches it (its field equals one of the listed
-//!   values), and writes otherwise.
+//! * a record with a value that one of `ignoreWhen` matches runs nothing;
+//! * another deletes when `delete.when` matches it (its field equals one of the listed values), and
+//!   writes otherwise.
 //!
 //! Then which statements ([`Rules::runs`]): a record that writes runs `insertQuery` and each `fanOut`
 //! statement `on: write`; one that deletes runs `delete.query` and each `fanOut` statement
@@ -55,6 +56,19 @@ pub enum RulesError {
     FanOutWithoutDelete(usize),
 }
 
+/// The parts of a configuration the rules come from.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    /// `delete`.
+    pub delete: Option<&'a DeleteConfig>,
+    /// `onTombstone`.
+    pub on_tombstone: Option<OnTombstone>,
+    /// `fanOut`.
+    pub fan_out: &'a [FanOutStatement],
+    /// `ignoreWhen`.
+    pub ignore_when: &'a [FieldMatch],
+}
+
 /// A field rule, compiled.
 type Matcher = (FieldPath, Vec<String>);
 
@@ -70,13 +84,14 @@ fn matcher(field: String, rule: Option<&FieldMatch>) -> Result<Option<Matcher>, 
 fn matches((field, equals): &Matcher, record: &SourceRecord<'_>) -> Result<bool, InvalidRecord> {
     Ok(field
         .text(record)?
-        .is_some_and(|text| equals.contains(&text)))
+        .is_some_and(|text| equals.is_empty() || equals.contains(&text)))
 }
 
 /// The compiled rules of one sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
     on_tombstone: OnTombstone,
+    ignore_when: Vec<Matcher>,
     delete_when: Option<Matcher>,
     /// For each statement, in the order of [`crate::prepared::statements`]: its role, the action that runs it, and
     /// its filter.
@@ -86,17 +101,30 @@ pub struct Rules {
 impl Rules {
     /// Compiles the rules of `config`.
     pub fn compile(config: &SinkConfig) -> Result<Self, RulesError> {
-        Self::compile_parts(config.delete.as_ref(), config.on_tombstone, &config.fan_out)
+        Self::compile_parts(&Parts {
+            delete: config.delete.as_ref(),
+            on_tombstone: config.on_tombstone,
+            fan_out: &config.fan_out,
+            ignore_when: &config.ignore_when,
+        })
     }
 
     /// Compiles the rules from the parts of a configuration they come from (the operator checks a
     /// spec with them before it renders a configuration). The statements are numbered as
     /// [`crate::prepared::statements`] lists them: `insertQuery`, `delete.query` if set, `fanOut`.
-    pub fn compile_parts(
-        delete: Option<&DeleteConfig>,
-        on_tombstone: Option<OnTombstone>,
-        fan_out: &[FanOutStatement],
-    ) -> Result<Self, RulesError> {
+    pub fn compile_parts(parts: &Parts<'_>) -> Result<Self, RulesError> {
+        let Parts {
+            delete,
+            on_tombstone,
+            fan_out,
+            ignore_when,
+        } = *parts;
+        let ignore_when = ignore_when
+            .iter()
+            .enumerate()
+            .map(|(index, rule)| matcher(format!("ignoreWhen[{index}].field"), Some(rule)))
+            .filter_map(Result::transpose)
+            .collect::<Result<Vec<_>, _>>()?;
         let on_tombstone = on_tombstone.unwrap_or(match delete {
             Some(_) => OnTombstone::Delete,
             None => OnTombstone::Invalid,
@@ -129,6 +157,7 @@ impl Rules {
         }
         Ok(Self {
             on_tombstone,
+            ignore_when,
             delete_when,
             statements,
         })
@@ -143,6 +172,11 @@ impl Rules {
                 OnTombstone::Ignore => Ok(Action::Skip),
                 OnTombstone::Invalid => Err(InvalidRecord::Tombstone),
             };
+        }
+        for rule in &self.ignore_when {
+            if matches(rule, record)? {
+                return Ok(Action::Skip);
+            }
         }
         if let Some(rule) = &self.delete_when
             && matches(rule, record)?
@@ -253,6 +287,39 @@ mod tests {
             Rules::compile(&config(delete(None), Some(OnTombstone::Invalid))).expect("rules");
         assert_eq!(rules.decide(&tombstone), Err(InvalidRecord::Tombstone));
         assert!(!rules.deletes());
+    }
+
+    #[test]
+    fn ignore_rules_come_first_and_a_rule_without_values_matches_any_value() {
+        let mut config = config(delete(Some(("value.op", &["d"]))), None);
+        config.ignore_when = vec![
+            FieldMatch {
+                field: "value.op".to_owned(),
+                equals: vec!["t".to_owned(), "m".to_owned()],
+            },
+            FieldMatch {
+                field: "value.ddl".to_owned(),
+                equals: Vec::new(),
+            },
+        ];
+        let rules = Rules::compile(&config).expect("rules");
+        let decide = |value: &[u8]| rules.decide(&record(Some(value), &[]));
+        assert_eq!(decide(br#"{"op": "t"}"#), Ok(Action::Skip), "a truncate");
+        assert_eq!(
+            decide(br#"{"ddl": "ALTER TABLE users ADD age int", "op": "d"}"#),
+            Ok(Action::Skip),
+            "a schema change, whatever else it holds"
+        );
+        assert_eq!(decide(br#"{"ddl": null, "op": "d"}"#), Ok(Action::Delete));
+        assert_eq!(decide(br#"{"op": "c"}"#), Ok(Action::Write));
+        assert_eq!(rules.decide(&record(None, &[])), Ok(Action::Delete));
+
+        config.ignore_when[1].field = "ddl".to_owned();
+        let error = Rules::compile(&config).expect_err("not a path");
+        assert!(
+            error.to_string().starts_with("ignoreWhen[1].field: "),
+            "{error}"
+        );
     }
 
     #[test]

@@ -49,6 +49,12 @@ pub struct SinkConfig {
     /// statement of a checkpoint lands before it commits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fan_out: Vec<FanOutStatement>,
+    /// Records with a value that run no statement: those matching any of these rules (e.g. Debezium's
+    /// `value.op` equal to `t` or `m`, or a schema-change record, which has `value.ddl`). Their offsets
+    /// commit with their checkpoint; without a rule such a record is whatever the other rules make
+    /// it (usually invalid: dead-lettered with the reason).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_when: Vec<FieldMatch>,
     /// When a checkpoint is sealed and committed.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
@@ -352,15 +358,17 @@ pub enum RunOn {
     Delete,
 }
 
-/// A rule on one field of a record: it matches when the field reads as one of `equals`.
+/// A rule on one field of a record: it matches when the field reads as one of `equals`, or, without
+/// `equals`, when the record has the field at all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FieldMatch {
     /// A field path as in `mapping`: `value.op`, `key.kind`, `headers.<name>`.
     pub field: String,
     /// The values that match, compared with the field's text (a JSON string without its quotes, a
-    /// number or boolean as written). A record whose field is missing does not match.
-    #[schemars(length(min = 1))]
+    /// number or boolean as written). Empty or absent: any value matches. A record whose field is
+    /// missing or `null` never matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub equals: Vec<String>,
 }
 

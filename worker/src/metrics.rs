@@ -26,7 +26,7 @@ pub struct Metrics {
     pub records_dead_lettered: Counter,
     /// Records that ran the delete statement, by committed checkpoints (also in `records_written`).
     pub records_deleted: Counter,
-    /// Records that ran no statement (tombstones under `onTombstone: ignore`), committed.
+    /// Records that ran no statement (ignored tombstones, records `ignoreWhen` matched), committed.
     pub records_skipped: Counter,
     /// Checkpoints committed.
     pub checkpoints: Counter,
@@ -94,7 +94,7 @@ impl Metrics {
         );
         registry.register(
             "records_skipped",
-            "Records that ran no statement (ignored tombstones), committed",
+            "Records that ran no statement (ignored tombstones, records ignoreWhen matched), committed",
             records_skipped.clone(),
         );
         registry.register("checkpoints", "Checkpoints committed", checkpoints.clone());
