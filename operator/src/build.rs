@@ -238,6 +238,7 @@ fn worker_config(
         delete: spec.delete.clone(),
         on_tombstone: spec.on_tombstone,
         fan_out: spec.fan_out.clone(),
+        ignore_when: spec.ignore_when.clone(),
         checkpoint: spec.checkpoint.clone(),
         guarantee: spec.guarantee,
         on_invalid_record: spec.on_invalid_record,

@@ -7,8 +7,8 @@
 //! Secrets instead of files: the operator mounts them and points the worker at the mounted files.
 
 use cassandra_sink_worker::config::{
-    CheckpointConfig, Consistency, DeadLetterConfig, DeleteConfig, FanOutStatement, Guarantee,
-    KafkaProtocol, Limits, Mapping, OnInvalidRecord, OnTombstone, SaslMechanism,
+    CheckpointConfig, Consistency, DeadLetterConfig, DeleteConfig, FanOutStatement, FieldMatch,
+    Guarantee, KafkaProtocol, Limits, Mapping, OnInvalidRecord, OnTombstone, SaslMechanism,
 };
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -79,6 +79,12 @@ pub struct CassandraSinkSpec {
     /// `fanOut[n]`), and every statement of a checkpoint lands before it commits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fan_out: Vec<FanOutStatement>,
+    /// Records with a value that run no statement: those matching any of these rules, e.g.
+    /// `{field: value.op, equals: [t, m]}` for Debezium's truncates and messages, or `{field:
+    /// value.ddl}` (no `equals`: any value) for schema-change records. Their offsets commit with their
+    /// checkpoint, and they are counted as skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_when: Vec<FieldMatch>,
     /// When a checkpoint is sealed and committed.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,

@@ -2,7 +2,7 @@
 //! the guarantee it asks for (P5), and the syntax of names. Pure: unit-tested here; the controller turns
 //! problems into a Degraded condition instead of starting workers that would crash-loop.
 
-use cassandra_sink_worker::action::{Rules, RulesError};
+use cassandra_sink_worker::action::{Parts, Rules, RulesError};
 use cassandra_sink_worker::statement::{self, Role, RoleError};
 
 use crate::crd::CassandraSinkSpec;
@@ -87,8 +87,12 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
             Err(error) => problems.push(problem(Reason::InvalidStatement, format!("spec.{error}"))),
         }
     }
-    if let Err(error) = Rules::compile_parts(spec.delete.as_ref(), spec.on_tombstone, &spec.fan_out)
-    {
+    if let Err(error) = Rules::compile_parts(&Parts {
+        delete: spec.delete.as_ref(),
+        on_tombstone: spec.on_tombstone,
+        fan_out: &spec.fan_out,
+        ignore_when: &spec.ignore_when,
+    }) {
         let reason = match error {
             RulesError::Path { .. } => Reason::InvalidMapping,
             RulesError::TombstoneWithoutDelete | RulesError::FanOutWithoutDelete(_) => {

@@ -93,6 +93,9 @@ delete:
   mapping: { named: { id: value.before.id } }
   when: { field: value.op, equals: [d] }
 onTombstone: ignore
+ignoreWhen:
+  - { field: value.op, equals: [t, m] }
+  - { field: value.ddl }
 "#,
     )?;
     let upsert = |op: &str, id: i32, name: &str, version: i32| {
@@ -112,6 +115,14 @@ onTombstone: ignore
         ("1", Some(delete(1))),
         ("1", None),
         ("3", Some(upsert("u", 3, "cyd", 2))),
+        (
+            "3",
+            Some(r#"{"op":"t","before":null,"after":null}"#.to_owned()),
+        ),
+        (
+            "3",
+            Some(r#"{"ddl":"ALTER TABLE users ADD age int","tableChanges":[]}"#.to_owned()),
+        ),
     ];
     let counts = sink_them(
         &scenario,
@@ -131,16 +142,13 @@ onTombstone: ignore
     );
     assert_eq!(
         counts,
-        vec![Some(2.0), Some(2.0), Some(0.0)],
-        "two `d` records deleted, two tombstones ignored, nothing dead-lettered"
+        vec![Some(2.0), Some(4.0), Some(0.0)],
+        "two `d` records deleted, two tombstones, a truncate and a schema change ignored, nothing \
+         dead-lettered"
     );
     let committed = scenario.committed().await?;
-    assert_eq!(
-        committed[&0].0,
-        Some(10),
-        "ignored tombstones are committed"
-    );
-    assert_eq!(committed[&0].2, Some(10));
+    assert_eq!(committed[&0].0, Some(12), "ignored records are committed");
+    assert_eq!(committed[&0].2, Some(12));
     scenario.clean_up().await
 }
 
