@@ -229,6 +229,8 @@ fn worker_config(
             kafka: KafkaSource {
                 bootstrap_servers: kafka.bootstrap_servers.clone(),
                 topic: kafka.topic.clone(),
+                topics: kafka.topics.clone(),
+                topic_pattern: kafka.topic_pattern.clone(),
                 group_id: kafka.group_id.clone(),
                 security,
                 properties: kafka.properties.clone(),

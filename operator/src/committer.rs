@@ -12,10 +12,13 @@ use std::time::Duration;
 use cassandra_sink_worker::cassandra::{
     ConnectError, connect_with, driver_consistency, permit_datacenter_failover,
 };
+use cassandra_sink_worker::checkpoint::SourcePartition;
 use cassandra_sink_worker::committer::{
-    BoxedError, Committer, CommitterError as WorkerCommitterError, Position, read_positions,
+    BoxedError, Committer, CommitterError as WorkerCommitterError, KEY_SEPARATOR, Position,
+    read_positions,
 };
 use cassandra_sink_worker::config::{CassandraConfig, HumanDuration};
+use futures::StreamExt;
 use kube::ResourceExt;
 use scylla::client::session::Session;
 use tokio::sync::Mutex;
@@ -295,7 +298,7 @@ pub async fn positions(
 pub async fn reset(
     session: Arc<Session>,
     sink: &CassandraSink,
-    offsets: &BTreeMap<i32, i64>,
+    offsets: &BTreeMap<SourcePartition, i64>,
 ) -> Result<(), CommitterError> {
     let error = |source: WorkerCommitterError| CommitterError::Query {
         what: committer_table(sink),
@@ -311,11 +314,8 @@ pub async fn reset(
     )
     .await
     .map_err(error)?;
-    for (&partition, &offset) in offsets {
-        committer
-            .reset(partition, &sink.spec.source.kafka.topic, offset)
-            .await
-            .map_err(error)?;
+    for (partition, &offset) in offsets {
+        committer.reset(partition, offset).await.map_err(error)?;
     }
     Ok(())
 }
@@ -335,38 +335,53 @@ pub async fn delete(session: &Session, sink: &CassandraSink) -> Result<usize, Co
         },
     };
     let id = sink_id(sink);
-    // The committer rows are keyed by (sink, partition); claimed-but-never-committed partitions have no
-    // positions row, so the rows are found on the committer table itself (small: a row per partition).
-    let rows = session
-        .query_unpaged(
-            format!("SELECT source_partition FROM {qualified} WHERE sink_id = ? ALLOW FILTERING"),
-            (&id,),
+    // The sink's committer rows are keyed `<sink id>#<topic>` (and by the bare sink id when an
+    // earlier release wrote them), with the partition in the key too, so no query names them all:
+    // the table is read whole (small: a row per sink, topic and partition) and the sink's rows picked.
+    let own = format!("{id}{KEY_SEPARATOR}");
+    let mut rows = session
+        .query_iter(
+            format!("SELECT sink_id, source_partition FROM {qualified}"),
+            (),
         )
         .await
         .map_err(|e| error("list partitions", e.into()))?
-        .into_rows_result()
+        .rows_stream::<(String, i32)>()
         .map_err(|e| error("list partitions", e.into()))?;
-    let partitions: Vec<i32> = rows
-        .rows::<(i32,)>()
-        .map_err(|e| error("list partitions", e.into()))?
-        .filter_map(Result::ok)
-        .map(|(partition,)| partition)
-        .collect();
-    for partition in &partitions {
+    let mut keys: Vec<(String, i32)> = Vec::new();
+    while let Some(row) = rows.next().await {
+        let (key, partition) = row.map_err(|e| error("list partitions", e.into()))?;
+        if key == id || key.starts_with(&own) {
+            keys.push((key, partition));
+        }
+    }
+    for (key, partition) in &keys {
         session
             .query_unpaged(
                 format!("DELETE FROM {qualified} WHERE sink_id = ? AND source_partition = ?"),
-                (&id, *partition),
+                (key, *partition),
             )
             .await
             .map_err(|e| error("delete a row", e.into()))?;
     }
-    session
-        .query_unpaged(
-            format!("DELETE FROM {qualified}_positions WHERE sink_id = ?"),
-            (&id,),
-        )
-        .await
-        .map_err(|e| error("delete the positions", e.into()))?;
-    Ok(partitions.len())
+    // The positions mirror, and the one earlier releases wrote where it still exists.
+    let tables = session
+        .get_cluster_state()
+        .get_keyspace(keyspace)
+        .map(|described| described.tables.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    for mirror in ["topic_positions", "positions"] {
+        let name = format!("{table}_{mirror}");
+        if mirror == "positions" && !tables.contains(&name) {
+            continue;
+        }
+        session
+            .query_unpaged(
+                format!("DELETE FROM {keyspace}.{name} WHERE sink_id = ?"),
+                (&id,),
+            )
+            .await
+            .map_err(|e| error("delete the positions", e.into()))?;
+    }
+    Ok(keys.len())
 }

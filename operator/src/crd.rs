@@ -214,15 +214,33 @@ pub struct Source {
     pub kafka: KafkaSourceSpec,
 }
 
-/// A Kafka topic, read through a consumer group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// Kafka topics, read through a consumer group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.topic) ? 1 : 0) + (has(self.topics) ? 1 : 0) + (has(self.topicPattern) ? 1 : 0) == 1").message("set exactly one of topic, topics and topicPattern"))]
 pub struct KafkaSourceSpec {
     /// `host:port` of one or more brokers.
     #[schemars(length(min = 1))]
     pub bootstrap_servers: Vec<String>,
-    /// The topic to read.
-    pub topic: String,
+    /// The topic to read. Set one of `topic`, `topics` and `topicPattern`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,249}$"))]
+    pub topic: Option<String>,
+    /// Several topics to read, with the same statements; positions are kept per topic and
+    /// partition, so the topics may have different partition counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(min = 1, max = 100),
+        inner(regex(pattern = r"^[A-Za-z0-9._-]{1,249}$"))
+    )]
+    pub topics: Vec<String>,
+    /// A regular expression: every topic whose whole name matches is read, including topics created
+    /// later (found within librdkafka's `topic.metadata.refresh.interval.ms`, 5 minutes by default;
+    /// a new topic is read from its beginning). A pattern that matches the dead-letter topic is
+    /// refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub topic_pattern: Option<String>,
     /// Consumer group; `cassandra-sink.<namespace>.<name>` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
@@ -320,6 +338,9 @@ pub struct Progress {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PartitionProgress {
+    /// Kafka topic.
+    #[serde(default)]
+    pub topic: String,
     /// Kafka partition.
     pub partition: i32,
     /// The next offset the sink applies; absent before the first commit (it starts at the first

@@ -1,4 +1,4 @@
-//! The operator's read-only view of a sink's topic: each partition's low and high watermarks, for the
+//! The operator's read-only view of a sink's topics: each partition's low and high watermarks, for the
 //! lag in the status and for resets to `earliest` or `latest`. One client per Kafka cluster and
 //! credentials, shared by every sink that reads from it; it never joins a consumer group.
 
@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cassandra_sink_worker::checkpoint::SourcePartition;
 use cassandra_sink_worker::config::RESERVED_KAFKA_PROPERTIES;
+use cassandra_sink_worker::topics::{Subscription, TopicsError};
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -17,9 +19,9 @@ use crate::access::{AccessError, Secrets};
 use crate::crd::{CassandraSink, KafkaSourceSpec};
 use crate::in_use::{self, Gone, InUse};
 
-/// Each partition's (low, high) watermark: the first offset Kafka still holds and the next offset it
-/// will write.
-pub type Watermarks = BTreeMap<i32, (i64, i64)>;
+/// Each partition's (low, high) watermark, by topic and partition: the first offset Kafka still
+/// holds and the next offset it will write.
+pub type Watermarks = BTreeMap<SourcePartition, (i64, i64)>;
 
 /// Why the watermarks could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,9 @@ pub enum KafkaError {
         /// How long ago.
         ago: Duration,
     },
+    /// The spec's topics are not named right (caught by validation first; here for completeness).
+    #[error(transparent)]
+    Topics(#[from] TopicsError),
     /// The brokers answered, but the topic does not exist.
     #[error("Kafka {brokers}: topic {topic} does not exist")]
     TopicMissing {
@@ -87,7 +92,10 @@ impl KafkaError {
     /// read. A topic that does not exist is not: it is often created after the sink.
     pub fn is_permanent(&self) -> bool {
         match self {
-            KafkaError::Access(_) | KafkaError::Client { .. } | KafkaError::Refused { .. } => true,
+            KafkaError::Access(_)
+            | KafkaError::Client { .. }
+            | KafkaError::Refused { .. }
+            | KafkaError::Topics(_) => true,
             KafkaError::Unreachable { .. }
             | KafkaError::Recent { .. }
             | KafkaError::TopicMissing { .. }
@@ -232,13 +240,18 @@ async fn client_config(
 }
 
 impl Clients {
-    /// The watermarks of every partition of the sink's topic.
+    /// The watermarks of every partition of the sink's topics (of each topic its pattern matches).
     pub async fn watermarks(
         &self,
         secrets: &Secrets,
         sink: &CassandraSink,
     ) -> Result<Watermarks, KafkaError> {
         let kafka = &sink.spec.source.kafka;
+        let subscription = Subscription::new(
+            kafka.topic.as_ref(),
+            &kafka.topics,
+            kafka.topic_pattern.as_ref(),
+        )?;
         let brokers = kafka.bootstrap_servers.join(",");
         let (config, key) = client_config(secrets, kafka).await?;
         let turn = {
@@ -284,18 +297,18 @@ impl Clients {
                 consumer
             }
         };
-        let topic = kafka.topic.clone();
         let reading = brokers.clone();
         // librdkafka's offset requests block: run them off the async workers.
-        let result =
-            tokio::task::spawn_blocking(move || read_watermarks(&consumer, &reading, &topic))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(KafkaError::Unreachable {
-                        brokers: brokers.clone(),
-                        source: RdKafkaError::Canceled,
-                    })
-                });
+        let result = tokio::task::spawn_blocking(move || {
+            read_watermarks(&consumer, &reading, &subscription)
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(KafkaError::Unreachable {
+                brokers: brokers.clone(),
+                source: RdKafkaError::Canceled,
+            })
+        });
         // Only a cluster that does not answer is remembered as failed: a missing topic concerns
         // this sink alone, and a refusal (credentials, TLS) is said at once, every time.
         let unreachable = matches!(result, Err(KafkaError::Unreachable { .. }));
@@ -311,10 +324,41 @@ impl Clients {
 fn read_watermarks(
     consumer: &BaseConsumer<Refusals>,
     brokers: &str,
-    topic: &str,
+    subscription: &Subscription,
 ) -> Result<Watermarks, KafkaError> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+    let mut watermarks = Watermarks::new();
+    match subscription {
+        Subscription::Topics(topics) => {
+            for topic in topics {
+                let metadata = read_metadata(consumer, brokers, Some(topic))?;
+                topic_watermarks(consumer, brokers, &metadata, topic, &mut watermarks)?;
+            }
+        }
+        Subscription::Pattern(pattern) => {
+            let metadata = read_metadata(consumer, brokers, None)?;
+            let matching: Vec<String> = metadata
+                .topics()
+                .iter()
+                .map(|described| described.name())
+                .filter(|name| pattern.matches(name))
+                .map(str::to_owned)
+                .collect();
+            for topic in &matching {
+                topic_watermarks(consumer, brokers, &metadata, topic, &mut watermarks)?;
+            }
+        }
+    }
+    Ok(watermarks)
+}
+
+/// Metadata of one topic, or of every topic.
+fn read_metadata(
+    consumer: &BaseConsumer<Refusals>,
+    brokers: &str,
+    topic: Option<&str>,
+) -> Result<rdkafka::metadata::Metadata, KafkaError> {
+    consumer
+        .fetch_metadata(topic, REQUEST_TIMEOUT)
         .map_err(|source| {
             // A refusal (SASL, TLS) reaches librdkafka's error callback, not the failed request,
             // which only says the transport failed: serve the callbacks (an immediate poll does
@@ -330,7 +374,17 @@ fn read_watermarks(
                     source,
                 },
             }
-        })?;
+        })
+}
+
+/// Adds the watermarks of each partition of `topic`, as `metadata` describes it.
+fn topic_watermarks(
+    consumer: &BaseConsumer<Refusals>,
+    brokers: &str,
+    metadata: &rdkafka::metadata::Metadata,
+    topic: &str,
+    watermarks: &mut Watermarks,
+) -> Result<(), KafkaError> {
     let missing = || KafkaError::TopicMissing {
         brokers: brokers.to_owned(),
         topic: topic.to_owned(),
@@ -355,7 +409,6 @@ fn read_watermarks(
             code,
         });
     }
-    let mut watermarks = Watermarks::new();
     for partition in described.partitions() {
         let marks = consumer
             .fetch_watermarks(topic, partition.id(), REQUEST_TIMEOUT)
@@ -367,7 +420,7 @@ fn read_watermarks(
                     .rdkafka_error_code()
                     .unwrap_or(RDKafkaErrorCode::Unknown),
             })?;
-        watermarks.insert(partition.id(), marks);
+        watermarks.insert(SourcePartition::new(topic, partition.id()), marks);
     }
-    Ok(watermarks)
+    Ok(())
 }

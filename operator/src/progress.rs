@@ -1,5 +1,5 @@
 //! A sink's progress as the status shows it: committed positions from the committer's positions
-//! table, set against the topic's watermarks. Pure; the reads are in [`crate::committer`] and
+//! table, set against the topics' watermarks, by topic and partition. Pure; the reads are in [`crate::committer`] and
 //! [`crate::kafka`].
 
 use cassandra_sink_worker::committer::Position;
@@ -20,6 +20,7 @@ pub fn summarize(rows: &[Position], watermarks: Option<&Watermarks>) -> Progress
     let mut partitions: Vec<PartitionProgress> = rows
         .iter()
         .map(|row| PartitionProgress {
+            topic: row.topic.clone(),
             partition: row.partition,
             committed_offset: row.committed,
             end_offset: None,
@@ -28,12 +29,16 @@ pub fn summarize(rows: &[Position], watermarks: Option<&Watermarks>) -> Progress
         })
         .collect();
     if let Some(watermarks) = watermarks {
-        for (&partition, &marks) in watermarks {
-            let index = match partitions.iter().position(|p| p.partition == partition) {
+        for (source, &marks) in watermarks {
+            let index = match partitions
+                .iter()
+                .position(|p| p.partition == source.partition && *p.topic == *source.topic)
+            {
                 Some(index) => index,
                 None => {
                     partitions.push(PartitionProgress {
-                        partition,
+                        topic: source.topic.to_string(),
+                        partition: source.partition,
                         committed_offset: None,
                         end_offset: None,
                         lag: None,
@@ -47,7 +52,7 @@ pub fn summarize(rows: &[Position], watermarks: Option<&Watermarks>) -> Progress
             entry.lag = Some(partition_lag(entry.committed_offset, marks));
         }
     }
-    partitions.sort_by_key(|p| p.partition);
+    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     let newest = rows.iter().filter_map(|row| row.committed_at_ms).max();
     Progress {
         records_committed: rows.iter().map(|row| row.records_committed).sum(),
@@ -62,9 +67,11 @@ pub fn summarize(rows: &[Position], watermarks: Option<&Watermarks>) -> Progress
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cassandra_sink_worker::checkpoint::SourcePartition;
 
-    fn row(partition: i32, committed: Option<i64>, records: i64) -> Position {
+    fn row(topic: &str, partition: i32, committed: Option<i64>, records: i64) -> Position {
         Position {
+            topic: topic.to_owned(),
             partition,
             committed,
             records_committed: records,
@@ -85,24 +92,43 @@ mod tests {
     }
 
     #[test]
-    fn a_summary_joins_positions_and_watermarks_by_partition() {
-        let rows = [row(1, Some(90), 90), row(0, Some(10), 10)];
-        let watermarks = Watermarks::from([(0, (0, 50)), (1, (0, 90)), (2, (5, 8))]);
+    fn a_summary_joins_positions_and_watermarks_by_topic_and_partition() {
+        let rows = [
+            row("a", 1, Some(90), 90),
+            row("a", 0, Some(10), 10),
+            row("b", 0, Some(4), 4),
+        ];
+        let marks = |topic: &str, partition: i32| SourcePartition::new(topic, partition);
+        let watermarks = Watermarks::from([
+            (marks("a", 0), (0, 50)),
+            (marks("a", 1), (0, 90)),
+            (marks("a", 2), (5, 8)),
+            (marks("b", 0), (0, 6)),
+        ]);
         let progress = summarize(&rows, Some(&watermarks));
-        assert_eq!(progress.records_committed, 100);
-        assert_eq!(progress.lag, Some(40 + 3));
-        type Row = (i32, Option<i64>, Option<i64>, Option<i64>);
+        assert_eq!(progress.records_committed, 104);
+        assert_eq!(progress.lag, Some(40 + 3 + 2));
+        type Row<'a> = (&'a str, i32, Option<i64>, Option<i64>, Option<i64>);
         let partitions: Vec<Row> = progress
             .partitions
             .iter()
-            .map(|p| (p.partition, p.committed_offset, p.end_offset, p.lag))
+            .map(|p| {
+                (
+                    p.topic.as_str(),
+                    p.partition,
+                    p.committed_offset,
+                    p.end_offset,
+                    p.lag,
+                )
+            })
             .collect();
         assert_eq!(
             partitions,
             vec![
-                (0, Some(10), Some(50), Some(40)),
-                (1, Some(90), Some(90), Some(0)),
-                (2, None, Some(8), Some(3)),
+                ("a", 0, Some(10), Some(50), Some(40)),
+                ("a", 1, Some(90), Some(90), Some(0)),
+                ("a", 2, None, Some(8), Some(3)),
+                ("b", 0, Some(4), Some(6), Some(2)),
             ]
         );
         assert_eq!(
@@ -113,7 +139,7 @@ mod tests {
 
     #[test]
     fn without_watermarks_the_lag_is_unknown() {
-        let progress = summarize(&[row(0, Some(10), 10)], None);
+        let progress = summarize(&[row("a", 0, Some(10), 10)], None);
         assert_eq!(progress.lag, None);
         assert_eq!(progress.partitions[0].lag, None);
         assert_eq!(progress.partitions[0].committed_offset, Some(10));

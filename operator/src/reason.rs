@@ -21,6 +21,9 @@ pub enum Reason {
     NotExactlyOnce,
     /// The mapping does not fit the prepared statement's markers.
     InvalidMapping,
+    /// The topics to read are not named right (a name Kafka refuses, more than one way of naming
+    /// them, a pattern that is no regular expression or that matches the dead-letter topic).
+    InvalidTopics,
     /// The checkpoint limits cannot fit in the workers' memory limit.
     InsufficientMemory,
     /// A Secret named by the spec does not exist.
@@ -63,7 +66,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of docs/troubleshooting.md's table.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::NoContactPoints,
         Reason::NoBootstrapServers,
         Reason::InvalidParallelism,
@@ -71,6 +74,7 @@ impl Reason {
         Reason::InvalidStatement,
         Reason::NotExactlyOnce,
         Reason::InvalidMapping,
+        Reason::InvalidTopics,
         Reason::InsufficientMemory,
         Reason::SecretMissing,
         Reason::SecretKeyMissing,
@@ -102,6 +106,7 @@ impl Reason {
             Reason::InvalidStatement => "InvalidStatement",
             Reason::NotExactlyOnce => "NotExactlyOnce",
             Reason::InvalidMapping => "InvalidMapping",
+            Reason::InvalidTopics => "InvalidTopics",
             Reason::InsufficientMemory => "InsufficientMemory",
             Reason::SecretMissing => "SecretMissing",
             Reason::SecretKeyMissing => "SecretKeyMissing",
@@ -137,6 +142,7 @@ impl Reason {
                 | Reason::InvalidStatement
                 | Reason::NotExactlyOnce
                 | Reason::InvalidMapping
+                | Reason::InvalidTopics
                 | Reason::InsufficientMemory
                 | Reason::SecretMissing
                 | Reason::SecretKeyMissing

@@ -34,8 +34,14 @@ pub fn digest(config: &SinkConfig) -> String {
         .as_ref()
         .map(|cluster| cluster.contact_points.join(","))
         .unwrap_or_default();
+    // The committer DDL itself is part of it: a release that adds a table (the positions mirror by
+    // topic) runs the DDL again for every sink on its first reconcile.
+    let committer_ddl = cassandra_sink_worker::committer::schema(
+        &config.committer.keyspace,
+        &config.committer.table,
+    );
     hash(&format!(
-        "{}|{}|{:?}|{}.{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
+        "{}|{}|{:?}|{}.{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
         config.cassandra.contact_points.join(","),
         committer_points,
         config.create_query,
@@ -47,6 +53,7 @@ pub fn digest(config: &SinkConfig) -> String {
         config.guarantee,
         config.delete,
         config.fan_out,
+        committer_ddl,
     ))
 }
 

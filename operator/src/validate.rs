@@ -3,7 +3,9 @@
 //! problems into a Degraded condition instead of starting workers that would crash-loop.
 
 use cassandra_sink_worker::action::{Parts, Rules, RulesError};
+use cassandra_sink_worker::config::DeadLetterConfig;
 use cassandra_sink_worker::statement::{self, Role, RoleError};
+use cassandra_sink_worker::topics::{self, Subscription};
 
 use crate::crd::CassandraSinkSpec;
 use crate::reason::Reason;
@@ -43,6 +45,20 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
             Reason::NoBootstrapServers,
             "spec.source.kafka.bootstrapServers is empty: list at least one host:port".to_owned(),
         ));
+    }
+    let kafka = &spec.source.kafka;
+    let dead_letter_topic = match &spec.dead_letter {
+        Some(DeadLetterConfig::Topic(topic)) => Some(topic.as_str()),
+        _ => None,
+    };
+    if let Err(error) = Subscription::new(
+        kafka.topic.as_ref(),
+        &kafka.topics,
+        kafka.topic_pattern.as_ref(),
+    )
+    .and_then(|subscription| topics::check_reading(&subscription, dead_letter_topic))
+    {
+        problems.push(problem(Reason::InvalidTopics, format!("spec.{error}")));
     }
     if spec.parallelism < 1 {
         problems.push(problem(
@@ -230,6 +246,39 @@ mod tests {
         );
         tombstones.on_tombstone = Some(OnTombstone::Ignore);
         assert_eq!(validate(&tombstones), vec![]);
+    }
+
+    #[test]
+    fn topics_are_named_one_way_with_names_kafka_takes_and_never_the_dead_letter_topic() {
+        let named = |spec: &CassandraSinkSpec| -> Vec<(Reason, String)> {
+            validate(spec)
+                .into_iter()
+                .map(|p| (p.reason, p.message))
+                .collect()
+        };
+        let mut several = seed_spec();
+        several.source.kafka.topic = None;
+        several.source.kafka.topics = vec!["orders".into(), "refunds".into()];
+        assert_eq!(named(&several), vec![]);
+        let mut both = several.clone();
+        both.source.kafka.topic = Some("orders".into());
+        let problems = named(&both);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, Reason::InvalidTopics);
+        assert!(
+            problems[0].1.starts_with("spec.source.kafka: set only one"),
+            "{problems:?}"
+        );
+        let mut bad = several.clone();
+        bad.source.kafka.topics[1] = "re funds".into();
+        assert!(named(&bad)[0].1.contains("spec.source.kafka.topics[1]"));
+        let mut looping = several.clone();
+        looping.source.kafka.topics = Vec::new();
+        looping.source.kafka.topic_pattern = Some("orders.*".into());
+        looping.dead_letter = Some(DeadLetterConfig::Topic("orders-dead".into()));
+        let problems = named(&looping);
+        assert_eq!(problems[0].0, Reason::InvalidTopics);
+        assert!(problems[0].1.contains("orders-dead"), "{problems:?}");
     }
 
     #[test]

@@ -254,6 +254,7 @@ mod tests {
             value,
             headers,
             timestamp_ms: Some(0),
+            topic: "values",
             partition: 0,
             offset: 7,
         }

@@ -24,8 +24,8 @@ use std::collections::{HashMap, HashSet};
 /// What grouping needs to know of one write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteKey {
-    /// The Kafka partition the record came from.
-    pub kafka_partition: i32,
+    /// The Kafka partition (of its topic) the record came from, numbered within the checkpoint.
+    pub source: usize,
     /// A hash of the Cassandra partition key; `None` when it is not known (never batched).
     pub partition_key: Option<u64>,
     /// A hash of the whole primary key (partition and clustering columns).
@@ -57,16 +57,14 @@ pub fn group(keys: &[WriteKey], limits: BatchLimits) -> Vec<Vec<usize>> {
         bytes: usize,
     }
     let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut open: HashMap<(i32, u64), Open> = HashMap::new();
+    let mut open: HashMap<(usize, u64), Open> = HashMap::new();
     for (index, key) in keys.iter().enumerate() {
         if key.alone {
             match key.partition_key {
                 Some(partition_key) => {
-                    open.remove(&(key.kafka_partition, partition_key));
+                    open.remove(&(key.source, partition_key));
                 }
-                None => {
-                    open.retain(|(kafka_partition, _), _| *kafka_partition != key.kafka_partition)
-                }
+                None => open.retain(|(source, _), _| *source != key.source),
             }
             groups.push(vec![index]);
             continue;
@@ -75,7 +73,7 @@ pub fn group(keys: &[WriteKey], limits: BatchLimits) -> Vec<Vec<usize>> {
             groups.push(vec![index]);
             continue;
         };
-        let slot = (key.kafka_partition, partition_key);
+        let slot = (key.source, partition_key);
         if let Some(current) = open.get_mut(&slot)
             && groups[current.group].len() < limits.rows
             && current.bytes + key.bytes <= limits.bytes
@@ -103,9 +101,9 @@ pub fn group(keys: &[WriteKey], limits: BatchLimits) -> Vec<Vec<usize>> {
 mod tests {
     use super::*;
 
-    fn key(kafka_partition: i32, partition_key: u64, row: u64) -> WriteKey {
+    fn key(source: usize, partition_key: u64, row: u64) -> WriteKey {
         WriteKey {
-            kafka_partition,
+            source,
             partition_key: Some(partition_key),
             row,
             bytes: 10,
@@ -113,9 +111,9 @@ mod tests {
         }
     }
 
-    fn delete(kafka_partition: i32, partition_key: Option<u64>) -> WriteKey {
+    fn delete(source: usize, partition_key: Option<u64>) -> WriteKey {
         WriteKey {
-            kafka_partition,
+            source,
             partition_key,
             row: u64::MAX,
             bytes: 10,
@@ -160,7 +158,7 @@ mod tests {
     #[test]
     fn unknown_partition_keys_are_sent_alone() {
         let unknown = WriteKey {
-            kafka_partition: 0,
+            source: 0,
             partition_key: None,
             row: 1,
             bytes: 1,
@@ -176,7 +174,13 @@ mod tests {
     fn an_earlier_write_of_a_row_always_carries_a_lower_timestamp() {
         // Sequences over 2 Kafka partitions × 2 partition keys × 2 rows, lengths up to 5.
         let alphabet: Vec<WriteKey> = (0u8..8)
-            .map(|n| key(i32::from(n & 1), u64::from((n >> 1) & 1), u64::from(n >> 2)))
+            .map(|n| {
+                key(
+                    usize::from(n & 1),
+                    u64::from((n >> 1) & 1),
+                    u64::from(n >> 2),
+                )
+            })
             .collect();
         let mut sequences: Vec<Vec<WriteKey>> = vec![Vec::new()];
         for _ in 0..5 {
@@ -215,10 +219,7 @@ mod tests {
                 seen[member] += 1;
                 group_of[member] = number;
                 // One Kafka partition and one partition key per group.
-                assert_eq!(
-                    keys[member].kafka_partition,
-                    keys[members[0]].kafka_partition
-                );
+                assert_eq!(keys[member].source, keys[members[0]].source);
                 assert_eq!(keys[member].partition_key, keys[members[0]].partition_key);
             }
         }
@@ -312,7 +313,7 @@ mod tests {
         let stamp = |index: usize| *groups[group_of[index]].last().unwrap_or(&index);
         for (d, deletion) in keys.iter().enumerate().filter(|(_, key)| key.alone) {
             for (w, write) in keys.iter().enumerate().filter(|(_, key)| !key.alone) {
-                let touches = write.kafka_partition == deletion.kafka_partition
+                let touches = write.source == deletion.source
                     && (deletion.partition_key.is_none()
                         || deletion.partition_key == write.partition_key);
                 if touches && w < d {

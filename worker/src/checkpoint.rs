@@ -2,7 +2,7 @@
 //! how records are grouped into checkpoint ranges, and which write timestamp each record gets.
 //!
 //! # The protocol
-//! Per Kafka partition there is one committer row (its own Cassandra partition, so lightweight
+//! Per Kafka partition (of each topic the sink reads: a [`SourcePartition`]) there is one committer row (its own Cassandra partition, so lightweight
 //! transactions on different partitions never contend). A worker:
 //! 1. **claims** the row with a lightweight transaction that bumps its `epoch` (the fencing token) and
 //!    reads the committed offset, any pending range, and the timestamp ceiling;
@@ -25,7 +25,36 @@
 //! Compaction may leave gaps, but never removes the last record of a key, so a pending range's final
 //! record or a later one is always delivered again.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One partition of one topic: the unit a worker claims, checkpoints, commits and is fenced on.
+/// Positions are keyed by it, so topics with the same partition numbers never share a position.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourcePartition {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition within it.
+    pub partition: i32,
+}
+
+impl SourcePartition {
+    /// Partition `partition` of `topic`.
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+/// `topic/partition`, as logs and errors name it.
+impl fmt::Display for SourcePartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
 
 /// A sealed range recorded in the committer row before its data is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +81,10 @@ impl Pending {
 }
 
 /// What a claim read from the committer row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    /// Kafka partition.
-    pub partition: i32,
+    /// Kafka topic and partition.
+    pub partition: SourcePartition,
     /// The epoch this worker now holds.
     pub epoch: i64,
     /// Next offset to apply; `None` when nothing was ever committed.
@@ -78,15 +107,15 @@ pub enum StartAt {
 }
 
 /// Records the sink must apply that Kafka no longer holds (retention or deletion ran ahead of it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "partition {partition}: offsets {from}..{earliest} are no longer in Kafka (its earliest offset is \
      {earliest}), but the committer table says they were never applied; stopping rather than skipping \
      them. Restore the data, or reset this sink's position to {earliest} to accept the loss"
 )]
 pub struct RangeGone {
-    /// Kafka partition.
-    pub partition: i32,
+    /// Kafka topic and partition.
+    pub partition: SourcePartition,
     /// First offset the sink still needs.
     pub from: i64,
     /// Earliest offset Kafka holds.
@@ -103,7 +132,7 @@ impl Claim {
         match needed {
             None => Ok(StartAt::Beginning),
             Some(from) if from < earliest_in_kafka => Err(RangeGone {
-                partition: self.partition,
+                partition: self.partition.clone(),
                 from,
                 earliest: earliest_in_kafka,
             }),
@@ -136,8 +165,8 @@ pub trait Sizable {
 /// A sealed range and its records, ready to be recorded as pending and written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sealed<R> {
-    /// Kafka partition.
-    pub partition: i32,
+    /// Kafka topic and partition.
+    pub partition: SourcePartition,
     /// Range and timestamps.
     pub pending: Pending,
     /// True when this range rewrites a pending range found at claim time (already recorded).
@@ -149,7 +178,7 @@ pub struct Sealed<R> {
 /// Buffered records of one claimed partition.
 #[derive(Debug, Clone)]
 pub struct PartitionBuffer<R> {
-    partition: i32,
+    partition: SourcePartition,
     /// The next offset expected; records below it are duplicates (a re-fetch after a seek).
     position: Option<i64>,
     ceiling: i64,
@@ -161,7 +190,7 @@ impl<R> PartitionBuffer<R> {
     /// A buffer for a claimed partition, resuming where the claim says.
     pub fn new(claim: &Claim) -> Self {
         Self {
-            partition: claim.partition,
+            partition: claim.partition.clone(),
             position: claim.pending.map(|p| p.start).or(claim.committed),
             ceiling: claim.ceiling,
             recovering: claim.pending,
@@ -227,7 +256,7 @@ impl<R> PartitionBuffer<R> {
             self.recovering = None;
             self.ceiling = self.ceiling.max(pending.ceiling());
             return Some(Sealed {
-                partition: self.partition,
+                partition: self.partition.clone(),
                 pending,
                 recovery: true,
                 records,
@@ -242,7 +271,7 @@ impl<R> PartitionBuffer<R> {
         };
         self.ceiling = pending.ceiling();
         Some(Sealed {
-            partition: self.partition,
+            partition: self.partition.clone(),
             pending,
             recovery: false,
             records: std::mem::take(&mut self.records),
@@ -256,7 +285,7 @@ mod tests {
 
     fn claim(committed: Option<i64>, pending: Option<Pending>, ceiling: i64) -> Claim {
         Claim {
-            partition: 0,
+            partition: SourcePartition::new("values", 0),
             epoch: 1,
             committed,
             pending,
@@ -301,7 +330,7 @@ mod tests {
         assert_eq!(
             gone,
             RangeGone {
-                partition: 0,
+                partition: SourcePartition::new("values", 0),
                 from: 40,
                 earliest: 45
             }

@@ -1,10 +1,37 @@
-//! The committer table: one row per (sink, Kafka partition), each its own Cassandra partition, updated
-//! only through lightweight transactions conditional on the epoch. See [`crate::checkpoint`] for the
-//! protocol; this module is its I/O.
+//! The committer table: one row per (sink, topic, Kafka partition), each its own Cassandra partition,
+//! updated only through lightweight transactions conditional on the epoch. See [`crate::checkpoint`]
+//! for the protocol; this module is its I/O.
 //!
-//! A second, plain table `<table>_positions` mirrors each commit, clustered by partition under the sink
-//! id, so that listing a sink's positions is one cheap single-partition read (the operator's status and
-//! `positions list` use it). It is informational: the LWT rows are the source of truth.
+//! A row's key is `(sink_id, source_partition)` with `sink_id` holding [`row_key`], `<sink id>#<topic>`
+//! (a Kafka topic name has no `#`, and a sink id may not have one), so the table keeps the layout
+//! earlier releases created and no schema change is needed to read several topics.
+//!
+//! # Upgrade from one topic per sink
+//! Releases that read one topic per sink keyed rows by the bare sink id. The first claim of a
+//! partition that has no row under its new key moves the old row (same sink id and partition, same
+//! topic) over, in four steps:
+//! 1. bump the old row's epoch conditional on the epoch read: a worker of the old release still
+//!    running on it is fenced from then on, exactly as if another worker had claimed the partition;
+//! 2. read the old row again, now that nothing else can change it (if another claimant bumped it in
+//!    between, start over);
+//! 3. insert the new row with the old row's committed offset, pending range, timestamp ceiling and
+//!    records, `IF NOT EXISTS`;
+//! 4. mark the old row moved: its committed offset becomes [`MOVED`] and its pending range is
+//!    cleared, with its epoch bumped again. A worker of the old release that claims it afterwards (a
+//!    rolling upgrade mixing releases in one consumer group) resumes at an offset Kafka does not hold
+//!    and stops with its out-of-range error instead of writing from a stale position.
+//!
+//! Then the claim goes on as usual on the new row. A crash before step 3 leaves the new row absent,
+//! so the next claim does the steps again; a crash between steps 3 and 4 leaves the old row fenced
+//! but unmarked (only an old release started on it again would notice). The moved position keeps
+//! its pending range and ceiling, so replays after the upgrade write the same cells with the same
+//! timestamps. Going back to the old release is not supported.
+//!
+//! A second, plain table `<table>_topic_positions` mirrors each claim and commit, clustered by topic
+//! and partition under the sink id, so that listing a sink's positions is one cheap single-partition
+//! read (the operator's status, `positions list` and the clean-up of a deleted sink use it). It is
+//! informational: the LWT rows are the source of truth. (`<table>_positions`, its predecessor keyed
+//! by partition alone, is no longer written.)
 
 use std::sync::Arc;
 
@@ -13,7 +40,7 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlTimestamp, CqlValue, Row};
 
-use crate::checkpoint::{Claim, Pending};
+use crate::checkpoint::{Claim, Pending, SourcePartition};
 
 /// Errors of the committer table.
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +51,8 @@ pub enum CommitterError {
          this worker no longer owns it"
     )]
     Fenced {
-        /// Kafka partition.
-        partition: i32,
+        /// Kafka topic and partition.
+        partition: SourcePartition,
         /// The epoch this worker held.
         ours: i64,
         /// The epoch in the row now, if the row still exists.
@@ -34,8 +61,8 @@ pub enum CommitterError {
     /// Claiming kept losing races with other workers.
     #[error("partition {partition}: could not claim the committer row after {attempts} attempts")]
     Contended {
-        /// Kafka partition.
-        partition: i32,
+        /// Kafka topic and partition.
+        partition: SourcePartition,
         /// Attempts made.
         attempts: u32,
     },
@@ -84,6 +111,8 @@ impl CommitterError {
 /// A committed position as listed for operators and the CLI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
+    /// Kafka topic.
+    pub topic: String,
     /// Kafka partition.
     pub partition: i32,
     /// Next offset to apply.
@@ -103,13 +132,28 @@ pub struct Committer {
     sink_id: String,
     owner: String,
     select: PreparedStatement,
+    select_legacy: PreparedStatement,
     insert_new: PreparedStatement,
+    insert_moved: PreparedStatement,
+    mark_moved: PreparedStatement,
     bump_epoch: PreparedStatement,
     record_pending: PreparedStatement,
     commit: PreparedStatement,
     mirror: PreparedStatement,
     list: PreparedStatement,
     reset: PreparedStatement,
+}
+
+/// The separator between the sink id and the topic in a row's key.
+pub const KEY_SEPARATOR: char = '#';
+
+/// The committed offset of a row an earlier release kept, once moved to its new key: past any offset
+/// Kafka holds, so that release can never resume from it.
+pub const MOVED: i64 = i64::MAX;
+
+/// The committer-table key of a sink's rows for one topic: `<sink id>#<topic>`.
+pub fn row_key(sink_id: &str, topic: &str) -> String {
+    format!("{sink_id}{KEY_SEPARATOR}{topic}")
 }
 
 /// The committer table and its positions mirror, created if absent.
@@ -123,10 +167,10 @@ pub fn schema(keyspace: &str, table: &str) -> [String; 2] {
              PRIMARY KEY ((sink_id, source_partition)))"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {keyspace}.{table}_positions (\
-             sink_id text, source_partition int, topic text, epoch bigint, committed_offset bigint, \
+            "CREATE TABLE IF NOT EXISTS {keyspace}.{table}_topic_positions (\
+             sink_id text, topic text, source_partition int, epoch bigint, committed_offset bigint, \
              records_committed bigint, committed_at timestamp, \
-             PRIMARY KEY ((sink_id), source_partition))"
+             PRIMARY KEY ((sink_id), topic, source_partition))"
         ),
     ]
 }
@@ -134,8 +178,8 @@ pub fn schema(keyspace: &str, table: &str) -> [String; 2] {
 /// The query listing a sink's positions (one single-partition read of the positions table).
 fn positions_query(qualified: &str) -> String {
     format!(
-        "SELECT source_partition, committed_offset, records_committed, epoch, committed_at \
-         FROM {qualified}_positions WHERE sink_id = ?"
+        "SELECT topic, source_partition, committed_offset, records_committed, epoch, committed_at \
+         FROM {qualified}_topic_positions WHERE sink_id = ?"
     )
 }
 
@@ -144,6 +188,7 @@ fn positions_from(
     result: scylla::response::query_result::QueryResult,
 ) -> Result<Vec<Position>, BoxedError> {
     type Columns = (
+        String,
         i32,
         Option<i64>,
         Option<i64>,
@@ -153,8 +198,9 @@ fn positions_from(
     let rows = result.into_rows_result()?;
     let mut positions = Vec::new();
     for row in rows.rows::<Columns>()? {
-        let (partition, committed, records, epoch, at) = row?;
+        let (topic, partition, committed, records, epoch, at) = row?;
         positions.push(Position {
+            topic,
             partition,
             committed,
             records_committed: records.unwrap_or(0),
@@ -165,7 +211,7 @@ fn positions_from(
     Ok(positions)
 }
 
-/// Every position of `sink_id` in `<keyspace>.<table>_positions`, without preparing anything (for the
+/// Every position of `sink_id` in `<keyspace>.<table>_topic_positions`, without preparing anything (for the
 /// operator, which reads many sinks' tables once in a while).
 pub async fn read_positions(
     session: &Session,
@@ -232,11 +278,35 @@ impl Committer {
                 true,
             )
             .await?,
+            select_legacy: prepare(
+                "read the row of an earlier release",
+                format!("SELECT {columns}, topic FROM {qualified} {key}"),
+                true,
+            )
+            .await?,
             insert_new: prepare(
                 "claim",
                 format!(
                     "INSERT INTO {qualified} (sink_id, source_partition, topic, epoch, owner, \
                      timestamp_ceiling, records_committed) VALUES (?, ?, ?, 1, ?, 0, 0) IF NOT EXISTS"
+                ),
+                false,
+            )
+            .await?,
+            insert_moved: prepare(
+                "move the row of an earlier release",
+                format!(
+                    "INSERT INTO {qualified} (sink_id, source_partition, topic, {columns}, owner) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+                ),
+                false,
+            )
+            .await?,
+            mark_moved: prepare(
+                "mark the row of an earlier release moved",
+                format!(
+                    "UPDATE {qualified} SET epoch = ?, owner = ?, committed_offset = ?, \
+                     pending_start = null, pending_end = null, pending_base = null {key} IF epoch = ?"
                 ),
                 false,
             )
@@ -269,7 +339,7 @@ impl Committer {
             mirror: prepare(
                 "mirror position",
                 format!(
-                    "INSERT INTO {qualified}_positions (sink_id, source_partition, topic, epoch, \
+                    "INSERT INTO {qualified}_topic_positions (sink_id, topic, source_partition, epoch, \
                      committed_offset, records_committed, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 ),
                 false,
@@ -301,17 +371,63 @@ impl Committer {
         }
     }
 
-    async fn read(&self, partition: i32) -> Result<Option<Row>, CommitterError> {
+    /// The row key of `partition`'s topic.
+    fn key(&self, partition: &SourcePartition) -> String {
+        row_key(&self.sink_id, &partition.topic)
+    }
+
+    /// The first row of a serial read, if any.
+    async fn read_row(
+        &self,
+        operation: &'static str,
+        statement: &PreparedStatement,
+        key: &str,
+        partition: i32,
+    ) -> Result<Option<Row>, CommitterError> {
         let result = self
             .session
-            .execute_unpaged(&self.select, (&self.sink_id, partition))
+            .execute_unpaged(statement, (key, partition))
             .await
-            .map_err(|error| self.error("read", error))?;
+            .map_err(|error| self.error(operation, error))?;
         let rows = result
             .into_rows_result()
-            .map_err(|error| self.error("read", error))?;
+            .map_err(|error| self.error(operation, error))?;
         rows.maybe_first_row::<Row>()
-            .map_err(|error| self.error("read", error))
+            .map_err(|error| self.error(operation, error))
+    }
+
+    async fn read(&self, partition: &SourcePartition) -> Result<Option<Row>, CommitterError> {
+        self.read_row(
+            "read",
+            &self.select,
+            &self.key(partition),
+            partition.partition,
+        )
+        .await
+    }
+
+    /// The row an earlier release kept for this partition under the bare sink id, if it was for the
+    /// same topic and not moved already.
+    async fn read_legacy(
+        &self,
+        partition: &SourcePartition,
+    ) -> Result<Option<ClaimRow>, CommitterError> {
+        let row = self
+            .read_row(
+                "read the row of an earlier release",
+                &self.select_legacy,
+                &self.sink_id,
+                partition.partition,
+            )
+            .await?;
+        Ok(row.and_then(|row| {
+            let same_topic = matches!(
+                row.columns.get(7),
+                Some(Some(CqlValue::Text(topic))) if *topic == *partition.topic
+            );
+            let state = ClaimRow::from_row(&row);
+            (same_topic && state.committed != Some(MOVED)).then_some(state)
+        }))
     }
 
     /// Runs a conditional statement; `Ok(true)` when applied.
@@ -337,21 +453,30 @@ impl Committer {
         Ok((applied, Some(row)))
     }
 
-    /// Claims a partition: bumps its epoch (creating the row for a new partition) and reads where it
-    /// stands. Retries when another claimant wins a race; every earlier holder is fenced afterwards.
-    pub async fn claim(&self, partition: i32, topic: &str) -> Result<Claim, CommitterError> {
+    /// Claims a partition: bumps its epoch (creating the row for a new partition, or moving the row an
+    /// earlier release kept) and reads where it stands. Retries when another claimant wins a race;
+    /// every earlier holder is fenced afterwards.
+    pub async fn claim(&self, partition: &SourcePartition) -> Result<Claim, CommitterError> {
+        let key = self.key(partition);
+        let number = partition.partition;
         for _ in 0..CLAIM_ATTEMPTS {
             let Some(row) = self.read(partition).await? else {
+                if let Some(legacy) = self.read_legacy(partition).await? {
+                    self.move_legacy(partition, &legacy).await?;
+                    continue;
+                }
                 let (applied, _) = self
                     .conditional(
                         "claim",
                         &self.insert_new,
-                        (&self.sink_id, partition, topic, &self.owner),
+                        (&key, number, &*partition.topic, &self.owner),
                     )
                     .await?;
                 if applied {
+                    let at = CqlTimestamp(crate::checkpoint::now_micros() / 1000);
+                    self.mirror(partition, 1, None, 0, at).await?;
                     return Ok(Claim {
-                        partition,
+                        partition: partition.clone(),
                         epoch: 1,
                         committed: None,
                         pending: None,
@@ -367,27 +492,128 @@ impl Committer {
                 .conditional(
                     "claim",
                     &self.bump_epoch,
-                    (epoch + 1, &self.owner, &self.sink_id, partition, epoch),
+                    (epoch + 1, &self.owner, &key, number, epoch),
                 )
                 .await?;
             if applied {
-                return Ok(state.into_claim(partition, epoch + 1));
+                return Ok(state.into_claim(partition.clone(), epoch + 1));
             }
         }
         Err(CommitterError::Contended {
-            partition,
+            partition: partition.clone(),
             attempts: CLAIM_ATTEMPTS,
         })
     }
 
-    fn fenced(&self, partition: i32, ours: i64, reply: Option<Row>) -> CommitterError {
+    /// Moves the row an earlier release kept for this partition to its key (see the module's
+    /// upgrade steps). Returns without moving when another claimant got in between; the caller
+    /// reads again either way.
+    async fn move_legacy(
+        &self,
+        partition: &SourcePartition,
+        legacy: &ClaimRow,
+    ) -> Result<(), CommitterError> {
+        let key = self.key(partition);
+        let epoch = legacy.epoch.unwrap_or(0);
+        let moved_by = format!("{} (moved to {key})", self.owner);
+        // 1. Fence the old release's worker, if one still runs on the row.
+        let (applied, _) = self
+            .conditional(
+                "fence the row of an earlier release",
+                &self.bump_epoch,
+                (
+                    epoch + 1,
+                    &moved_by,
+                    &self.sink_id,
+                    partition.partition,
+                    epoch,
+                ),
+            )
+            .await?;
+        if !applied {
+            return Ok(());
+        }
+        // 2. Read it again: a commit may have landed between the first read and the fence.
+        let Some(fenced) = self.read_legacy(partition).await? else {
+            return Ok(());
+        };
+        if fenced.epoch != Some(epoch + 1) {
+            return Ok(());
+        }
+        // 3. The same position under the new key, at the fenced epoch (the claim bumps it again).
+        let (applied, _) = self
+            .conditional(
+                "move the row of an earlier release",
+                &self.insert_moved,
+                (
+                    &key,
+                    partition.partition,
+                    &*partition.topic,
+                    epoch + 1,
+                    fenced.committed,
+                    fenced.pending_start,
+                    fenced.pending_end,
+                    fenced.pending_base,
+                    fenced.ceiling.unwrap_or(0),
+                    fenced.records_committed.unwrap_or(0),
+                    &self.owner,
+                ),
+            )
+            .await?;
+        if applied {
+            let at = CqlTimestamp(crate::checkpoint::now_micros() / 1000);
+            self.mirror(
+                partition,
+                epoch + 1,
+                fenced.committed,
+                fenced.records_committed.unwrap_or(0),
+                at,
+            )
+            .await?;
+        }
+        // 4. Mark the old row moved, under whatever epoch it has now (an old release may have
+        // claimed it since step 1: it is fenced by this bump too).
+        let mut current = epoch + 1;
+        for _ in 0..CLAIM_ATTEMPTS {
+            let (applied, reply) = self
+                .conditional(
+                    "mark the row of an earlier release moved",
+                    &self.mark_moved,
+                    (
+                        current + 1,
+                        &moved_by,
+                        MOVED,
+                        &self.sink_id,
+                        partition.partition,
+                        current,
+                    ),
+                )
+                .await?;
+            if applied {
+                return Ok(());
+            }
+            match reply.and_then(|row| match row.columns.get(1) {
+                Some(Some(CqlValue::BigInt(epoch))) => Some(*epoch),
+                _ => None,
+            }) {
+                Some(epoch) => current = epoch,
+                None => return Ok(()),
+            }
+        }
+        Err(CommitterError::Contended {
+            partition: partition.clone(),
+            attempts: CLAIM_ATTEMPTS,
+        })
+    }
+
+    fn fenced(&self, partition: &SourcePartition, ours: i64, reply: Option<Row>) -> CommitterError {
         // A rejected LWT returns the current values of the columns in its condition.
         let current = reply.and_then(|row| match row.columns.get(1) {
             Some(Some(CqlValue::BigInt(epoch))) => Some(*epoch),
             _ => None,
         });
         CommitterError::Fenced {
-            partition,
+            partition: partition.clone(),
             ours,
             current,
         }
@@ -397,7 +623,7 @@ impl Committer {
     /// `epoch`. Must succeed before any of the range's data is written.
     pub async fn record_pending(
         &self,
-        partition: i32,
+        partition: &SourcePartition,
         epoch: i64,
         pending: &Pending,
     ) -> Result<(), CommitterError> {
@@ -410,8 +636,8 @@ impl Committer {
                     pending.end,
                     pending.base_timestamp,
                     pending.ceiling(),
-                    &self.sink_id,
-                    partition,
+                    self.key(partition),
+                    partition.partition,
                     epoch,
                 ),
             )
@@ -426,8 +652,7 @@ impl Committer {
     /// Commits a range whose writes were all acknowledged, if this worker still holds `epoch`.
     pub async fn commit(
         &self,
-        partition: i32,
-        topic: &str,
+        partition: &SourcePartition,
         epoch: i64,
         end: i64,
         records_committed: i64,
@@ -438,24 +663,30 @@ impl Committer {
             .conditional(
                 "commit",
                 &self.commit,
-                (end, records_committed, at, &self.sink_id, partition, epoch),
+                (
+                    end,
+                    records_committed,
+                    at,
+                    self.key(partition),
+                    partition.partition,
+                    epoch,
+                ),
             )
             .await?;
         if !applied {
             return Err(self.fenced(partition, epoch, reply));
         }
-        self.mirror(partition, topic, epoch, end, records_committed, at)
+        self.mirror(partition, epoch, Some(end), records_committed, at)
             .await?;
         Ok(())
     }
 
-    /// Copies a committed position into the positions table that listings read.
+    /// Copies a position into the positions table that listings read.
     async fn mirror(
         &self,
-        partition: i32,
-        topic: &str,
+        partition: &SourcePartition,
         epoch: i64,
-        offset: i64,
+        offset: Option<i64>,
         records_committed: i64,
         at: CqlTimestamp,
     ) -> Result<(), CommitterError> {
@@ -464,8 +695,8 @@ impl Committer {
                 &self.mirror,
                 (
                     &self.sink_id,
-                    partition,
-                    topic,
+                    &*partition.topic,
+                    partition.partition,
                     epoch,
                     offset,
                     records_committed,
@@ -477,7 +708,7 @@ impl Committer {
         Ok(())
     }
 
-    /// Every committed position of this sink, by partition.
+    /// Every position of this sink, by topic and partition.
     pub async fn positions(&self) -> Result<Vec<Position>, CommitterError> {
         let result = self
             .session
@@ -491,11 +722,10 @@ impl Committer {
     /// with a new epoch in the same transaction, so a worker still running on it is fenced.
     pub async fn reset(
         &self,
-        partition: i32,
-        topic: &str,
+        partition: &SourcePartition,
         offset: i64,
     ) -> Result<(), CommitterError> {
-        let claim = self.claim(partition, topic).await?;
+        let claim = self.claim(partition).await?;
         let (applied, reply) = self
             .conditional(
                 "reset position",
@@ -504,8 +734,8 @@ impl Committer {
                     offset,
                     claim.epoch + 1,
                     &self.owner,
-                    &self.sink_id,
-                    partition,
+                    self.key(partition),
+                    partition.partition,
                     claim.epoch,
                 ),
             )
@@ -516,9 +746,8 @@ impl Committer {
         let now = CqlTimestamp(crate::checkpoint::now_micros() / 1000);
         self.mirror(
             partition,
-            topic,
             claim.epoch + 1,
-            offset,
+            Some(offset),
             claim.records_committed,
             now,
         )
@@ -555,7 +784,7 @@ impl ClaimRow {
         }
     }
 
-    fn into_claim(self, partition: i32, epoch: i64) -> Claim {
+    fn into_claim(self, partition: SourcePartition, epoch: i64) -> Claim {
         let pending = match (self.pending_start, self.pending_end, self.pending_base) {
             (Some(start), Some(end), Some(base_timestamp)) => Some(Pending {
                 start,

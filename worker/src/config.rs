@@ -15,7 +15,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Everything a worker needs to move one Kafka topic into one Cassandra statement.
+/// Everything a worker needs to move Kafka topics into Cassandra statements.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SinkConfig {
@@ -193,8 +193,18 @@ pub struct SourceConfig {
 pub struct KafkaSource {
     /// `host:port` of one or more brokers.
     pub bootstrap_servers: Vec<String>,
-    /// The topic to read.
-    pub topic: String,
+    /// The topic to read. Set one of `topic`, `topics` and `topicPattern`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Several topics to read; positions are kept per topic and partition, so topics may have
+    /// different partition counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
+    /// A regular expression: every topic whose whole name matches is read, including topics created
+    /// later (found within `topic.metadata.refresh.interval.ms`, 5 minutes by default; a new topic
+    /// is read from its beginning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_pattern: Option<String>,
     /// Consumer group that spreads partitions over workers; derived from the sink id when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,

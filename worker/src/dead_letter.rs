@@ -1,7 +1,9 @@
 //! Where invalid records go, with their source coordinates and the reason: a Cassandra table (the
 //! default) or a Kafka topic.
 //!
-//! Table rows are keyed by (sink, partition, offset) and written with the record's own deterministic
+//! Table rows are keyed by (sink and topic, partition, offset) — `sink_id` holds
+//! [`crate::committer::row_key`], `<sink id>#<topic>`, so topics with the same partition numbers never
+//! share a row — and written with the record's own deterministic
 //! write timestamp as part of its checkpoint, so a replay writes the same row again: dead-lettering is
 //! exactly-once too. A topic gets the record again after a crash replays it (at-least-once); its
 //! headers carry the coordinates so consumers can drop duplicates.
@@ -63,8 +65,6 @@ pub enum DeadLetter {
         table: String,
         /// Sink id.
         sink_id: String,
-        /// Source topic.
-        topic: String,
     },
     /// A Kafka topic.
     Topic {
@@ -74,8 +74,6 @@ pub enum DeadLetter {
         topic: String,
         /// Sink id.
         sink_id: String,
-        /// Source topic.
-        source_topic: String,
     },
 }
 
@@ -86,7 +84,6 @@ impl DeadLetter {
         keyspace: &str,
         table: &str,
         sink_id: &str,
-        topic: &str,
     ) -> Result<Self, DeadLetterError> {
         let qualified = format!("{keyspace}.{table}");
         let insert = session
@@ -104,7 +101,6 @@ impl DeadLetter {
             insert,
             table: qualified,
             sink_id: sink_id.to_owned(),
-            topic: topic.to_owned(),
         })
     }
 
@@ -117,7 +113,6 @@ impl DeadLetter {
                 insert,
                 table,
                 sink_id,
-                topic,
             } => {
                 let mut statement = insert.clone();
                 statement.set_timestamp(Some(rejected.write_timestamp));
@@ -126,10 +121,10 @@ impl DeadLetter {
                     .execute_unpaged(
                         &statement,
                         (
-                            sink_id,
+                            crate::committer::row_key(sink_id, &record.topic),
                             record.partition,
                             record.offset,
-                            topic,
+                            &*record.topic,
                             record.key.as_deref(),
                             record.value.as_deref(),
                             record.timestamp_ms.map(CqlTimestamp),
@@ -148,13 +143,12 @@ impl DeadLetter {
                 producer,
                 topic,
                 sink_id,
-                source_topic,
             } => {
                 let partition = record.partition.to_string();
                 let offset = record.offset.to_string();
                 let headers = OwnedHeaders::new()
                     .insert(header("cassandra-sink.sink", sink_id))
-                    .insert(header("cassandra-sink.topic", source_topic))
+                    .insert(header("cassandra-sink.topic", &record.topic))
                     .insert(header("cassandra-sink.partition", &partition))
                     .insert(header("cassandra-sink.offset", &offset))
                     .insert(header("cassandra-sink.kind", rejected.kind))

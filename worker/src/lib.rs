@@ -1,7 +1,7 @@
-//! The cassandra-sink worker: reads a Kafka topic and writes each record into Apache Cassandra exactly
+//! The cassandra-sink worker: reads Kafka topics and writes each record into Apache Cassandra exactly
 //! once, keeping its checkpoints in a Cassandra committer table.
 //!
-//! Without the default `runtime` feature this crate is only [`config`], [`statement`] and
+//! Without the default `runtime` feature this crate is only [`config`], [`statement`], [`topics`] and
 //! [`checkpoint`]: the configuration types, statement checks and protocol decisions the operator shares.
 
 #[cfg(feature = "committer")]
@@ -37,3 +37,4 @@ pub mod source;
 #[cfg(feature = "runtime")]
 pub mod startup;
 pub mod statement;
+pub mod topics;

@@ -59,7 +59,7 @@ enum Command {
         #[arg(long, env = "CASSANDRA_SINK_CONFIG")]
         config: PathBuf,
     },
-    /// Lists the committed position of every partition.
+    /// Lists the committed position of every topic and partition.
     Positions {
         /// The sink configuration (YAML).
         #[arg(long, env = "CASSANDRA_SINK_CONFIG")]
@@ -70,6 +70,9 @@ enum Command {
         /// The sink configuration (YAML).
         #[arg(long, env = "CASSANDRA_SINK_CONFIG")]
         config: PathBuf,
+        /// Kafka topic; may be left out when the sink reads one topic.
+        #[arg(long)]
+        topic: Option<String>,
         /// Kafka partition.
         #[arg(long)]
         partition: i32,
@@ -229,7 +232,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let _ = http_stopped.wait_for(|stop| *stop).await;
             }));
             let id = worker_id(id);
-            tracing::info!(sink = %parsed.sink_id, worker = %id, topic = %parsed.source.kafka.topic, "starting");
+            let topics = cassandra_sink_worker::topics::subscription(&parsed.source.kafka)
+                .map(|subscription| subscription.describe())
+                .unwrap_or_default();
+            tracing::info!(sink = %parsed.sink_id, worker = %id, %topics, "starting");
             // One shutdown future for both phases: a signal during start-up ends it cleanly too.
             let shutdown = futures_shared(shutdown);
             let result = tokio::select! {
@@ -270,26 +276,46 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 &parsed.sink_id,
             )
             .await?;
+            let width = positions
+                .iter()
+                .map(|position| position.topic.len())
+                .max()
+                .unwrap_or(0)
+                .max("topic".len());
             println!(
-                "{:>9} {:>16} {:>16} {:>6}",
-                "partition", "committed", "records", "epoch"
+                "{:<width$} {:>9} {:>16} {:>16} {:>6}",
+                "topic", "partition", "committed", "records", "epoch"
             );
             for position in positions {
                 let committed = position
                     .committed
                     .map_or_else(|| "-".to_owned(), |offset| offset.to_string());
                 println!(
-                    "{:>9} {:>16} {:>16} {:>6}",
-                    position.partition, committed, position.records_committed, position.epoch
+                    "{:<width$} {:>9} {:>16} {:>16} {:>6}",
+                    position.topic,
+                    position.partition,
+                    committed,
+                    position.records_committed,
+                    position.epoch
                 );
             }
         }
         Command::ResetPosition {
             config,
+            topic,
             partition,
             offset,
         } => {
             let parsed = load(&config)?;
+            let topic = match (topic, &parsed.source.kafka.topic) {
+                (Some(topic), _) => topic,
+                (None, Some(only)) => only.clone(),
+                (None, None) => {
+                    anyhow::bail!("this sink reads several topics: name one with --topic")
+                }
+            };
+            let partition =
+                cassandra_sink_worker::checkpoint::SourcePartition::new(topic, partition);
             let cluster = parsed
                 .committer
                 .cassandra
@@ -304,9 +330,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 cassandra_sink_worker::cassandra::driver_consistency(cluster.consistency),
             )
             .await?;
-            committer
-                .reset(partition, &parsed.source.kafka.topic, offset)
-                .await?;
+            committer.reset(&partition, offset).await?;
             println!("partition {partition}: committed position set to {offset}");
         }
     }

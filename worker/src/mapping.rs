@@ -38,6 +38,8 @@ pub struct SourceRecord<'a> {
     pub headers: &'a [(String, Option<Vec<u8>>)],
     /// Record timestamp in milliseconds since the epoch.
     pub timestamp_ms: Option<i64>,
+    /// Source topic.
+    pub topic: &'a str,
     /// Source partition.
     pub partition: i32,
     /// Offset in the partition.
@@ -69,6 +71,8 @@ enum FieldSource {
     Header(String),
     /// Record timestamp.
     Timestamp,
+    /// Source topic.
+    Topic,
     /// Source partition.
     Partition,
     /// Source offset.
@@ -368,6 +372,7 @@ impl std::fmt::Display for FieldSource {
             FieldSource::Value(path) => write!(f, "value.{}", path.join(".")),
             FieldSource::Header(name) => write!(f, "headers.{name}"),
             FieldSource::Timestamp => write!(f, "timestamp"),
+            FieldSource::Topic => write!(f, "topic"),
             FieldSource::Partition => write!(f, "partition"),
             FieldSource::Offset => write!(f, "offset"),
         }
@@ -423,10 +428,11 @@ fn parse_path(path: &str) -> Result<FieldSource, PlanError> {
             _ => Err(invalid("write headers.<name>")),
         },
         "timestamp" => no_rest(FieldSource::Timestamp),
+        "topic" => no_rest(FieldSource::Topic),
         "partition" => no_rest(FieldSource::Partition),
         "offset" => no_rest(FieldSource::Offset),
         _ => Err(invalid(
-            "it must start with key, value, headers, timestamp, partition or offset",
+            "it must start with key, value, headers, timestamp, topic, partition or offset",
         )),
     }
 }
@@ -548,6 +554,7 @@ impl ParsedRecord {
             FieldSource::Timestamp => record
                 .timestamp_ms
                 .map_or(Field::Missing, |ms| Field::Json(Json::from(ms))),
+            FieldSource::Topic => Field::Json(Json::from(record.topic)),
             FieldSource::Partition => Field::Json(Json::from(record.partition)),
             FieldSource::Offset => Field::Json(Json::from(record.offset)),
         })
@@ -900,6 +907,7 @@ mod tests {
             value: Some(value),
             headers: &[],
             timestamp_ms: Some(1_700_000_000_000),
+            topic: "values",
             partition: 3,
             offset: 42,
         }
@@ -1035,6 +1043,7 @@ mod tests {
             spec("t", ColumnType::Native(NativeType::Timestamp), false),
             spec("h", ColumnType::Native(NativeType::Text), false),
             spec("n", ColumnType::Native(NativeType::Int), false),
+            spec("topic", ColumnType::Native(NativeType::Text), false),
         ];
         let mapping = Mapping::Fields(
             [
@@ -1044,11 +1053,12 @@ mod tests {
                 "timestamp",
                 "headers.source",
                 "value.items.1",
+                "topic",
             ]
             .map(String::from)
             .to_vec(),
         );
-        let plan = Plan::compile(&mapping, &positional(6), specs, true, 1024).expect("plan");
+        let plan = Plan::compile(&mapping, &positional(7), specs, true, 1024).expect("plan");
         let headers = vec![("source".to_owned(), Some(b"web".to_vec()))];
         let mut input = record(br#"{"items": [10, 20]}"#);
         input.headers = &headers;
@@ -1061,6 +1071,7 @@ mod tests {
                 set(CqlValue::Timestamp(CqlTimestamp(1_700_000_000_000))),
                 set(CqlValue::Text("web".into())),
                 set(CqlValue::Int(20)),
+                set(CqlValue::Text("values".into())),
             ]
         );
     }

@@ -15,7 +15,7 @@
 //! # Caveats
 //! Readers may see a checkpoint's rows before its commit: Cassandra has no multi-partition isolation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use crate::action::{Action, Rules};
 use crate::batching::{self, BatchLimits, WriteKey};
 use crate::cassandra::{Failure, classify};
-use crate::checkpoint::{Claim, PartitionBuffer, Sealed, Sizable, now_micros};
+use crate::checkpoint::{Claim, PartitionBuffer, Sealed, Sizable, SourcePartition, now_micros};
 use crate::committer::{Committer, CommitterError};
 use crate::config::OnInvalidRecord;
 use crate::dead_letter::{DeadLetter, Rejected};
@@ -49,8 +49,8 @@ pub enum SinkError {
          the sink; nothing from its checkpoint was committed)"
     )]
     InvalidRecord {
-        /// Partition.
-        partition: i32,
+        /// Topic and partition.
+        partition: SourcePartition,
         /// Offset.
         offset: i64,
         /// Why.
@@ -88,8 +88,6 @@ pub struct Writer {
     pub batch_limits: Option<BatchLimits>,
     /// Metrics and readiness.
     pub metrics: Arc<Metrics>,
-    /// Source topic.
-    pub topic: String,
 }
 
 /// A prepared statement, the plan that fills its markers from a record, and what batching needs.
@@ -126,20 +124,16 @@ type Refused = (usize, &'static str, String);
 struct Landed {
     /// Records refused for good, each once.
     refused: Vec<Refused>,
-    /// The Kafka partition of each record that ran no statement.
-    skipped: Vec<i32>,
-    /// The Kafka partition of each record whose delete landed.
-    deleted: Vec<i32>,
+    /// The index of each record that ran no statement.
+    skipped: Vec<usize>,
+    /// The index of each record whose delete landed.
+    deleted: Vec<usize>,
 }
 
 impl Landed {
     /// Sums up a checkpoint's writes: what each record did (`None`: refused when bound) and the
     /// refusals, of which a record keeps its first.
-    fn new(
-        writes: &[(&OwnedRecord, i64)],
-        actions: &[Option<Action>],
-        refusals: impl IntoIterator<Item = Refused>,
-    ) -> Self {
+    fn new(actions: &[Option<Action>], refusals: impl IntoIterator<Item = Refused>) -> Self {
         let mut landed = Landed::default();
         let mut refused_records = std::collections::HashSet::new();
         for refusal in refusals {
@@ -148,11 +142,10 @@ impl Landed {
             }
         }
         for (index, action) in actions.iter().enumerate() {
-            let partition = writes[index].0.partition;
             match action {
                 _ if refused_records.contains(&index) => {}
-                Some(Action::Skip) => landed.skipped.push(partition),
-                Some(Action::Delete) => landed.deleted.push(partition),
+                Some(Action::Skip) => landed.skipped.push(index),
+                Some(Action::Delete) => landed.deleted.push(index),
                 Some(Action::Write) | None => {}
             }
         }
@@ -188,9 +181,9 @@ struct Checkpoint {
 /// What a checkpoint achieved.
 struct Outcome {
     /// `(partition, committed end, records committed in total)`.
-    committed: Vec<(i32, i64, i64)>,
+    committed: Vec<(SourcePartition, i64, i64)>,
     /// Partitions another worker took.
-    fenced: Vec<i32>,
+    fenced: Vec<SourcePartition>,
     /// Records taken out of the buffers by this checkpoint.
     records: usize,
 }
@@ -199,7 +192,7 @@ struct Outcome {
 pub struct Loop {
     writer: Arc<Writer>,
     limits: Limits,
-    owned: BTreeMap<i32, Owned>,
+    owned: BTreeMap<SourcePartition, Owned>,
     buffered_records: usize,
     buffered_bytes: usize,
     checkpoint_id: u64,
@@ -294,7 +287,7 @@ impl Loop {
             SourceEvent::Assigned(claims) => {
                 for claim in claims {
                     self.owned.insert(
-                        claim.partition,
+                        claim.partition.clone(),
                         Owned {
                             buffer: PartitionBuffer::new(&claim),
                             records_committed: claim.records_committed,
@@ -313,13 +306,17 @@ impl Loop {
                 self.finish_in_flight(source).await?;
                 self.checkpoint_now(source, Some(&partitions)).await?;
                 for partition in &partitions {
-                    self.drop_partition(*partition);
+                    self.drop_partition(partition);
                 }
                 let _ = done.send(());
             }
             SourceEvent::Record(record) => {
                 self.writer.metrics.records_read.inc();
-                if let Some(owned) = self.owned.get_mut(&record.partition) {
+                let from = SourcePartition {
+                    topic: record.topic.clone(),
+                    partition: record.partition,
+                };
+                if let Some(owned) = self.owned.get_mut(&from) {
                     let size = record.size();
                     if owned.buffer.push(record.offset, record) {
                         self.buffered_records += 1;
@@ -333,8 +330,8 @@ impl Loop {
         Ok(Step::Continue)
     }
 
-    fn drop_partition(&mut self, partition: i32) {
-        if let Some(owned) = self.owned.remove(&partition) {
+    fn drop_partition(&mut self, partition: &SourcePartition) {
+        if let Some(owned) = self.owned.remove(partition) {
             let bytes: usize = owned.buffer.sizes().sum();
             self.buffered_records = self.buffered_records.saturating_sub(owned.buffer.len());
             self.buffered_bytes = self.buffered_bytes.saturating_sub(bytes);
@@ -362,7 +359,7 @@ impl Loop {
     async fn checkpoint_now(
         &mut self,
         source: &Source,
-        only: Option<&[i32]>,
+        only: Option<&[SourcePartition]>,
     ) -> Result<(), SinkError> {
         if let Some(checkpoint) = self.seal(only) {
             let outcome = self.writer.clone().execute(checkpoint).await?;
@@ -372,7 +369,7 @@ impl Loop {
     }
 
     /// Seals the buffers of all partitions, or of `only`, into a checkpoint.
-    fn seal(&mut self, only: Option<&[i32]>) -> Option<Checkpoint> {
+    fn seal(&mut self, only: Option<&[SourcePartition]>) -> Option<Checkpoint> {
         let now = now_micros();
         let mut ranges = Vec::new();
         for (partition, owned) in &mut self.owned {
@@ -408,13 +405,13 @@ impl Loop {
                 owned.records_committed = *total;
                 owned.claim.committed = Some(*end);
             }
-            source.report_position(*partition, *end);
+            source.report_position(partition, *end);
         }
         self.writer
             .metrics
             .commit_lag
             .dec_by(outcome.records as i64);
-        for partition in outcome.fenced {
+        for partition in &outcome.fenced {
             self.drop_partition(partition);
         }
     }
@@ -427,6 +424,7 @@ fn view(record: &OwnedRecord) -> SourceRecord<'_> {
         value: record.value.as_deref(),
         headers: &record.headers,
         timestamp_ms: record.timestamp_ms,
+        topic: &record.topic,
         partition: record.partition,
         offset: record.offset,
     }
@@ -466,7 +464,7 @@ impl Writer {
                 if let Err(invalid) = self.values(&view(record)) {
                     self.metrics.error(invalid.kind());
                     return Err(SinkError::InvalidRecord {
-                        partition: record.partition,
+                        partition: SourcePartition::new(record.topic.clone(), record.partition),
                         offset: record.offset,
                         reason: invalid.to_string(),
                     });
@@ -485,21 +483,21 @@ impl Writer {
                 let result = this
                     .retry("record pending checkpoint", || {
                         this.committer
-                            .record_pending(range.partition, *epoch, &range.pending)
+                            .record_pending(&range.partition, *epoch, &range.pending)
                     })
                     .await;
-                (range.partition, result)
+                (&range.partition, result)
             },
         );
         for (partition, result) in futures::future::join_all(pending).await {
             if let Err(error) = result {
                 self.fenced(partition, &error);
-                fenced.push(partition);
+                fenced.push(partition.clone());
             }
         }
         crate::fault::point("after-pending");
         let pending_time = pending_started.elapsed();
-        writes.retain(|(record, _)| !fenced.contains(&record.partition));
+        writes.retain(|(record, _)| !fenced.iter().any(|partition| record.is_from(partition)));
         let write_started = Instant::now();
 
         // Write everything, bounded in flight; records that do not fit, or that Cassandra itself
@@ -519,6 +517,7 @@ impl Writer {
             self.metrics.records_dead_lettered.inc();
             self.metrics.error(record.kind);
             tracing::warn!(
+                topic = %record.record.topic,
                 partition = record.record.partition,
                 offset = record.record.offset,
                 kind = record.kind,
@@ -544,8 +543,7 @@ impl Writer {
                 let result = this
                     .retry("commit", || {
                         this.committer.commit(
-                            range.partition,
-                            &this.topic,
+                            &range.partition,
                             *epoch,
                             range.pending.end,
                             total,
@@ -558,21 +556,22 @@ impl Writer {
         for (range, total, result) in futures::future::join_all(commits).await {
             match result {
                 Ok(()) => {
-                    committed.push((range.partition, range.pending.end, total));
+                    committed.push((range.partition.clone(), range.pending.end, total));
                     committed_records += range.records.len();
-                    let in_range = |partition: i32| partition == range.partition;
+                    let in_range = |&index: &usize| writes[index].0.is_from(&range.partition);
+                    let range_skipped = skipped.iter().filter(|index| in_range(index)).count();
                     written += range.records.len()
                         - rejected
                             .iter()
-                            .filter(|r| in_range(r.record.partition))
+                            .filter(|r| r.record.is_from(&range.partition))
                             .count()
-                        - skipped.iter().filter(|&&p| in_range(p)).count();
-                    deleted_records += deleted.iter().filter(|&&p| in_range(p)).count();
-                    skipped_records += skipped.iter().filter(|&&p| in_range(p)).count();
+                        - range_skipped;
+                    deleted_records += deleted.iter().filter(|index| in_range(index)).count();
+                    skipped_records += range_skipped;
                 }
                 Err(error) => {
-                    self.fenced(range.partition, &error);
-                    fenced.push(range.partition);
+                    self.fenced(&range.partition, &error);
+                    fenced.push(range.partition.clone());
                 }
             }
         }
@@ -623,7 +622,7 @@ impl Writer {
         if self.on_invalid == OnInvalidRecord::Fail {
             self.metrics.error(kind);
             return Err(SinkError::InvalidRecord {
-                partition: record.partition,
+                partition: SourcePartition::new(record.topic.clone(), record.partition),
                 offset: record.offset,
                 reason,
             });
@@ -637,8 +636,8 @@ impl Writer {
         Ok(())
     }
 
-    fn fenced(&self, partition: i32, error: &CommitterError) {
-        tracing::warn!(partition, %error, "partition lost to another worker; dropping it");
+    fn fenced(&self, partition: &SourcePartition, error: &CommitterError) {
+        tracing::warn!(%partition, %error, "partition lost to another worker; dropping it");
         self.metrics.error("fenced");
     }
 
@@ -691,7 +690,7 @@ impl Writer {
                 refusals.extend(refused);
             }
             self.metrics.set_ready(true);
-            return Landed::new(writes, &actions, refusals);
+            return Landed::new(&actions, refusals);
         };
         // Grouping needs every write's keys first: bind them all, then send the groups.
         let mut refusals = Vec::new();
@@ -706,9 +705,18 @@ impl Writer {
                 Err(invalid) => refusals.push(invalid),
             }
         }
+        // Groups never mix Kafka partitions: number each topic and partition of the checkpoint.
+        let mut sources: HashMap<(&str, i32), usize> = HashMap::new();
         let keys: Vec<WriteKey> = bound
             .iter()
-            .map(|write| self.write_key(writes[write.index].0, write))
+            .map(|write| {
+                let record = writes[write.index].0;
+                let next = sources.len();
+                let source = *sources
+                    .entry((&record.topic, record.partition))
+                    .or_insert(next);
+                self.write_key(record, source, write)
+            })
             .collect();
         let groups = batching::group(&keys, limits);
         let bound = &bound;
@@ -723,7 +731,7 @@ impl Writer {
             .await;
         self.metrics.set_ready(true);
         refusals.extend(results.into_iter().flatten());
-        Landed::new(writes, &actions, refusals)
+        Landed::new(&actions, refusals)
     }
 
     /// What a record does, and the values of each statement it runs (by index into the targets).
@@ -777,7 +785,7 @@ impl Writer {
     /// What grouping needs of a bound write: its partition (table and token) and its row within it.
     /// Only tables with clustering columns batch; a delete may remove more than one row, so it is
     /// never batched and closes the groups it could be reordered against.
-    fn write_key(&self, record: &OwnedRecord, write: &Bound) -> WriteKey {
+    fn write_key(&self, record: &OwnedRecord, source: usize, write: &Bound) -> WriteKey {
         use std::hash::{Hash, Hasher};
         let target = &self.targets[write.target];
         let mut partition = std::collections::hash_map::DefaultHasher::new();
@@ -791,7 +799,7 @@ impl Writer {
             format!("{:?}", write.values.get(marker)).hash(&mut row);
         }
         WriteKey {
-            kafka_partition: record.partition,
+            source,
             // A table without clustering columns has one row per partition: nothing to batch.
             partition_key: partition_key
                 .filter(|_| target.deletes || target.clustering_markers.is_some()),

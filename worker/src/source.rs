@@ -27,14 +27,17 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cassandra::read_secret;
-use crate::checkpoint::{Claim, RangeGone, StartAt};
+use crate::checkpoint::{Claim, RangeGone, SourcePartition, StartAt};
 use crate::committer::{Committer, CommitterError};
 use crate::config::{KafkaSource, RESERVED_KAFKA_PROPERTIES};
 use crate::metrics::Metrics;
+use crate::topics::Subscription;
 
 /// A record copied out of librdkafka's buffers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedRecord {
+    /// Topic (shared by every record of it).
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset.
@@ -47,6 +50,13 @@ pub struct OwnedRecord {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// Timestamp in milliseconds.
     pub timestamp_ms: Option<i64>,
+}
+
+impl OwnedRecord {
+    /// True when the record comes from `partition`.
+    pub fn is_from(&self, partition: &SourcePartition) -> bool {
+        self.partition == partition.partition && self.topic == partition.topic
+    }
 }
 
 impl crate::checkpoint::Sizable for OwnedRecord {
@@ -64,7 +74,7 @@ pub enum SourceEvent {
     /// These partitions are being taken away: finish with them, then send on `done`.
     Revoked {
         /// The partitions.
-        partitions: Vec<i32>,
+        partitions: Vec<SourcePartition>,
         /// Acknowledgement.
         done: oneshot::Sender<()>,
     },
@@ -86,9 +96,9 @@ pub enum SourceError {
     #[error(transparent)]
     Secret(#[from] crate::cassandra::ConnectError),
     /// The consumer could not be created or subscribed.
-    #[error("Kafka consumer for topic {topic}: {source}")]
+    #[error("Kafka consumer for {topic}: {source}")]
     Client {
-        /// Topic.
+        /// The topic, or the topics or pattern subscribed to.
         topic: String,
         /// The librdkafka error.
         source: KafkaError,
@@ -209,7 +219,7 @@ pub fn client_config(source: &KafkaSource, group_id: &str) -> Result<ClientConfi
 pub struct SourceContext {
     runtime: Handle,
     committer: Arc<Committer>,
-    topic: String,
+    subscription: Subscription,
     events: mpsc::Sender<SourceEvent>,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
@@ -242,10 +252,10 @@ impl ConsumerContext for SourceContext {
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
         );
-        let numbers: Vec<i32> = partitions
-            .elements_for_topic(&self.topic)
+        let numbers: Vec<SourcePartition> = partitions
+            .elements()
             .iter()
-            .map(|element| element.partition())
+            .map(|element| SourcePartition::new(element.topic(), element.partition()))
             .collect();
         match error {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
@@ -290,7 +300,7 @@ impl ConsumerContext for SourceContext {
                     // these partitions before they go to another worker.
                     let _ = self.runtime.block_on(finished);
                 }
-                tracing::info!(partitions = ?numbers, "partitions released");
+                tracing::info!(partitions = %list(&numbers), "partitions released");
                 let released = if cooperative {
                     consumer.incremental_unassign(partitions)
                 } else {
@@ -318,7 +328,7 @@ impl SourceContext {
         cooperative: bool,
     ) -> Result<(), SourceError> {
         let failed = |source: KafkaError| SourceError::Client {
-            topic: self.topic.clone(),
+            topic: self.subscription.describe(),
             source,
         };
         for (claim, start) in claims {
@@ -327,7 +337,7 @@ impl SourceContext {
                 StartAt::Offset(offset) => Offset::Offset(*offset),
             };
             partitions
-                .set_partition_offset(&self.topic, claim.partition, offset)
+                .set_partition_offset(&claim.partition.topic, claim.partition.partition, offset)
                 .map_err(failed)?;
         }
         if crate::fault::fails("assign") {
@@ -347,29 +357,33 @@ impl SourceContext {
     fn claim_all(
         &self,
         consumer: &BaseConsumer<Self>,
-        partitions: &[i32],
+        partitions: &[SourcePartition],
     ) -> Result<Vec<(Claim, StartAt)>, SourceError> {
         // Each partition has its own committer row: the claims run side by side, so a rebalance of
         // many partitions costs about one transaction's time.
         let claims = self
             .runtime
             .block_on(futures::future::join_all(
-                partitions.iter().map(|&partition| self.claim(partition)),
+                partitions.iter().map(|partition| self.claim(partition)),
             ))
             .into_iter()
             .collect::<Result<Vec<Claim>, SourceError>>()?;
         let mut result = Vec::with_capacity(partitions.len());
         for claim in claims {
-            let partition = claim.partition;
+            let partition = &claim.partition;
             let (low, _high) = consumer
-                .fetch_watermarks(&self.topic, partition, Duration::from_secs(30))
+                .fetch_watermarks(
+                    &partition.topic,
+                    partition.partition,
+                    Duration::from_secs(30),
+                )
                 .map_err(|source| SourceError::Client {
-                    topic: self.topic.clone(),
+                    topic: partition.topic.to_string(),
                     source,
                 })?;
             let start = claim.resume(low)?;
             tracing::info!(
-                partition,
+                %partition,
                 epoch = claim.epoch,
                 committed = ?claim.committed,
                 pending = ?claim.pending,
@@ -382,13 +396,13 @@ impl SourceContext {
     }
 
     /// Claims one partition, retrying while Cassandra is unavailable.
-    async fn claim(&self, partition: i32) -> Result<Claim, SourceError> {
+    async fn claim(&self, partition: &SourcePartition) -> Result<Claim, SourceError> {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.committer.claim(partition, &self.topic).await {
+            match self.committer.claim(partition).await {
                 Ok(claim) => return Ok(claim),
                 Err(CommitterError::Cassandra { .. }) if !self.stop.load(Ordering::Relaxed) => {
-                    tracing::warn!(partition, "claim failed; Cassandra unavailable? retrying");
+                    tracing::warn!(%partition, "claim failed; Cassandra unavailable? retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
@@ -403,7 +417,6 @@ pub struct Source {
     /// Shared with the poll thread, which must hold the last reference: closing the consumer runs the
     /// revoke callback, and that may block only off the async runtime.
     consumer: Option<Arc<BaseConsumer<SourceContext>>>,
-    topic: String,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -415,16 +428,22 @@ impl Source {
     /// Joins the group and starts polling; events arrive on the returned receiver.
     pub fn start(
         source: &KafkaSource,
+        subscription: Subscription,
         group_id: &str,
         committer: Arc<Committer>,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, mpsc::Receiver<SourceEvent>), SourceError> {
         let (events, receiver) = mpsc::channel(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
+        let described = subscription.describe();
+        let subscribe_to = match &subscription {
+            Subscription::Topics(topics) => topics.clone(),
+            Subscription::Pattern(pattern) => vec![pattern.librdkafka()],
+        };
         let context = SourceContext {
             runtime: Handle::current(),
             committer,
-            topic: source.topic.clone(),
+            subscription,
             events: events.clone(),
             stop: stop.clone(),
             metrics,
@@ -432,13 +451,14 @@ impl Source {
         let consumer: BaseConsumer<SourceContext> = client_config(source, group_id)?
             .create_with_context(context)
             .map_err(|error| SourceError::Client {
-                topic: source.topic.clone(),
+                topic: described.clone(),
                 source: error,
             })?;
+        let names: Vec<&str> = subscribe_to.iter().map(String::as_str).collect();
         consumer
-            .subscribe(&[&source.topic])
+            .subscribe(&names)
             .map_err(|error| SourceError::Client {
-                topic: source.topic.clone(),
+                topic: described.clone(),
                 source: error,
             })?;
         let consumer = Arc::new(consumer);
@@ -454,13 +474,12 @@ impl Source {
                 }
             })
             .map_err(|error| SourceError::Client {
-                topic: source.topic.clone(),
+                topic: described.clone(),
                 source: KafkaError::Subscription(error.to_string()),
             })?;
         Ok((
             Self {
                 consumer: Some(consumer),
-                topic: source.topic.clone(),
                 stop,
                 thread: Some(thread),
             },
@@ -470,17 +489,21 @@ impl Source {
 
     /// Tells Kafka the committed position too, so consumer-lag tools see the sink's progress. The
     /// committer table stays the source of truth; a failure here is only logged.
-    pub fn report_position(&self, partition: i32, next_offset: i64) {
+    pub fn report_position(&self, partition: &SourcePartition, next_offset: i64) {
         let Some(consumer) = &self.consumer else {
             return;
         };
         let mut list = TopicPartitionList::new();
         if list
-            .add_partition_offset(&self.topic, partition, Offset::Offset(next_offset))
+            .add_partition_offset(
+                &partition.topic,
+                partition.partition,
+                Offset::Offset(next_offset),
+            )
             .is_ok()
             && let Err(error) = consumer.commit(&list, CommitMode::Async)
         {
-            tracing::debug!(%error, partition, "reporting the position to Kafka failed");
+            tracing::debug!(%error, %partition, "reporting the position to Kafka failed");
         }
     }
 
@@ -500,7 +523,31 @@ impl Drop for Source {
     }
 }
 
-fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> OwnedRecord {
+/// `topic/partition` of each, for logs.
+fn list(partitions: &[SourcePartition]) -> String {
+    partitions
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The shared name of each topic seen, so that records carry a reference rather than a copy.
+#[derive(Default)]
+struct TopicNames(Vec<Arc<str>>);
+
+impl TopicNames {
+    fn get(&mut self, topic: &str) -> Arc<str> {
+        if let Some(name) = self.0.iter().find(|name| ***name == *topic) {
+            return name.clone();
+        }
+        let name: Arc<str> = Arc::from(topic);
+        self.0.push(name.clone());
+        name
+    }
+}
+
+fn owned(message: &rdkafka::message::BorrowedMessage<'_>, topic: Arc<str>) -> OwnedRecord {
     let headers = message
         .headers()
         .map(|headers| {
@@ -511,6 +558,7 @@ fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> OwnedRecord {
         })
         .unwrap_or_default();
     OwnedRecord {
+        topic,
         partition: message.partition(),
         offset: message.offset(),
         key: message.key().map(<[u8]>::to_vec),
@@ -534,14 +582,20 @@ fn poll_loop(
     stop: &AtomicBool,
 ) {
     let metrics = consumer.context().metrics.clone();
-    let topic = consumer.context().topic.clone();
+    // The probe asks for one topic's metadata, or for all topics' under a pattern.
+    let probe_topic = match &consumer.context().subscription {
+        Subscription::Topics(topics) => topics.first().cloned(),
+        Subscription::Pattern(_) => None,
+    };
+    let mut names = TopicNames::default();
     let mut last_probe = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 metrics.set_kafka_available(true);
+                let topic = names.get(message.topic());
                 if events
-                    .blocking_send(SourceEvent::Record(owned(&message)))
+                    .blocking_send(SourceEvent::Record(owned(&message, topic)))
                     .is_err()
                 {
                     break;
@@ -562,7 +616,7 @@ fn poll_loop(
         if !metrics.kafka_available() && last_probe.elapsed() >= PROBE_INTERVAL {
             last_probe = Instant::now();
             if consumer
-                .fetch_metadata(Some(&topic), PROBE_INTERVAL)
+                .fetch_metadata(probe_topic.as_deref(), PROBE_INTERVAL)
                 .is_ok()
             {
                 tracing::info!("Kafka reachable again");
@@ -609,7 +663,9 @@ mod tests {
     fn source(properties: BTreeMap<String, String>) -> KafkaSource {
         KafkaSource {
             bootstrap_servers: vec!["a:9092".into(), "b:9092".into()],
-            topic: "values".into(),
+            topic: Some("values".into()),
+            topics: Vec::new(),
+            topic_pattern: None,
             group_id: None,
             security: None,
             properties,

@@ -24,6 +24,7 @@ use crate::schema::{self, SchemaError};
 use crate::sink::{Limits, Loop, SinkError, Target, Writer};
 use crate::source::{Source, SourceError};
 use crate::statement::{self, Role, RoleError, StatementKind};
+use crate::topics::{self, Subscription, TopicsError};
 
 /// Why the sink cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,9 @@ pub enum StartError {
     /// The rules that choose a record's statement cannot work.
     #[error(transparent)]
     Rules(#[from] RulesError),
+    /// The topics to read are not named right.
+    #[error(transparent)]
+    Topics(#[from] TopicsError),
     /// Connecting failed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
@@ -67,6 +71,7 @@ impl StartError {
             StartError::Rules(
                 RulesError::TombstoneWithoutDelete | RulesError::FanOutWithoutDelete(_),
             ) => "InvalidStatement",
+            StartError::Topics(_) => "InvalidTopics",
             StartError::Connect(error) if error.is_unauthorized() => "Unauthorized",
             StartError::Connect(ConnectError::Secret { .. }) => "CredentialsUnreadable",
             StartError::Connect(error) if error.is_permanent() => "TlsFailed",
@@ -100,11 +105,18 @@ pub struct Checked {
     pub analyses: Vec<statement::Analysis>,
     /// Which statements a record runs.
     pub rules: Rules,
+    /// The topics the sink reads.
+    pub subscription: Subscription,
 }
 
 /// Checks the sink's statements and rules without a server: each statement's shape and role, P5
-/// under exactly-once, and the rules that choose a record's statements.
+/// under exactly-once, the rules that choose a record's statements, and the topics it reads.
 pub fn check_statements(config: &SinkConfig) -> Result<Checked, StartError> {
+    let dead_letter_topic = match &config.dead_letter {
+        Some(DeadLetterConfig::Topic(topic)) => Some(topic.as_str()),
+        _ => None,
+    };
+    let subscription = topics::check(&config.sink_id, &config.source.kafka, dead_letter_topic)?;
     let analyses = prepared::statements(config)
         .into_iter()
         .map(|(role, text, _)| statement::check_role(text, role, config.guarantee))
@@ -112,6 +124,7 @@ pub fn check_statements(config: &SinkConfig) -> Result<Checked, StartError> {
     Ok(Checked {
         analyses,
         rules: Rules::compile(config)?,
+        subscription,
     })
 }
 
@@ -211,6 +224,7 @@ const MAX_CONNECT_PAUSE: Duration = Duration::from_secs(30);
 pub struct Prepared {
     sink: Loop,
     source_config: crate::config::KafkaSource,
+    subscription: Subscription,
     group_id: String,
     committer: Arc<Committer>,
     metrics: Arc<Metrics>,
@@ -276,7 +290,6 @@ pub async fn prepare(
                 producer,
                 topic: topic.clone(),
                 sink_id: config.sink_id.clone(),
-                source_topic: config.source.kafka.topic.clone(),
             }
         }
         _ => {
@@ -286,7 +299,6 @@ pub async fn prepare(
                 &dl_keyspace,
                 &dl_table,
                 &config.sink_id,
-                &config.source.kafka.topic,
             )
             .await?
         }
@@ -338,7 +350,6 @@ pub async fn prepare(
         router,
         batch_limits,
         metrics: metrics.clone(),
-        topic: config.source.kafka.topic.clone(),
     };
     let limits = Limits {
         interval: config.checkpoint.interval.0,
@@ -356,6 +367,7 @@ pub async fn prepare(
     Ok(Prepared {
         sink: Loop::new(writer, limits),
         source_config: config.source.kafka.clone(),
+        subscription: checked.subscription,
         group_id: config.group_id(),
         committer,
         metrics: writer_metrics,
@@ -374,6 +386,7 @@ impl Prepared {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let (mut source, events) = Source::start(
             &self.source_config,
+            self.subscription,
             &self.group_id,
             self.committer.clone(),
             self.metrics.clone(),

@@ -45,8 +45,13 @@ pub async fn observe(
             Err(error) => {
                 tracing::debug!(sink = %sink.name_any(), %error, "watermarks not read");
                 if let KafkaError::TopicMissing { .. } = error {
+                    let field = if kafka.topic.is_some() {
+                        "topic"
+                    } else {
+                        "topics"
+                    };
                     topic_missing = Some(format!(
-                        "spec.source.kafka.topic: {error}; the workers wait for it and start \
+                        "spec.source.kafka.{field}: {error}; the workers wait for it and start \
                          reading once it is created"
                     ));
                 }
