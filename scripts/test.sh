@@ -35,6 +35,9 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the previous release's worker, for the upgrade test"
+scripts/previous-release.sh
+
 step "building the worker and operator binaries the integration tests run"
 cargo build -p cassandra-sink-worker -p cassandra-sink-operator --bins --locked
 

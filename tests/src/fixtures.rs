@@ -185,12 +185,25 @@ pub fn end_offsets(
     Ok(ends)
 }
 
-/// Committed offsets of a sink, by partition, read from its committer table.
+/// Committed offsets of a sink's topic, by partition, read from its committer table.
 pub async fn committed(
     session: &Session,
     keyspace: &str,
     table: &str,
-    sink_id: &str,
+    (sink_id, topic): (&str, &str),
+    partitions: i32,
+) -> anyhow::Result<BTreeMap<i32, (Option<i64>, i64, Option<i64>)>> {
+    let key = cassandra_sink_worker::committer::row_key(sink_id, topic);
+    committed_under(session, keyspace, table, &key, partitions).await
+}
+
+/// Committed offset, epoch and records of the committer rows keyed `key` (`<sink id>#<topic>`, or
+/// the bare sink id of a release that read one topic per sink), by partition.
+pub async fn committed_under(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+    key: &str,
     partitions: i32,
 ) -> anyhow::Result<BTreeMap<i32, (Option<i64>, i64, Option<i64>)>> {
     let mut result = BTreeMap::new();
@@ -201,7 +214,7 @@ pub async fn committed(
                     "SELECT committed_offset, epoch, records_committed FROM {keyspace}.{table} \
                      WHERE sink_id = ? AND source_partition = ?"
                 ),
-                (sink_id, partition),
+                (key, partition),
             )
             .await?
             .into_rows_result()?

@@ -18,11 +18,13 @@ pub struct Scenario {
     pub session: Session,
     /// The scenario's own keyspace (also the committer's).
     pub keyspace: String,
-    /// The scenario's own topic.
+    /// The scenario's own topic (the first, when it has several).
     pub topic: String,
+    /// Every topic the scenario produces to, with its partition count (the first is `topic`).
+    pub topics: Vec<(String, i32)>,
     /// The sink id in the configuration.
     pub sink_id: String,
-    /// Partitions of the topic.
+    /// Partitions of the (first) topic.
     pub partitions: i32,
     /// A folder for the configuration and worker logs.
     pub dir: PathBuf,
@@ -56,10 +58,50 @@ impl Scenario {
         partitions: i32,
         extra: &str,
     ) -> anyhow::Result<Self> {
+        Self::build(settings, session, name, &[partitions], extra).await
+    }
+
+    /// Like [`Scenario::new`], reading several topics (`source.kafka.topics`), one per entry of
+    /// `partitions` with that many partitions, named `<base>-t<n>`. Each id lives in one topic.
+    pub async fn several(name: &str, partitions: &[i32], extra: &str) -> anyhow::Result<Self> {
+        let settings = Settings::from_env();
+        let session = fixtures::cassandra(&settings).await?;
+        Self::build(settings, session, name, partitions, extra).await
+    }
+
+    async fn build(
+        settings: Settings,
+        session: Session,
+        name: &str,
+        partitions: &[i32],
+        extra: &str,
+    ) -> anyhow::Result<Self> {
         let keyspace = unique_name(name);
         create_keyspace(&session, &keyspace).await?;
-        let topic = keyspace.replace('_', "-");
-        create_topic(&settings, &topic, partitions).await?;
+        let base = keyspace.replace('_', "-");
+        let topics: Vec<(String, i32)> = match partitions {
+            [only] => vec![(base.clone(), *only)],
+            several => several
+                .iter()
+                .enumerate()
+                .map(|(index, count)| (format!("{base}-t{index}"), *count))
+                .collect(),
+        };
+        for (topic, count) in &topics {
+            create_topic(&settings, topic, *count).await?;
+        }
+        let source = match topics.as_slice() {
+            [(only, _)] => format!("topic: {only}"),
+            several => format!(
+                "topics: [{}]",
+                several
+                    .iter()
+                    .map(|(topic, _)| topic.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let (topic, partitions) = topics[0].clone();
         let dir = std::env::temp_dir().join(&keyspace);
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("sink.yaml");
@@ -75,7 +117,7 @@ createQuery: "CREATE TABLE IF NOT EXISTS {keyspace}.values (id text PRIMARY KEY,
 insertQuery: "INSERT INTO {keyspace}.values (id, counter, seq) VALUES (?, ?, ?);"
 committer: {{ keyspace: {keyspace}, table: checkpoints }}
 source:
-  kafka: {{ bootstrapServers: ["{kafka}"], topic: {topic} }}
+  kafka: {{ bootstrapServers: ["{kafka}"], {source} }}
 {extra}"#,
                 extra = extra.replace("$KEYSPACE", &keyspace),
                 cassandra = settings.cassandra,
@@ -88,6 +130,7 @@ source:
             session,
             keyspace,
             topic,
+            topics,
             sink_id,
             partitions,
             dir,
@@ -167,13 +210,19 @@ source:
     ) -> anyhow::Result<()> {
         for _ in 0..count {
             let seq = self.produced;
-            let index = (seq as usize) % keys;
-            let id = format!("id{index}");
+            // Round robin over the topics; an id belongs to one topic, and to one partition of it.
+            let (topic, partitions) = &self.topics[(seq as usize) % self.topics.len()];
+            let index = (seq as usize / self.topics.len()) % keys;
+            let id = if self.topics.len() == 1 {
+                format!("id{index}")
+            } else {
+                format!("{}-id{index}", topic.rsplit('-').next().unwrap_or_default())
+            };
             let counter = self.counters.entry(id.clone()).or_insert(0);
             *counter += 1;
-            let partition = (index as i32) % self.partitions;
+            let partition = (index as i32) % partitions;
             if delete_every.is_some_and(|every| *counter % every == 0) {
-                fixtures::send_tombstone(&self.producer, &self.topic, partition, &id).await?;
+                fixtures::send_tombstone(&self.producer, topic, partition, &id).await?;
                 self.expected.remove(&id);
                 self.produced += 1;
                 continue;
@@ -184,14 +233,7 @@ source:
                 serde_json::json!([id, *counter])
             }
             .to_string();
-            fixtures::send(
-                &self.producer,
-                &self.topic,
-                partition,
-                &id,
-                value.as_bytes(),
-            )
-            .await?;
+            fixtures::send(&self.producer, topic, partition, &id, value.as_bytes()).await?;
             self.expected
                 .insert(id, (*counter, if self.seq { seq } else { -1 }));
             self.produced += 1;
@@ -251,7 +293,39 @@ source:
             .collect())
     }
 
-    /// Committed offset, epoch and records per partition.
+    /// Creates one more topic, `<base>-t<n>`, with `partitions` partitions; later records are
+    /// produced to it too. Returns its name.
+    pub async fn add_topic(&mut self, partitions: i32) -> anyhow::Result<String> {
+        let base = self.keyspace.replace('_', "-");
+        let topic = format!("{base}-t{}", self.topics.len());
+        create_topic(&self.settings, &topic, partitions).await?;
+        self.topics.push((topic.clone(), partitions));
+        Ok(topic)
+    }
+
+    /// Committed offset, epoch and records per partition of every topic.
+    pub async fn committed_by_topic(
+        &self,
+    ) -> anyhow::Result<BTreeMap<(String, i32), (Option<i64>, i64, Option<i64>)>> {
+        let mut all = BTreeMap::new();
+        for (topic, partitions) in &self.topics {
+            let rows = fixtures::committed(
+                &self.session,
+                &self.keyspace,
+                "checkpoints",
+                (&self.sink_id, topic),
+                *partitions,
+            )
+            .await?;
+            all.extend(
+                rows.into_iter()
+                    .map(|(partition, row)| ((topic.clone(), partition), row)),
+            );
+        }
+        Ok(all)
+    }
+
+    /// Committed offset, epoch and records per partition (of the first topic).
     pub async fn committed(
         &self,
     ) -> anyhow::Result<BTreeMap<i32, (Option<i64>, i64, Option<i64>)>> {
@@ -259,7 +333,7 @@ source:
             &self.session,
             &self.keyspace,
             "checkpoints",
-            &self.sink_id,
+            (&self.sink_id, &self.topic),
             self.partitions,
         )
         .await
@@ -276,22 +350,29 @@ source:
             self.expected,
             "the table differs from applying every record once, in offset order"
         );
-        let committed = self.committed().await?;
-        let counted: i64 = committed
+        let counted: i64 = self
+            .committed_by_topic()
+            .await?
             .values()
             .map(|(_, _, records)| records.unwrap_or(0))
             .sum();
+        let committed = self.committed().await?;
         assert_eq!(counted, self.produced, "records committed: {committed:?}");
         Ok(committed)
     }
 
     /// Waits until every partition's committed offset reaches Kafka's end offset.
     pub async fn wait_until_caught_up(&self, timeout: Duration) -> anyhow::Result<()> {
-        let ends = fixtures::end_offsets(&self.settings, &self.topic, self.partitions)?;
+        let mut ends = BTreeMap::new();
+        for (topic, partitions) in &self.topics {
+            for (partition, end) in fixtures::end_offsets(&self.settings, topic, *partitions)? {
+                ends.insert((topic.clone(), partition), end);
+            }
+        }
         let deadline = Instant::now() + timeout;
         loop {
             // Until the worker has created the committer table, there is nothing committed.
-            let committed = self.committed().await.unwrap_or_default();
+            let committed = self.committed_by_topic().await.unwrap_or_default();
             let caught_up = ends.iter().all(|(partition, end)| {
                 *end == 0
                     || committed.get(partition).and_then(|(offset, _, _)| *offset) == Some(*end)

@@ -28,6 +28,23 @@ pub fn project_binary(name: &str) -> PathBuf {
     binary
 }
 
+/// The worker of the last release that read one topic per sink, built by
+/// `scripts/previous-release.sh` (scripts/test.sh runs it) into `target/previous-release/`.
+pub fn previous_release() -> PathBuf {
+    let test_binary = std::env::current_exe().expect("test binary path");
+    let target = test_binary
+        .ancestors()
+        .nth(3)
+        .expect("target/<profile>/deps/<test>");
+    let binary = target.join("previous-release/cassandra-sink-worker");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run scripts/previous-release.sh (scripts/test.sh does)",
+        binary.display()
+    );
+    binary
+}
+
 /// A free port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

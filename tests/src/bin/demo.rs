@@ -25,14 +25,15 @@ const SINK: &str = "values";
 const RELEASE: &str = "cassandra-sink-operator";
 
 /// Committed offset and owner of each partition, from the committer table.
-async fn positions(session: &Session, sink_id: &str) -> BTreeMap<i32, (i64, String)> {
+async fn positions(session: &Session, sink_id: &str, topic: &str) -> BTreeMap<i32, (i64, String)> {
+    let key = cassandra_sink_worker::committer::row_key(sink_id, topic);
     let mut positions = BTreeMap::new();
     for partition in 0..PARTITIONS {
         let row = session
             .query_unpaged(
                 "SELECT committed_offset, owner FROM example.checkpoints \
                  WHERE sink_id = ? AND source_partition = ?",
-                (sink_id, partition),
+                (&key, partition),
             )
             .await
             .ok()
@@ -164,6 +165,7 @@ async fn main() -> anyhow::Result<()> {
         "values",
         "checkpoints",
         "checkpoints_positions",
+        "checkpoints_topic_positions",
         "checkpoints_dead_letter",
     ] {
         session
@@ -198,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
     node.apply(NAMESPACE, &seed_sink(&node, "example", &topic, SINK)?)?;
     let sink_id = format!("{NAMESPACE}/{SINK}");
     loop {
-        if committed(&positions(&session, &sink_id).await) >= i64::from(PARTITIONS) {
+        if committed(&positions(&session, &sink_id, &topic).await) >= i64::from(PARTITIONS) {
             break;
         }
         anyhow::ensure!(
@@ -242,7 +244,7 @@ async fn main() -> anyhow::Result<()> {
             sent?;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = positions(&session, &sink_id).await;
+        let now = positions(&session, &sink_id, &topic).await;
         if kill.is_none() && produced >= RECORDS / 2 {
             let pods = node.pods(NAMESPACE, &workers(SINK))?;
             let victim = pods.first().cloned().unwrap_or_default();
@@ -287,7 +289,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     loop {
-        let now = positions(&session, &sink_id).await;
+        let now = positions(&session, &sink_id, &topic).await;
         if stall.is_none()
             && let Some(measured) = kill.as_ref().and_then(|kill| kill.stall(&now))
         {

@@ -57,7 +57,10 @@ async fn each_kind_of_invalid_record_is_dead_lettered_with_its_reason() -> anyho
                  WHERE sink_id = ? AND source_partition = 0",
                 scenario.keyspace
             ),
-            (&scenario.sink_id,),
+            (cassandra_sink_worker::committer::row_key(
+                &scenario.sink_id,
+                &scenario.topic,
+            ),),
         )
         .await?
         .into_rows_result()?
@@ -138,8 +141,10 @@ async fn on_invalid_record_fail_stops_with_the_reason_before_the_bad_record() ->
     let mut worker = Worker::start(&scenario.config, "worker", &[]);
     let log = worker.wait_for_failure(Duration::from_secs(60));
     assert!(
-        log.contains("invalid record at partition 0 offset 2")
-            && log.contains("reason=InvalidRecord"),
+        log.contains(&format!(
+            "invalid record at partition {}/0 offset 2",
+            scenario.topic
+        )) && log.contains("reason=InvalidRecord"),
         "{log}"
     );
     let committed = scenario.committed().await?;

@@ -101,9 +101,10 @@ async fn killed_at_random_moments(
     // Claims per partition that the workers logged (each bumped that partition's epoch). The final
     // worker may claim nothing: the killed ones can have committed everything already.
     let mut claimed: BTreeMap<i32, i64> = (0..scenario.partitions).map(|p| (p, 0)).collect();
+    let topic = scenario.topic.clone();
     let count_claims = |claimed: &mut BTreeMap<i32, i64>, log: &str| {
         for (partition, count) in claimed.iter_mut() {
-            if log.contains(&format!("partition claimed partition={partition} ")) {
+            if log.contains(&format!("partition claimed partition={topic}/{partition} ")) {
                 *count += 1;
             }
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cassandra_sink_tests::worker::Worker;
-use cassandra_sink_worker::checkpoint::{Pending, next_base, now_micros};
+use cassandra_sink_worker::checkpoint::{Pending, SourcePartition, next_base, now_micros};
 use cassandra_sink_worker::committer::{self, Committer, CommitterError};
 use scylla::statement::Consistency;
 
@@ -37,19 +37,20 @@ async fn a_fenced_owner_can_neither_record_nor_commit_and_its_late_writes_lose()
     };
     let old = committer("old").await?;
     let new = committer("new").await?;
-    let topic = &scenario.topic;
+    let partition = SourcePartition::new(scenario.topic.as_str(), 0);
 
-    let first = old.claim(0, topic).await?;
+    let first = old.claim(&partition).await?;
     assert_eq!(first.epoch, 1);
     let old_range = Pending {
         start: 0,
         end: 10,
         base_timestamp: next_base(first.ceiling, now_micros()),
     };
-    old.record_pending(0, first.epoch, &old_range).await?;
+    old.record_pending(&partition, first.epoch, &old_range)
+        .await?;
 
     // Another worker takes the partition (a rebalance, or Kubernetes replacing a pod it thinks dead).
-    let second = new.claim(0, topic).await?;
+    let second = new.claim(&partition).await?;
     assert_eq!(second.epoch, 2);
     assert_eq!(
         second.pending,
@@ -66,17 +67,17 @@ async fn a_fenced_owner_can_neither_record_nor_commit_and_its_late_writes_lose()
         end: 20,
         base_timestamp: old_range.ceiling() + 1,
     };
-    match old.record_pending(0, first.epoch, &late).await {
+    match old.record_pending(&partition, first.epoch, &late).await {
         Err(CommitterError::Fenced {
-            partition: 0,
+            partition: fenced,
             ours: 1,
             current: Some(2),
-        }) => {}
+        }) if fenced == partition => {}
         other => {
             panic!("the old owner recorded a pending range after losing the partition: {other:?}")
         }
     }
-    match old.commit(0, topic, first.epoch, 10, 10, 0).await {
+    match old.commit(&partition, first.epoch, 10, 10, 0).await {
         Err(CommitterError::Fenced { .. }) => {}
         other => panic!("the old owner committed after losing the partition: {other:?}"),
     }
@@ -119,16 +120,17 @@ async fn a_fenced_owner_can_neither_record_nor_commit_and_its_late_writes_lose()
         .single_row::<(String,)>()?;
     assert_eq!(value, "new");
 
-    new.record_pending(0, second.epoch, &new_range).await?;
-    new.commit(0, topic, second.epoch, 10, 10, 0).await?;
+    new.record_pending(&partition, second.epoch, &new_range)
+        .await?;
+    new.commit(&partition, second.epoch, 10, 10, 0).await?;
     let positions = new.positions().await?;
     assert_eq!(positions.len(), 1);
     assert_eq!((positions[0].committed, positions[0].epoch), (Some(10), 2));
 
     // Resetting a position fences whoever runs the partition.
-    new.reset(0, topic, 5).await?;
+    new.reset(&partition, 5).await?;
     assert!(matches!(
-        new.commit(0, topic, second.epoch, 20, 20, 0).await,
+        new.commit(&partition, second.epoch, 20, 20, 0).await,
         Err(CommitterError::Fenced { .. })
     ));
     assert_eq!(new.positions().await?[0].committed, Some(5));

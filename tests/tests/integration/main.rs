@@ -18,3 +18,4 @@ mod smoke_clis;
 mod smoke_kafka;
 mod smoke_kube;
 mod statements;
+mod topics;

@@ -256,6 +256,26 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
             other => panic!("{words}: accepted: {other:?}"),
         }
     }
+    // Topics named more than one way.
+    let mut both = sink(
+        &keyspace,
+        "both",
+        "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+    )?;
+    both.spec.source.kafka.topics = vec!["other".to_owned()];
+    match sinks.create(&PostParams::default(), &both).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422);
+            assert!(
+                status
+                    .message
+                    .contains("set exactly one of topic, topics and topicPattern"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("topic and topics were accepted together: {other:?}"),
+    }
     let mut zero = sink(
         &keyspace,
         "zero",
@@ -321,7 +341,7 @@ async fn the_operator_reconciles_children_and_tells_the_truth_in_status() -> any
         .collect::<Result<_, _>>()?;
     for table in [
         "checkpoints",
-        "checkpoints_positions",
+        "checkpoints_topic_positions",
         "checkpoints_dead_letter",
     ] {
         assert!(tables.iter().any(|t| t == table), "{table} in {tables:?}");
@@ -892,7 +912,7 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
         &session,
         &keyspace,
         "checkpoints",
-        &format!("{namespace}/kept"),
+        (&format!("{namespace}/kept"), &topic),
         1,
     )
     .await?;
@@ -906,26 +926,44 @@ async fn progress_comes_from_the_committer_table_and_deletion_applies_the_policy
     .await;
     assert!(refused.message.contains("0..=60"), "{}", refused.message);
 
-    // Deleting applies each sink's deletion policy to its committer rows.
+    // Deleting applies each sink's deletion policy to its committer rows: those keyed by sink and
+    // topic, and one an earlier release keyed by the sink alone.
     let rows = |name: &'static str| {
         let session = &session;
         let keyspace = &keyspace;
         let namespace = &namespace;
+        let topic = &topic;
         async move {
-            let count = session
-                .query_unpaged(
-                    format!("SELECT source_partition FROM {keyspace}.checkpoints WHERE sink_id = ? ALLOW FILTERING"),
-                    (format!("{namespace}/{name}"),),
-                )
-                .await?
-                .into_rows_result()?
-                .rows::<(i32,)>()?
-                .count();
+            let id = format!("{namespace}/{name}");
+            let mut count = 0;
+            for key in [
+                cassandra_sink_worker::committer::row_key(&id, topic),
+                id.clone(),
+            ] {
+                count += session
+                    .query_unpaged(
+                        format!("SELECT source_partition FROM {keyspace}.checkpoints WHERE sink_id = ? ALLOW FILTERING"),
+                        (key,),
+                    )
+                    .await?
+                    .into_rows_result()?
+                    .rows::<(i32,)>()?
+                    .count();
+            }
             anyhow::Ok(count)
         }
     };
+    session
+        .query_unpaged(
+            format!(
+                "INSERT INTO {keyspace}.checkpoints (sink_id, source_partition, topic, epoch) \
+                 VALUES (?, 5, ?, 1)"
+            ),
+            (format!("{namespace}/removed"), &topic),
+        )
+        .await?;
     assert_eq!(rows("kept").await?, 1);
-    assert_eq!(rows("removed").await?, 1);
+    assert_eq!(rows("removed").await?, 2);
     for name in ["kept", "removed"] {
         sinks.delete(name, &DeleteParams::default()).await?;
         eventually(
@@ -1633,7 +1671,7 @@ async fn a_missing_topic_is_said_on_the_status_until_it_is_created() -> anyhow::
         "waiting",
         "INSERT INTO example.values (id, counter) VALUES (?, ?)",
     )?;
-    waiting.spec.source.kafka.topic = topic.clone();
+    waiting.spec.source.kafka.topic = Some(topic.clone());
     sinks.create(&PostParams::default(), &waiting).await?;
     let message = true_for(sinks, "waiting", "Reconciling", "TopicMissing").await;
     assert!(message.contains(&topic), "{message}");
@@ -1682,5 +1720,111 @@ async fn a_missing_topic_is_said_on_the_status_until_it_is_created() -> anyhow::
         (found && status.progress?.partitions.len() == 1).then_some(())
     })
     .await;
+    fixture.finish().await
+}
+
+/// A sink reading several topics shows each topic's partitions in its status, with their lag; a
+/// pattern that would read the sink's own dead letters is refused before any worker starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_topics_show_in_the_status_by_topic_and_partition() -> anyhow::Result<()> {
+    use cassandra_sink_tests::fixtures;
+    use cassandra_sink_tests::worker::Worker;
+
+    let fixture = Fixture::new("severaltopics").await?;
+    let (sinks, keyspace) = (&fixture.sinks, &fixture.keyspace);
+    let servers = cassandra_sink_tests::Settings::from_env();
+    let base = fixture.namespace.clone();
+    let (orders, refunds) = (format!("{base}-orders"), format!("{base}-refunds"));
+    fixtures::create_topic(&servers, &orders, 1).await?;
+    fixtures::create_topic(&servers, &refunds, 2).await?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(fixture.client.clone(), &fixture.namespace);
+    let spec = |source: serde_json::Value, extra: serde_json::Value| {
+        let mut spec = json!({
+            "cassandra": { "contactPoints": [servers.cassandra], "localDatacenter": "datacenter1" },
+            "createQuery": format!("CREATE TABLE IF NOT EXISTS {keyspace}.values (id text PRIMARY KEY, counter int)"),
+            "insertQuery": format!("INSERT INTO {keyspace}.values (id, counter) VALUES (?, ?)"),
+            "committer": { "keyspace": keyspace, "table": "checkpoints" },
+            "source": { "kafka": source },
+            "checkpoint": { "interval": "200ms" },
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        spec
+    };
+    let several: CassandraSink = serde_json::from_value(json!({
+        "apiVersion": "cassandra-sink.io/v1alpha1",
+        "kind": "CassandraSink",
+        "metadata": { "name": "several" },
+        "spec": spec(
+            json!({ "bootstrapServers": [servers.kafka], "topics": [orders, refunds] }),
+            json!({}),
+        ),
+    }))?;
+    sinks.create(&PostParams::default(), &several).await?;
+    let config = eventually(
+        "the rendered configuration",
+        Duration::from_secs(30),
+        || async {
+            config_maps
+                .get_opt("several-worker-config")
+                .await
+                .ok()
+                .flatten()?
+                .data?
+                .get("sink.yaml")
+                .cloned()
+        },
+    )
+    .await;
+    let dir = std::env::temp_dir().join(keyspace);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("several.yaml");
+    std::fs::write(&path, config)?;
+    let worker = Worker::start(&path, "several", &[]);
+    let producer = fixtures::producer(&servers)?;
+    for (topic, partition, count) in [(&orders, 0, 10), (&refunds, 0, 5), (&refunds, 1, 7)] {
+        for index in 0..count {
+            let value = format!("[\"{topic}-{partition}-{}\", {index}]", index % 3);
+            fixtures::send(&producer, topic, partition, "k", value.as_bytes()).await?;
+        }
+    }
+    let progress = eventually("both topics committed", Duration::from_secs(60), || async {
+        let progress = sinks.get("several").await.ok()?.status?.progress?;
+        (progress.records_committed == 22 && progress.lag == Some(0)).then_some(progress)
+    })
+    .await;
+    let partitions: Vec<(String, i32, Option<i64>, Option<i64>)> = progress
+        .partitions
+        .iter()
+        .map(|p| (p.topic.clone(), p.partition, p.committed_offset, p.lag))
+        .collect();
+    assert_eq!(
+        partitions,
+        vec![
+            (orders.clone(), 0, Some(10), Some(0)),
+            (refunds.clone(), 0, Some(5), Some(0)),
+            (refunds.clone(), 1, Some(7), Some(0)),
+        ]
+    );
+    assert!(worker.terminate(Duration::from_secs(30)).success());
+
+    // A pattern that matches the dead-letter topic would read the sink's own invalid records.
+    let looping: CassandraSink = serde_json::from_value(json!({
+        "apiVersion": "cassandra-sink.io/v1alpha1",
+        "kind": "CassandraSink",
+        "metadata": { "name": "looping" },
+        "spec": spec(
+            json!({ "bootstrapServers": [servers.kafka], "topicPattern": format!("{base}-.*") }),
+            json!({ "deadLetter": { "topic": format!("{base}-dead") } }),
+        ),
+    }))?;
+    sinks.create(&PostParams::default(), &looping).await?;
+    let message = degraded_for(sinks, "looping", "InvalidTopics").await;
+    assert!(
+        message.contains(&format!("dead-letter topic {base}-dead")),
+        "{message}"
+    );
+    std::fs::remove_dir_all(dir).ok();
     fixture.finish().await
 }

@@ -459,7 +459,11 @@ async fn worker(
     };
     let work_before = cassandra_work::Work::sample(session).await?;
     let worker = Worker::start_binary(&bench.worker, &config, "bench", &[]);
-    let mut progress = tables::Committed::new(keyspace, &sink_id, bench.partitions);
+    let mut progress = tables::Committed::new(
+        keyspace,
+        &cassandra_sink_worker::committer::row_key(&sink_id, topic),
+        bench.partitions,
+    );
     let mut first_commit = None;
     let mut work_at_first = None;
     loop {

@@ -99,7 +99,11 @@ async fn drain(
     let running: Vec<Worker> = (0..workers)
         .map(|index| Worker::start_binary(&bench.worker, &config, &format!("{name}-{index}"), &[]))
         .collect();
-    let mut committed = tables::Committed::new(keyspace, &sink_id, bench.partitions);
+    let mut committed = tables::Committed::new(
+        keyspace,
+        &cassandra_sink_worker::committer::row_key(&sink_id, topic),
+        bench.partitions,
+    );
     let mut claimed = None;
     loop {
         if claimed.is_none() {

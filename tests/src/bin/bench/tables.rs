@@ -39,7 +39,7 @@ pub struct Committed {
 }
 
 impl Committed {
-    /// Reads of `sink_id`'s `partitions` partitions.
+    /// Reads of the `partitions` partitions of committer rows keyed `sink_id` (see `committer::row_key`).
     pub fn new(keyspace: &str, sink_id: &str, partitions: i32) -> Self {
         Self {
             keyspace: keyspace.to_owned(),
