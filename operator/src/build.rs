@@ -241,6 +241,7 @@ fn worker_config(
         on_tombstone: spec.on_tombstone,
         fan_out: spec.fan_out.clone(),
         ignore_when: spec.ignore_when.clone(),
+        topic_statements: spec.topic_statements.clone(),
         checkpoint: spec.checkpoint.clone(),
         guarantee: spec.guarantee,
         on_invalid_record: spec.on_invalid_record,

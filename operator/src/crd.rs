@@ -9,6 +9,7 @@
 use cassandra_sink_worker::config::{
     CheckpointConfig, Consistency, DeadLetterConfig, DeleteConfig, FanOutStatement, FieldMatch,
     Guarantee, KafkaProtocol, Limits, Mapping, OnInvalidRecord, OnTombstone, SaslMechanism,
+    Statements, TopicStatements,
 };
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -85,6 +86,12 @@ pub struct CassandraSinkSpec {
     /// checkpoint, and they are counted as skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore_when: Vec<FieldMatch>,
+    /// Statements for the records of some topics (by name), in place of `insertQuery`, `mapping`,
+    /// `delete`, `onTombstone`, `fanOut` and `ignoreWhen` above: each entry has those fields, checked
+    /// and prepared like the sink's own. Records of other topics run the sink's own. Each topic named
+    /// must be one the sink reads.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub topic_statements: std::collections::BTreeMap<String, TopicStatements>,
     /// When a checkpoint is sealed and committed.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
@@ -204,6 +211,27 @@ pub struct Committer {
     /// A separate cluster for the committer; the data cluster when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cassandra: Option<CassandraConnection>,
+}
+
+impl CassandraSinkSpec {
+    /// Every set of statements: the sink's own first, then each of `topicStatements`, by topic.
+    pub fn statement_sets(&self) -> Vec<Statements<'_>> {
+        std::iter::once(Statements {
+            topic: None,
+            insert_query: &self.insert_query,
+            mapping: &self.mapping,
+            delete: self.delete.as_ref(),
+            on_tombstone: self.on_tombstone,
+            fan_out: &self.fan_out,
+            ignore_when: &self.ignore_when,
+        })
+        .chain(
+            self.topic_statements
+                .iter()
+                .map(|(topic, statements)| statements.statements(topic)),
+        )
+        .collect()
+    }
 }
 
 /// The source of records.

@@ -41,7 +41,7 @@ pub fn digest(config: &SinkConfig) -> String {
         &config.committer.table,
     );
     hash(&format!(
-        "{}|{}|{:?}|{}.{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        "{}|{}|{:?}|{}.{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         config.cassandra.contact_points.join(","),
         committer_points,
         config.create_query,
@@ -54,6 +54,7 @@ pub fn digest(config: &SinkConfig) -> String {
         config.delete,
         config.fan_out,
         committer_ddl,
+        config.topic_statements,
     ))
 }
 
@@ -98,15 +99,18 @@ async fn check(
         .await
         .map_err(|error| schema_problem(&error))?;
     // validate() has refused what the text alone shows wrong; this is what needs the cluster.
-    for which in statements(config) {
-        let (role, text, _) = which;
-        let analysis = statement::analyze(text).map_err(|error| Problem {
-            reason: Reason::InvalidStatement,
-            message: format!("spec.{role}: {error}"),
-        })?;
-        prepare_statement(&data, config, which, &analysis)
-            .await
-            .map_err(|error| statement_problem(&error))?;
+    for set in config.statement_sets() {
+        let place = format!("spec.{}", set.place());
+        for which in statements(&set) {
+            let (role, text, _) = which;
+            let analysis = statement::analyze(text).map_err(|error| Problem {
+                reason: Reason::InvalidStatement,
+                message: format!("{place}{role}: {error}"),
+            })?;
+            prepare_statement(&data, config, which, &analysis)
+                .await
+                .map_err(|error| statement_problem(&error, &place))?;
+        }
     }
     tracing::info!(sink = %config.sink_id, "schema applied and statements prepared");
     Ok(())
@@ -171,8 +175,9 @@ fn cassandra_says(error: &PrepareError) -> String {
     }
 }
 
-/// A statement or its mapping, refused.
-fn statement_problem(error: &PrepareStatementError) -> Problem {
+/// A statement or its mapping, refused; `place` is where its set is (`spec.`, or
+/// `spec.topicStatements.<topic>.`).
+fn statement_problem(error: &PrepareStatementError, place: &str) -> Problem {
     let role = error.role();
     match error {
         PrepareStatementError::Prepare {
@@ -181,30 +186,33 @@ fn statement_problem(error: &PrepareStatementError) -> Problem {
             Some(DbError::Unauthorized) => Problem {
                 reason: Reason::Unauthorized,
                 message: format!(
-                    "Cassandra refused to prepare spec.{role} for lack of permission: {}; \
+                    "Cassandra refused to prepare {place}{role} for lack of permission: {}; \
                      grant the sink's role MODIFY on its table",
                     cassandra_says(prepare)
                 ),
             },
             Some(db) if is_refusal(db) => Problem {
                 reason: Reason::InvalidStatement,
-                message: format!("Cassandra refused spec.{role}: {}", cassandra_says(prepare)),
+                message: format!(
+                    "Cassandra refused {place}{role}: {}",
+                    cassandra_says(prepare)
+                ),
             },
             _ => Problem {
                 reason: Reason::CassandraUnreachable,
                 message: format!(
-                    "spec.{role} could not be prepared now: {prepare}; the operator retries"
+                    "{place}{role} could not be prepared now: {prepare}; the operator retries"
                 ),
             },
         },
         PrepareStatementError::NotExactlyOnce { .. } => Problem {
             reason: Reason::NotExactlyOnce,
-            message: format!("spec.{error}"),
+            message: format!("{place}{error}"),
         },
         PrepareStatementError::Mapping { source, .. } => Problem {
             reason: Reason::InvalidMapping,
             message: format!(
-                "spec.{} does not fit spec.{role} as Cassandra prepared it: {source}",
+                "{place}{} does not fit {place}{role} as Cassandra prepared it: {source}",
                 role.mapping_field()
             ),
         },

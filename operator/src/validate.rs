@@ -2,9 +2,10 @@
 //! the guarantee it asks for (P5), and the syntax of names. Pure: unit-tested here; the controller turns
 //! problems into a Degraded condition instead of starting workers that would crash-loop.
 
-use cassandra_sink_worker::action::{Parts, Rules, RulesError};
-use cassandra_sink_worker::config::DeadLetterConfig;
-use cassandra_sink_worker::statement::{self, Role, RoleError};
+use cassandra_sink_worker::action::{Rules, RulesError};
+use cassandra_sink_worker::config::{DeadLetterConfig, Guarantee, Statements};
+use cassandra_sink_worker::prepared::statements;
+use cassandra_sink_worker::statement::{self, RoleError};
 use cassandra_sink_worker::topics::{self, Subscription};
 
 use crate::crd::CassandraSinkSpec;
@@ -29,6 +30,33 @@ pub fn is_identifier(name: &str) -> bool {
     matches!(chars.next(), Some(first) if first.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && name.len() <= 48
+}
+
+/// The problems of one set of statements (the sink's own, or a topic's), each named with its field.
+fn statement_problems(set: &Statements<'_>, guarantee: Guarantee) -> Vec<Problem> {
+    let place = format!("spec.{}", set.place());
+    let mut problems = Vec::new();
+    for (role, text, _) in statements(set) {
+        match statement::check_role(text, role, guarantee) {
+            Ok(_) => {}
+            Err(error @ RoleError::NotExactlyOnce { .. }) => {
+                problems.push(problem(Reason::NotExactlyOnce, format!("{place}{error}")))
+            }
+            Err(error) => {
+                problems.push(problem(Reason::InvalidStatement, format!("{place}{error}")))
+            }
+        }
+    }
+    if let Err(error) = Rules::compile_set(set) {
+        let reason = match error {
+            RulesError::Path { .. } => Reason::InvalidMapping,
+            RulesError::TombstoneWithoutDelete | RulesError::FanOutWithoutDelete(_) => {
+                Reason::InvalidStatement
+            }
+        };
+        problems.push(problem(reason, format!("{place}{error}")));
+    }
+    problems
 }
 
 /// Every problem found in a spec; empty when it can be run.
@@ -56,8 +84,10 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
         &kafka.topics,
         kafka.topic_pattern.as_ref(),
     )
-    .and_then(|subscription| topics::check_reading(&subscription, dead_letter_topic))
-    {
+    .and_then(|subscription| {
+        topics::check_reading(&subscription, dead_letter_topic)?;
+        topics::check_statement_topics(&subscription, spec.topic_statements.keys())
+    }) {
         problems.push(problem(Reason::InvalidTopics, format!("spec.{error}")));
     }
     if spec.parallelism < 1 {
@@ -82,40 +112,8 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
             ));
         }
     }
-    let statements = std::iter::once((Role::Insert, spec.insert_query.as_str()))
-        .chain(
-            spec.delete
-                .as_ref()
-                .map(|delete| (Role::Delete, delete.query.as_str())),
-        )
-        .chain(
-            spec.fan_out
-                .iter()
-                .enumerate()
-                .map(|(index, fan)| (Role::FanOut(index), fan.query.as_str())),
-        );
-    for (role, text) in statements {
-        match statement::check_role(text, role, spec.guarantee) {
-            Ok(_) => {}
-            Err(error @ RoleError::NotExactlyOnce { .. }) => {
-                problems.push(problem(Reason::NotExactlyOnce, format!("spec.{error}")))
-            }
-            Err(error) => problems.push(problem(Reason::InvalidStatement, format!("spec.{error}"))),
-        }
-    }
-    if let Err(error) = Rules::compile_parts(&Parts {
-        delete: spec.delete.as_ref(),
-        on_tombstone: spec.on_tombstone,
-        fan_out: &spec.fan_out,
-        ignore_when: &spec.ignore_when,
-    }) {
-        let reason = match error {
-            RulesError::Path { .. } => Reason::InvalidMapping,
-            RulesError::TombstoneWithoutDelete | RulesError::FanOutWithoutDelete(_) => {
-                Reason::InvalidStatement
-            }
-        };
-        problems.push(problem(reason, format!("spec.{error}")));
+    for set in spec.statement_sets() {
+        problems.extend(statement_problems(&set, spec.guarantee));
     }
     problems.extend(crate::resources::check(
         spec.resources.as_ref(),
@@ -279,6 +277,44 @@ mod tests {
         let problems = named(&looping);
         assert_eq!(problems[0].0, Reason::InvalidTopics);
         assert!(problems[0].1.contains("orders-dead"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_topics_own_statements_are_checked_like_the_sinks_and_named_with_the_topic() {
+        let mut spec = seed_spec();
+        spec.source.kafka.topic = None;
+        spec.source.kafka.topics = vec!["orders".into(), "refunds".into()];
+        let own = |query: &str| -> cassandra_sink_worker::config::TopicStatements {
+            serde_json::from_value(serde_json::json!({ "insertQuery": query })).expect("statements")
+        };
+        spec.topic_statements = [(
+            "refunds".to_owned(),
+            own("INSERT INTO example.refunds (id) VALUES (?)"),
+        )]
+        .into();
+        assert_eq!(validate(&spec), vec![]);
+        spec.topic_statements = [(
+            "refunds".to_owned(),
+            own("UPDATE example.totals SET n = n + ? WHERE id = ?"),
+        )]
+        .into();
+        let problems = validate(&spec);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].reason, Reason::NotExactlyOnce);
+        assert!(
+            problems[0]
+                .message
+                .starts_with("spec.topicStatements.refunds.insertQuery"),
+            "{problems:?}"
+        );
+        spec.topic_statements = [(
+            "returns".to_owned(),
+            own("INSERT INTO example.refunds (id) VALUES (?)"),
+        )]
+        .into();
+        let problems = validate(&spec);
+        assert_eq!(problems[0].reason, Reason::InvalidTopics);
+        assert!(problems[0].message.contains("returns"), "{problems:?}");
     }
 
     #[test]

@@ -16,8 +16,8 @@
 //! so the order of writes and deletes of a row is the order of their records, on first delivery and on
 //! every replay.
 
-use crate::config::{DeleteConfig, FanOutStatement, FieldMatch, OnTombstone, RunOn, SinkConfig};
-use crate::mapping::{FieldPath, InvalidRecord, PlanError, SourceRecord};
+use crate::config::{FieldMatch, OnTombstone, RunOn, SinkConfig, Statements};
+use crate::mapping::{FieldPath, InvalidRecord, Parsed, PlanError, SourceRecord};
 use crate::statement::Role;
 
 /// What one record does.
@@ -56,19 +56,6 @@ pub enum RulesError {
     FanOutWithoutDelete(usize),
 }
 
-/// The parts of a configuration the rules come from.
-#[derive(Debug, Clone, Copy)]
-pub struct Parts<'a> {
-    /// `delete`.
-    pub delete: Option<&'a DeleteConfig>,
-    /// `onTombstone`.
-    pub on_tombstone: Option<OnTombstone>,
-    /// `fanOut`.
-    pub fan_out: &'a [FanOutStatement],
-    /// `ignoreWhen`.
-    pub ignore_when: &'a [FieldMatch],
-}
-
 /// A field rule, compiled.
 type Matcher = (FieldPath, Vec<String>);
 
@@ -81,9 +68,13 @@ fn matcher(field: String, rule: Option<&FieldMatch>) -> Result<Option<Matcher>, 
     .transpose()
 }
 
-fn matches((field, equals): &Matcher, record: &SourceRecord<'_>) -> Result<bool, InvalidRecord> {
+fn matches(
+    (field, equals): &Matcher,
+    record: &SourceRecord<'_>,
+    parsed: &mut Parsed,
+) -> Result<bool, InvalidRecord> {
     Ok(field
-        .text(record)?
+        .text_in(record, parsed)?
         .is_some_and(|text| equals.is_empty() || equals.contains(&text)))
 }
 
@@ -99,26 +90,22 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Compiles the rules of `config`.
+    /// Compiles the rules of `config`'s own statements.
     pub fn compile(config: &SinkConfig) -> Result<Self, RulesError> {
-        Self::compile_parts(&Parts {
-            delete: config.delete.as_ref(),
-            on_tombstone: config.on_tombstone,
-            fan_out: &config.fan_out,
-            ignore_when: &config.ignore_when,
-        })
+        Self::compile_set(&config.statements())
     }
 
-    /// Compiles the rules from the parts of a configuration they come from (the operator checks a
-    /// spec with them before it renders a configuration). The statements are numbered as
-    /// [`crate::prepared::statements`] lists them: `insertQuery`, `delete.query` if set, `fanOut`.
-    pub fn compile_parts(parts: &Parts<'_>) -> Result<Self, RulesError> {
-        let Parts {
+    /// Compiles the rules of one set of statements (the operator checks a spec's with it before it
+    /// renders a configuration). The statements are numbered as [`crate::prepared::statements`]
+    /// lists them: `insertQuery`, `delete.query` if set, `fanOut`.
+    pub fn compile_set(set: &Statements<'_>) -> Result<Self, RulesError> {
+        let Statements {
             delete,
             on_tombstone,
             fan_out,
             ignore_when,
-        } = *parts;
+            ..
+        } = *set;
         let ignore_when = ignore_when
             .iter()
             .enumerate()
@@ -166,6 +153,15 @@ impl Rules {
     /// What `record` does, or why it is invalid (a tombstone under `invalid`, a rule's field in a
     /// value that is not JSON).
     pub fn decide(&self, record: &SourceRecord<'_>) -> Result<Action, InvalidRecord> {
+        self.decide_in(record, &mut Parsed::default())
+    }
+
+    /// [`Rules::decide`], sharing `parsed` with the record's other rules and statements.
+    pub fn decide_in(
+        &self,
+        record: &SourceRecord<'_>,
+        parsed: &mut Parsed,
+    ) -> Result<Action, InvalidRecord> {
         if record.value.is_none() {
             return match self.on_tombstone {
                 OnTombstone::Delete => Ok(Action::Delete),
@@ -174,12 +170,12 @@ impl Rules {
             };
         }
         for rule in &self.ignore_when {
-            if matches(rule, record)? {
+            if matches(rule, record, parsed)? {
                 return Ok(Action::Skip);
             }
         }
         if let Some(rule) = &self.delete_when
-            && matches(rule, record)?
+            && matches(rule, record, parsed)?
         {
             return Ok(Action::Delete);
         }
@@ -194,12 +190,23 @@ impl Rules {
         action: Action,
         record: &SourceRecord<'_>,
     ) -> Result<bool, InvalidRecord> {
+        self.runs_in(index, action, record, &mut Parsed::default())
+    }
+
+    /// [`Rules::runs`], sharing `parsed` with the record's other rules and statements.
+    pub fn runs_in(
+        &self,
+        index: usize,
+        action: Action,
+        record: &SourceRecord<'_>,
+        parsed: &mut Parsed,
+    ) -> Result<bool, InvalidRecord> {
         let Some((_, on, when)) = self.statements.get(index) else {
             return Ok(false);
         };
         Ok(*on == action
             && match when {
-                Some(rule) => matches(rule, record)?,
+                Some(rule) => matches(rule, record, parsed)?,
                 None => true,
             })
     }
@@ -208,17 +215,12 @@ impl Rules {
     pub fn roles(&self) -> impl Iterator<Item = Role> + '_ {
         self.statements.iter().map(|(role, _, _)| *role)
     }
-
-    /// True when some record may run the delete statement.
-    pub fn deletes(&self) -> bool {
-        self.on_tombstone == OnTombstone::Delete || self.delete_when.is_some()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Mapping;
+    use crate::config::{DeleteConfig, FanOutStatement, Mapping};
 
     const BASE: &str = "sinkId: t\n\
         cassandra: {contactPoints: [\"127.0.0.1\"]}\n\
@@ -265,11 +267,9 @@ mod tests {
         let tombstone = record(None, &[]);
         let rules = Rules::compile(&config(delete(None), None)).expect("rules");
         assert_eq!(rules.decide(&tombstone), Ok(Action::Delete));
-        assert!(rules.deletes());
 
         let rules = Rules::compile(&config(None, None)).expect("rules");
         assert_eq!(rules.decide(&tombstone), Err(InvalidRecord::Tombstone));
-        assert!(!rules.deletes());
         assert_eq!(
             Rules::compile(&config(None, Some(OnTombstone::Ignore)))
                 .expect("rules")
@@ -283,11 +283,9 @@ mod tests {
         ))
         .expect("rules");
         assert_eq!(rules.decide(&tombstone), Ok(Action::Skip));
-        assert!(rules.deletes());
         let rules =
             Rules::compile(&config(delete(None), Some(OnTombstone::Invalid))).expect("rules");
         assert_eq!(rules.decide(&tombstone), Err(InvalidRecord::Tombstone));
-        assert!(!rules.deletes());
     }
 
     #[test]
@@ -412,7 +410,7 @@ mod tests {
             fan_out(RunOn::Write, Some(("value.kind", &["order"]))),
         ];
         let rules = Rules::compile(&config).expect("rules");
-        let listed: Vec<Role> = crate::prepared::statements(&config)
+        let listed: Vec<Role> = crate::prepared::statements(&config.statements())
             .into_iter()
             .map(|(role, _, _)| role)
             .collect();

@@ -55,6 +55,11 @@ pub struct SinkConfig {
     /// it (usually invalid: dead-lettered with the reason).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore_when: Vec<FieldMatch>,
+    /// Statements for the records of some topics, in place of the ones above (`insertQuery`,
+    /// `mapping`, `delete`, `onTombstone`, `fanOut`, `ignoreWhen`), by topic name. Records of the
+    /// other topics run the ones above. Each topic named here must be one the sink reads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub topic_statements: BTreeMap<String, TopicStatements>,
     /// When a checkpoint is sealed and committed.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
@@ -74,6 +79,75 @@ pub struct SinkConfig {
     /// operator renders `false`: it runs that DDL itself, once per change of the spec.
     #[serde(default = "default_true")]
     pub manage_schema: bool,
+}
+
+/// The statements of one topic, in place of the sink's own: the same fields, with the same meaning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TopicStatements {
+    /// The statement each record of the topic fills: an INSERT or UPDATE with bind markers.
+    pub insert_query: String,
+    /// How a record fills its bind markers.
+    #[serde(default)]
+    pub mapping: Mapping,
+    /// Records that delete a row instead of writing one, and the DELETE statement they run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<DeleteConfig>,
+    /// What a tombstone does (as the sink's `onTombstone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_tombstone: Option<OnTombstone>,
+    /// More statements a record runs (as the sink's `fanOut`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fan_out: Vec<FanOutStatement>,
+    /// Records that run nothing (as the sink's `ignoreWhen`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_when: Vec<FieldMatch>,
+}
+
+/// One set of statements, borrowed: the sink's own or a topic's. Everything that checks, prepares
+/// or runs statements takes one of these, so a topic's statements are treated exactly like the
+/// sink's.
+#[derive(Debug, Clone, Copy)]
+pub struct Statements<'a> {
+    /// The topic whose records run them; `None` for the sink's own (every other topic).
+    pub topic: Option<&'a str>,
+    /// `insertQuery`.
+    pub insert_query: &'a str,
+    /// `mapping`.
+    pub mapping: &'a Mapping,
+    /// `delete`.
+    pub delete: Option<&'a DeleteConfig>,
+    /// `onTombstone`.
+    pub on_tombstone: Option<OnTombstone>,
+    /// `fanOut`.
+    pub fan_out: &'a [FanOutStatement],
+    /// `ignoreWhen`.
+    pub ignore_when: &'a [FieldMatch],
+}
+
+impl Statements<'_> {
+    /// Where these statements are in the configuration, as a prefix of their field names:
+    /// empty for the sink's own, `topicStatements.<topic>.` for a topic's.
+    pub fn place(&self) -> String {
+        self.topic
+            .map(|topic| format!("topicStatements.{topic}."))
+            .unwrap_or_default()
+    }
+}
+
+impl TopicStatements {
+    /// These statements, borrowed, for `topic`.
+    pub fn statements<'a>(&'a self, topic: &'a str) -> Statements<'a> {
+        Statements {
+            topic: Some(topic),
+            insert_query: &self.insert_query,
+            mapping: &self.mapping,
+            delete: self.delete.as_ref(),
+            on_tombstone: self.on_tombstone,
+            fan_out: &self.fan_out,
+            ignore_when: &self.ignore_when,
+        }
+    }
 }
 
 /// A Cassandra cluster to connect to.
@@ -590,6 +664,30 @@ pub enum ConfigError {
 }
 
 impl SinkConfig {
+    /// The sink's own statements, run by the records of every topic without `topicStatements`.
+    pub fn statements(&self) -> Statements<'_> {
+        Statements {
+            topic: None,
+            insert_query: &self.insert_query,
+            mapping: &self.mapping,
+            delete: self.delete.as_ref(),
+            on_tombstone: self.on_tombstone,
+            fan_out: &self.fan_out,
+            ignore_when: &self.ignore_when,
+        }
+    }
+
+    /// Every set of statements: the sink's own first, then each topic's, by topic name.
+    pub fn statement_sets(&self) -> Vec<Statements<'_>> {
+        std::iter::once(self.statements())
+            .chain(
+                self.topic_statements
+                    .iter()
+                    .map(|(topic, statements)| statements.statements(topic)),
+            )
+            .collect()
+    }
+
     /// Parses YAML (JSON is YAML too). `origin` names the source in error messages.
     pub fn from_yaml(text: &str, origin: &std::path::Path) -> Result<Self, ConfigError> {
         serde_saphyr::from_str(text).map_err(|error| ConfigError::Parse {

@@ -93,7 +93,17 @@ impl FieldPath {
     /// The field's text: a JSON string without quotes, another JSON scalar or structure as written,
     /// raw bytes as UTF-8 (lossily). `None` when the field is missing or JSON `null`.
     pub fn text(&self, record: &SourceRecord<'_>) -> Result<Option<String>, InvalidRecord> {
-        Ok(match ParsedRecord::default().field(&self.0, record)? {
+        self.text_in(record, &mut Parsed::default())
+    }
+
+    /// [`FieldPath::text`], with the record's key and value parsed at most once across calls that
+    /// share `parsed`.
+    pub fn text_in(
+        &self,
+        record: &SourceRecord<'_>,
+        parsed: &mut Parsed,
+    ) -> Result<Option<String>, InvalidRecord> {
+        Ok(match parsed.field(&self.0, record)? {
             Field::Missing | Field::Json(Json::Null) => None,
             Field::Json(Json::String(text)) => Some(text),
             Field::Json(other) => Some(other.to_string()),
@@ -302,6 +312,16 @@ impl Plan {
 
     /// The values for one record, or why it does not fit.
     pub fn bind(&self, record: &SourceRecord<'_>) -> Result<BoundValues, InvalidRecord> {
+        self.bind_in(record, &mut Parsed::default())
+    }
+
+    /// [`Plan::bind`], with the record's key and value parsed at most once across calls that share
+    /// `parsed` (the rules and every statement of one record).
+    pub fn bind_in(
+        &self,
+        record: &SourceRecord<'_>,
+        parsed: &mut Parsed,
+    ) -> Result<BoundValues, InvalidRecord> {
         let size = record.value.map_or(0, <[u8]>::len);
         if size > self.max_record_bytes {
             return Err(InvalidRecord::Oversized {
@@ -309,7 +329,6 @@ impl Plan {
                 limit: self.max_record_bytes,
             });
         }
-        let mut parsed = ParsedRecord::default();
         if self.json_array {
             let array = parsed.value(record)?;
             match array {
@@ -496,9 +515,10 @@ pub fn type_name(typ: &ColumnType<'_>) -> String {
     }
 }
 
-/// The key and value parsed as JSON at most once per record.
-#[derive(Default)]
-struct ParsedRecord {
+/// A record's key and value parsed as JSON, each at most once, for as long as one record is looked
+/// at; start each record with a new one.
+#[derive(Debug, Default)]
+pub struct Parsed {
     key: Option<Json>,
     value: Option<Json>,
 }
@@ -509,7 +529,7 @@ enum Field<'a> {
     Raw(&'a [u8]),
 }
 
-impl ParsedRecord {
+impl Parsed {
     fn value(&mut self, record: &SourceRecord<'_>) -> Result<&Json, InvalidRecord> {
         if self.value.is_none() {
             self.value = Some(parse_json("value", record.value)?);

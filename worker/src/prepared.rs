@@ -10,7 +10,7 @@ use scylla::cluster::metadata::{ColumnType, NativeType};
 use scylla::errors::PrepareError;
 use scylla::statement::prepared::PreparedStatement;
 
-use crate::config::{Guarantee, Mapping, SinkConfig};
+use crate::config::{Guarantee, Mapping, SinkConfig, Statements};
 use crate::mapping::{MarkerSpec, Plan, PlanError};
 use crate::statement::{Analysis, NotIdempotent, Role, StatementKind};
 
@@ -60,19 +60,17 @@ impl PrepareStatementError {
     }
 }
 
-/// The text and mapping of each statement the sink has: `insertQuery`, then `delete.query` if set,
-/// then the `fanOut` statements. The worker's statements are kept in this order.
-pub fn statements(config: &SinkConfig) -> Vec<(Role, &str, &Mapping)> {
-    std::iter::once((Role::Insert, config.insert_query.as_str(), &config.mapping))
+/// The text and mapping of each statement of a set (the sink's own, or a topic's): `insertQuery`,
+/// then `delete.query` if set, then the `fanOut` statements. The worker's statements are kept in this
+/// order.
+pub fn statements<'a>(set: &Statements<'a>) -> Vec<(Role, &'a str, &'a Mapping)> {
+    std::iter::once((Role::Insert, set.insert_query, set.mapping))
         .chain(
-            config
-                .delete
-                .as_ref()
+            set.delete
                 .map(|delete| (Role::Delete, delete.query.as_str(), &delete.mapping)),
         )
         .chain(
-            config
-                .fan_out
+            set.fan_out
                 .iter()
                 .enumerate()
                 .map(|(index, fan)| (Role::FanOut(index), fan.query.as_str(), &fan.mapping)),

@@ -35,7 +35,7 @@ use crate::checkpoint::{Claim, PartitionBuffer, Sealed, Sizable, SourcePartition
 use crate::committer::{Committer, CommitterError};
 use crate::config::OnInvalidRecord;
 use crate::dead_letter::{DeadLetter, Rejected};
-use crate::mapping::{BoundValues, InvalidRecord, Plan, SourceRecord};
+use crate::mapping::{BoundValues, InvalidRecord, Parsed, Plan, SourceRecord};
 use crate::metrics::Metrics;
 use crate::routing::{Router, Table};
 use crate::source::{OwnedRecord, Source, SourceError, SourceEvent};
@@ -68,11 +68,14 @@ pub enum SinkError {
 pub struct Writer {
     /// Data session.
     pub session: Arc<Session>,
-    /// The sink's statements, prepared, in the order of [`crate::prepared::statements`]:
-    /// `insertQuery` first, then `delete.query` if set, then the fan-out statements.
+    /// Every statement of every set, prepared: each set's in the order of
+    /// [`crate::prepared::statements`] (`insertQuery` first, then `delete.query` if set, then the
+    /// fan-out statements), the sink's own set first.
     pub targets: Vec<Target>,
-    /// Which of them a record runs.
-    pub rules: Rules,
+    /// The sets of statements: the sink's own first, then each of `topicStatements`.
+    pub sets: Vec<StatementSet>,
+    /// The set of each topic that has its own (others run set 0).
+    pub set_of_topic: HashMap<String, usize>,
     /// Committer rows.
     pub committer: Arc<Committer>,
     /// Invalid records' destination.
@@ -88,6 +91,15 @@ pub struct Writer {
     pub batch_limits: Option<BatchLimits>,
     /// Metrics and readiness.
     pub metrics: Arc<Metrics>,
+}
+
+/// One set of statements (the sink's own, or a topic's): which of them a record runs, and where they
+/// are in [`Writer::targets`].
+pub struct StatementSet {
+    /// Which statements a record runs; indexes are relative to `targets.start`.
+    pub rules: Rules,
+    /// The set's statements in [`Writer::targets`].
+    pub targets: std::ops::Range<usize>,
 }
 
 /// A prepared statement, the plan that fills its markers from a record, and what batching needs.
@@ -672,11 +684,12 @@ impl Writer {
                             Ok(bound) => bound,
                             Err(refused) => return (index, None, vec![refused]),
                         };
-                        let members: Vec<usize> = (0..bound.len()).collect();
-                        let sent = members
-                            .iter()
-                            .map(|member| self.send_group(&bound, std::slice::from_ref(member)));
-                        let refused = futures::future::join_all(sent).await.concat();
+                        let sent = bound.iter().map(|write| self.send_one(write));
+                        let refused: Vec<Refused> = futures::future::join_all(sent)
+                            .await
+                            .into_iter()
+                            .flatten()
+                            .collect();
                         landed(1);
                         (index, Some(action), refused)
                     })
@@ -740,11 +753,23 @@ impl Writer {
         &self,
         record: &SourceRecord<'_>,
     ) -> Result<(Action, Vec<(usize, BoundValues)>), InvalidRecord> {
-        let action = self.rules.decide(record)?;
+        let set = self
+            .set_of_topic
+            .get(record.topic)
+            .map_or(&self.sets[0], |&index| &self.sets[index]);
+        // One parse of the key and value serves the rules and every statement of the record.
+        let mut parsed = Parsed::default();
+        let action = set.rules.decide_in(record, &mut parsed)?;
         let mut chosen = Vec::new();
-        for (index, target) in self.targets.iter().enumerate() {
-            if self.rules.runs(index, action, record)? {
-                chosen.push((index, target.plan.bind(record)?));
+        for index in set.targets.clone() {
+            if set
+                .rules
+                .runs_in(index - set.targets.start, action, record, &mut parsed)?
+            {
+                chosen.push((
+                    index,
+                    self.targets[index].plan.bind_in(record, &mut parsed)?,
+                ));
             }
         }
         Ok((action, chosen))
@@ -815,26 +840,7 @@ impl Writer {
     /// refused. Returns the records refused for good.
     async fn send_group(&self, bound: &[Bound], members: &[usize]) -> Vec<Refused> {
         if let [single] = members {
-            let write = &bound[*single];
-            let target = &self.targets[write.target];
-            return match self
-                .send(&target.table, write.token, write.timestamp, |profile| {
-                    let mut statement = target.statement.clone();
-                    statement.set_timestamp(Some(write.timestamp));
-                    statement.set_execution_profile_handle(profile);
-                    let session = self.session.clone();
-                    async move {
-                        session
-                            .execute_unpaged(&statement, &write.values)
-                            .await
-                            .map(drop)
-                    }
-                })
-                .await
-            {
-                Some(reason) => vec![(write.index, "rejected_by_cassandra", reason)],
-                None => Vec::new(),
-            };
+            return self.send_one(&bound[*single]).await.into_iter().collect();
         }
         let last = &bound[members[members.len() - 1]];
         let values: Vec<&BoundValues> = members.iter().map(|&m| &bound[m].values).collect();
@@ -866,6 +872,26 @@ impl Writer {
             refused.extend(Box::pin(self.send_group(bound, &[member])).await);
         }
         refused
+    }
+
+    /// Sends one write on its own, stamped with its timestamp; returns its refusal, if Cassandra
+    /// refuses it for good.
+    async fn send_one(&self, write: &Bound) -> Option<Refused> {
+        let target = &self.targets[write.target];
+        self.send(&target.table, write.token, write.timestamp, |profile| {
+            let mut statement = target.statement.clone();
+            statement.set_timestamp(Some(write.timestamp));
+            statement.set_execution_profile_handle(profile);
+            let session = self.session.clone();
+            async move {
+                session
+                    .execute_unpaged(&statement, &write.values)
+                    .await
+                    .map(drop)
+            }
+        })
+        .await
+        .map(|reason| (write.index, "rejected_by_cassandra", reason))
     }
 
     /// Sends one request to a replica of `token` with room for it, retrying transient failures with

@@ -4,6 +4,7 @@
 //! Everything that can be wrong with a configuration is found here, before any record is read, and
 //! reported with what to change.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +15,14 @@ use crate::action::{Rules, RulesError};
 use crate::batching::BatchLimits;
 use crate::cassandra::{ConnectError, connect, driver_consistency, settle_datacenter_routing};
 use crate::committer::{Committer, CommitterError};
-use crate::config::{CassandraConfig, DeadLetterConfig, SinkConfig};
+use crate::config::{CassandraConfig, DeadLetterConfig, SinkConfig, Statements};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::metrics::Metrics;
 use crate::prepared::{self, PrepareStatementError};
 use crate::routing::Table;
 use crate::routing::{Router, RouterSettings};
 use crate::schema::{self, SchemaError};
-use crate::sink::{Limits, Loop, SinkError, Target, Writer};
+use crate::sink::{Limits, Loop, SinkError, StatementSet, Target, Writer};
 use crate::source::{Source, SourceError};
 use crate::statement::{self, Role, RoleError, StatementKind};
 use crate::topics::{self, Subscription, TopicsError};
@@ -56,6 +57,14 @@ pub enum StartError {
     /// The Kafka source failed.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// One of a topic's own statements (`topicStatements.<topic>`) cannot be used.
+    #[error("topicStatements.{topic}: {source}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// What is wrong with its statements.
+        source: Box<StartError>,
+    },
     /// The write loop stopped with an error.
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -65,6 +74,7 @@ impl StartError {
     /// A short, stable reason for status conditions and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
+            StartError::Topic { source, .. } => source.reason(),
             StartError::Statement(RoleError::NotExactlyOnce { .. }) => "NotExactlyOnce",
             StartError::Statement(_) => "InvalidStatement",
             StartError::Rules(RulesError::Path { .. }) => "InvalidMapping",
@@ -98,15 +108,25 @@ impl StartError {
     }
 }
 
-/// What [`check_statements`] found: each statement's analysis and the compiled rules.
+/// What [`check_statements`] found: for each set of statements (in the order of
+/// [`SinkConfig::statement_sets`]), each statement's analysis and the compiled rules.
 #[derive(Debug)]
 pub struct Checked {
-    /// Each statement's analysis, in the order of [`prepared::statements`].
-    pub analyses: Vec<statement::Analysis>,
-    /// Which statements a record runs.
-    pub rules: Rules,
+    /// Each set's analyses (in the order of [`prepared::statements`]) and rules.
+    pub sets: Vec<(Vec<statement::Analysis>, Rules)>,
     /// The topics the sink reads.
     pub subscription: Subscription,
+}
+
+/// An error of a topic's own statements names the topic; the sink's own are as they are.
+fn in_set(set: &Statements<'_>, error: impl Into<StartError>) -> StartError {
+    match set.topic {
+        Some(topic) => StartError::Topic {
+            topic: topic.to_owned(),
+            source: Box::new(error.into()),
+        },
+        None => error.into(),
+    }
 }
 
 /// Checks the sink's statements and rules without a server: each statement's shape and role, P5
@@ -117,15 +137,18 @@ pub fn check_statements(config: &SinkConfig) -> Result<Checked, StartError> {
         _ => None,
     };
     let subscription = topics::check(&config.sink_id, &config.source.kafka, dead_letter_topic)?;
-    let analyses = prepared::statements(config)
-        .into_iter()
-        .map(|(role, text, _)| statement::check_role(text, role, config.guarantee))
-        .collect::<Result<_, _>>()?;
-    Ok(Checked {
-        analyses,
-        rules: Rules::compile(config)?,
-        subscription,
-    })
+    topics::check_statement_topics(&subscription, config.topic_statements.keys())?;
+    let mut sets = Vec::new();
+    for set in config.statement_sets() {
+        let analyses = prepared::statements(&set)
+            .into_iter()
+            .map(|(role, text, _)| statement::check_role(text, role, config.guarantee))
+            .collect::<Result<_, _>>()
+            .map_err(|error| in_set(&set, error))?;
+        let rules = Rules::compile_set(&set).map_err(|error| in_set(&set, error))?;
+        sets.push((analyses, rules));
+    }
+    Ok(Checked { sets, subscription })
 }
 
 /// Prepares one statement for writing: consistency, whether the driver may retry it on its own, and
@@ -254,12 +277,25 @@ pub async fn prepare(
     let keyspace = &config.committer.keyspace;
     let table = &config.committer.table;
 
-    let mut targets = Vec::with_capacity(checked.analyses.len());
-    for (which, analysis) in prepared::statements(config)
-        .into_iter()
-        .zip(&checked.analyses)
-    {
-        targets.push(prepare_target(&session, config, which, analysis).await?);
+    // Every set's statements in one list; each set knows its range in it.
+    let mut targets = Vec::new();
+    let mut sets = Vec::with_capacity(checked.sets.len());
+    let mut set_of_topic = HashMap::new();
+    for (set, (analyses, rules)) in config.statement_sets().into_iter().zip(checked.sets) {
+        let first = targets.len();
+        for (which, analysis) in prepared::statements(&set).into_iter().zip(&analyses) {
+            let target = prepare_target(&session, config, which, analysis)
+                .await
+                .map_err(|error| in_set(&set, error))?;
+            targets.push(target);
+        }
+        if let Some(topic) = set.topic {
+            set_of_topic.insert(topic.to_owned(), sets.len());
+        }
+        sets.push(StatementSet {
+            rules,
+            targets: first..targets.len(),
+        });
     }
 
     let committer_consistency = config
@@ -342,7 +378,8 @@ pub async fn prepare(
     let writer = Writer {
         session: session.clone(),
         targets,
-        rules: checked.rules,
+        sets,
+        set_of_topic,
         committer: committer.clone(),
         dead_letter,
         on_invalid: config.on_invalid_record,
@@ -394,5 +431,79 @@ impl Prepared {
         let result = self.sink.run(events, &source, shutdown).await;
         source.stop();
         result.map_err(StartError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SINK: &str = "sinkId: shop/payments\n\
+        cassandra: {contactPoints: [\"127.0.0.1\"]}\n\
+        insertQuery: INSERT INTO shop.payments (id, amount) VALUES (?, ?)\n\
+        committer: {keyspace: shop, table: checkpoints}\n\
+        source: {kafka: {bootstrapServers: [\"127.0.0.1:9092\"], topics: [payments, refunds]}}\n";
+
+    fn check(extra: &str) -> Result<Checked, StartError> {
+        let config = SinkConfig::from_yaml(&format!("{SINK}{extra}"), std::path::Path::new("t"))
+            .expect("parses");
+        check_statements(&config)
+    }
+
+    #[test]
+    fn each_topic_with_statements_of_its_own_is_checked_as_a_set_of_its_own() {
+        let checked = check(
+            "topicStatements:\n  refunds:\n    insertQuery: INSERT INTO shop.refunds (id) VALUES (?)\n    \
+             delete: {query: \"DELETE FROM shop.refunds WHERE id = ?\", mapping: {fields: [key]}}\n",
+        )
+        .expect("valid");
+        let sizes: Vec<usize> = checked
+            .sets
+            .iter()
+            .map(|(analyses, _)| analyses.len())
+            .collect();
+        assert_eq!(sizes, vec![1, 2], "the sink's own set, then the topic's");
+    }
+
+    #[test]
+    fn a_topics_statement_that_cannot_be_exactly_once_is_refused_naming_the_topic() {
+        let error = check(
+            "topicStatements:\n  refunds:\n    insertQuery: UPDATE shop.totals SET n = n + ? WHERE id = ?\n",
+        )
+        .expect_err("a counter increment");
+        assert_eq!(error.reason(), "NotExactlyOnce");
+        assert!(
+            error
+                .to_string()
+                .starts_with("topicStatements.refunds: insertQuery"),
+            "{error}"
+        );
+        let error = check(
+            "topicStatements:\n  refunds:\n    insertQuery: INSERT INTO shop.refunds (id) VALUES (?)\n    \
+             onTombstone: delete\n",
+        )
+        .expect_err("no delete statement");
+        assert_eq!(error.reason(), "InvalidStatement");
+        assert!(
+            error
+                .to_string()
+                .contains("topicStatements.refunds: onTombstone"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn statements_for_a_topic_the_sink_does_not_read_are_refused() {
+        let error = check(
+            "topicStatements:\n  refund:\n    insertQuery: INSERT INTO shop.refunds (id) VALUES (?)\n",
+        )
+        .expect_err("a misspelt topic");
+        assert_eq!(error.reason(), "InvalidTopics");
+        assert!(
+            error
+                .to_string()
+                .starts_with("topicStatements.refund: the sink does not read"),
+            "{error}"
+        );
     }
 }

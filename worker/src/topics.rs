@@ -84,6 +84,12 @@ pub enum TopicsError {
          its own invalid records again"
     )]
     ReadsDeadLetters(String),
+    /// `topicStatements` names a topic the sink does not read.
+    #[error(
+        "topicStatements.{0}: the sink does not read topic {0} (it is not in source.kafka.topic, \
+         topics, nor matched by topicPattern)"
+    )]
+    NotRead(String),
     /// A sink id that could run into another sink's committer keys.
     #[error(
         "sinkId {0:?} may not contain '#' (the committer table keys rows by <sink id>#<topic>)"
@@ -224,6 +230,18 @@ pub fn check(
     let subscription = subscription(source)?;
     check_reading(&subscription, dead_letter_topic)?;
     Ok(subscription)
+}
+
+/// Refuses statements for a topic the sink does not read (a misspelt name would otherwise leave
+/// that topic's records running the sink's own statements).
+pub fn check_statement_topics<'a>(
+    subscription: &Subscription,
+    topics: impl IntoIterator<Item = &'a String>,
+) -> Result<(), TopicsError> {
+    match topics.into_iter().find(|topic| !subscription.reads(topic)) {
+        Some(topic) => Err(TopicsError::NotRead(topic.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Refuses a subscription that would read the sink's own dead-letter topic.
