@@ -1724,7 +1724,8 @@ async fn a_missing_topic_is_said_on_the_status_until_it_is_created() -> anyhow::
 }
 
 /// A sink reading several topics shows each topic's partitions in its status, with their lag; a
-/// pattern that would read the sink's own dead letters is refused before any worker starts.
+/// pattern that would read the sink's own dead letters is refused before any worker starts, and so
+/// is a topic's own statement that Cassandra refuses, named with its topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_topics_show_in_the_status_by_topic_and_partition() -> anyhow::Result<()> {
     use cassandra_sink_tests::fixtures;
@@ -1823,6 +1824,27 @@ async fn several_topics_show_in_the_status_by_topic_and_partition() -> anyhow::R
     let message = degraded_for(sinks, "looping", "InvalidTopics").await;
     assert!(
         message.contains(&format!("dead-letter topic {base}-dead")),
+        "{message}"
+    );
+
+    // A topic's own statement is prepared on the cluster like the sink's, and named when refused.
+    let own: CassandraSink = serde_json::from_value(json!({
+        "apiVersion": "cassandra-sink.io/v1alpha1",
+        "kind": "CassandraSink",
+        "metadata": { "name": "own" },
+        "spec": spec(
+            json!({ "bootstrapServers": [servers.kafka], "topics": [orders, refunds] }),
+            json!({ "topicStatements": { refunds.clone(): {
+                "insertQuery": format!("INSERT INTO {keyspace}.nothere (id, counter) VALUES (?, ?)")
+            } } }),
+        ),
+    }))?;
+    sinks.create(&PostParams::default(), &own).await?;
+    let message = degraded_for(sinks, "own", "InvalidStatement").await;
+    assert!(
+        message.contains(&format!(
+            "Cassandra refused spec.topicStatements.{refunds}.insertQuery"
+        )),
         "{message}"
     );
     std::fs::remove_dir_all(dir).ok();

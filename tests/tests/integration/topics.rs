@@ -428,3 +428,64 @@ async fn the_previous_release_killed_mid_stream_then_this_one_apply_every_record
     );
     scenario.clean_up().await
 }
+
+/// A topic with statements of its own (`topicStatements`) runs them instead of the sink's: one
+/// topic's records fill `values`, the other's `mirror`, through a SIGKILL, each exactly once, and
+/// neither table gets the other topic's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_topic_runs_its_own_statements_exactly_once() -> anyhow::Result<()> {
+    let mut scenario = Scenario::several(
+        "topicown",
+        &[2, 3],
+        "checkpoint: { interval: 200ms, maxRecords: 300 }\n",
+    )
+    .await?;
+    scenario.create_mirror().await?;
+    let own = scenario.topics[1].0.clone();
+    let mut config = std::fs::read_to_string(&scenario.config)?;
+    config.push_str(&format!(
+        "topicStatements:\n  {own}:\n    insertQuery: \"INSERT INTO {}.mirror (id, counter, seq) \
+         VALUES (?, ?, ?)\"\n",
+        scenario.keyspace
+    ));
+    std::fs::write(&scenario.config, config)?;
+    scenario.produce(1200, 30).await?;
+    let environment = Scenario::worker_env("topicown-0");
+    let environment: Vec<(&str, &str)> =
+        environment.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let worker = Worker::start(&scenario.config, "first", &environment);
+    scenario.produce(300, 30).await?;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    worker.kill();
+    let worker = Worker::start(&scenario.config, "second", &environment);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(90))
+        .await?;
+    assert!(worker.terminate(Duration::from_secs(30)).success());
+
+    // Ids of the second topic are `t1-id…` (see Scenario::several).
+    let (mirrored, written): (Vec<_>, Vec<_>) = scenario
+        .expected
+        .clone()
+        .into_iter()
+        .partition(|(id, _)| id.starts_with("t1-"));
+    assert!(!mirrored.is_empty() && !written.is_empty());
+    assert_eq!(
+        scenario.table().await?,
+        written.into_iter().collect(),
+        "the sink's own statement"
+    );
+    assert_eq!(
+        scenario.table_named("mirror").await?,
+        mirrored.into_iter().collect(),
+        "{own}'s own statement"
+    );
+    let counted: i64 = scenario
+        .committed_by_topic()
+        .await?
+        .values()
+        .map(|(_, _, records)| records.unwrap_or(0))
+        .sum();
+    assert_eq!(counted, scenario.produced);
+    scenario.clean_up().await
+}
