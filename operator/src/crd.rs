@@ -216,7 +216,7 @@ pub struct Committer {
 impl CassandraSinkSpec {
     /// Every set of statements: the sink's own first, then each of `topicStatements`, by topic.
     pub fn statement_sets(&self) -> Vec<Statements<'_>> {
-        std::iter::once(Statements {
+        Statements {
             topic: None,
             insert_query: &self.insert_query,
             mapping: &self.mapping,
@@ -224,13 +224,8 @@ impl CassandraSinkSpec {
             on_tombstone: self.on_tombstone,
             fan_out: &self.fan_out,
             ignore_when: &self.ignore_when,
-        })
-        .chain(
-            self.topic_statements
-                .iter()
-                .map(|(topic, statements)| statements.statements(topic)),
-        )
-        .collect()
+        }
+        .with_topics(&self.topic_statements)
     }
 }
 

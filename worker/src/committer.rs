@@ -592,10 +592,7 @@ impl Committer {
             if applied {
                 return Ok(());
             }
-            match reply.and_then(|row| match row.columns.get(1) {
-                Some(Some(CqlValue::BigInt(epoch))) => Some(*epoch),
-                _ => None,
-            }) {
+            match epoch_in_reply(reply) {
                 Some(epoch) => current = epoch,
                 None => return Ok(()),
             }
@@ -607,15 +604,10 @@ impl Committer {
     }
 
     fn fenced(&self, partition: &SourcePartition, ours: i64, reply: Option<Row>) -> CommitterError {
-        // A rejected LWT returns the current values of the columns in its condition.
-        let current = reply.and_then(|row| match row.columns.get(1) {
-            Some(Some(CqlValue::BigInt(epoch))) => Some(*epoch),
-            _ => None,
-        });
         CommitterError::Fenced {
             partition: partition.clone(),
             ours,
-            current,
+            current: epoch_in_reply(reply),
         }
     }
 
@@ -754,6 +746,15 @@ impl Committer {
         .await?;
         Ok(())
     }
+}
+
+/// The epoch in the reply to a transaction conditional on it that was not applied: a rejected LWT
+/// returns the current values of the columns in its condition, after `[applied]`.
+fn epoch_in_reply(reply: Option<Row>) -> Option<i64> {
+    reply.and_then(|row| match row.columns.get(1) {
+        Some(Some(CqlValue::BigInt(epoch))) => Some(*epoch),
+        _ => None,
+    })
 }
 
 /// The columns a claim reads, in the order of the SELECT.

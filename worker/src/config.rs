@@ -125,7 +125,19 @@ pub struct Statements<'a> {
     pub ignore_when: &'a [FieldMatch],
 }
 
-impl Statements<'_> {
+impl<'a> Statements<'a> {
+    /// These (the sink's own) first, then each of `topic_statements`, by topic name: every set a sink
+    /// has, in the order the worker keeps them.
+    pub fn with_topics(self, topic_statements: &'a BTreeMap<String, TopicStatements>) -> Vec<Self> {
+        std::iter::once(self)
+            .chain(
+                topic_statements
+                    .iter()
+                    .map(|(topic, statements)| statements.statements(topic)),
+            )
+            .collect()
+    }
+
     /// Where these statements are in the configuration, as a prefix of their field names:
     /// empty for the sink's own, `topicStatements.<topic>.` for a topic's.
     pub fn place(&self) -> String {
@@ -679,13 +691,7 @@ impl SinkConfig {
 
     /// Every set of statements: the sink's own first, then each topic's, by topic name.
     pub fn statement_sets(&self) -> Vec<Statements<'_>> {
-        std::iter::once(self.statements())
-            .chain(
-                self.topic_statements
-                    .iter()
-                    .map(|(topic, statements)| statements.statements(topic)),
-            )
-            .collect()
+        self.statements().with_topics(&self.topic_statements)
     }
 
     /// Parses YAML (JSON is YAML too). `origin` names the source in error messages.

@@ -139,64 +139,56 @@ impl Subscription {
         topics: &[String],
         topic_pattern: Option<&String>,
     ) -> Result<Self, TopicsError> {
-        subscribe(topic, topics, topic_pattern)
-    }
-}
-
-fn subscribe(
-    topic: Option<&String>,
-    topics: &[String],
-    topic_pattern: Option<&String>,
-) -> Result<Subscription, TopicsError> {
-    let set: Vec<&str> = [
-        topic.map(|_| "topic"),
-        (!topics.is_empty()).then_some("topics"),
-        topic_pattern.map(|_| "topicPattern"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if set.len() > 1 {
-        return Err(TopicsError::Several(set.join(" and ")));
-    }
-    if let Some(pattern) = topic_pattern {
-        let whole = regex::Regex::new(&format!("^(?:{pattern})$"))
-            .map_err(|error| TopicsError::Pattern(error.to_string()))?;
-        if let Some(internal) = INTERNAL_TOPICS.iter().find(|name| whole.is_match(name)) {
-            return Err(TopicsError::Pattern(format!(
-                "it matches Kafka's internal topic {internal}; make it more specific"
-            )));
+        let set: Vec<&str> = [
+            topic.map(|_| "topic"),
+            (!topics.is_empty()).then_some("topics"),
+            topic_pattern.map(|_| "topicPattern"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if set.len() > 1 {
+            return Err(TopicsError::Several(set.join(" and ")));
         }
-        return Ok(Subscription::Pattern(Pattern {
-            source: pattern.clone(),
-            whole,
-        }));
-    }
-    let named: Vec<(String, &String)> = match topic {
-        Some(topic) => vec![("topic".to_owned(), topic)],
-        None => topics
-            .iter()
-            .enumerate()
-            .map(|(index, topic)| (format!("topics[{index}]"), topic))
-            .collect(),
-    };
-    if named.is_empty() {
-        return Err(TopicsError::Missing);
-    }
-    let mut seen = BTreeSet::new();
-    for (field, name) in &named {
-        check_name(name).map_err(|reason| TopicsError::InvalidName {
-            field: field.clone(),
-            name: (*name).clone(),
-            reason,
-        })?;
-        if !seen.insert(name.as_str()) {
-            return Err(TopicsError::Repeated((*name).clone()));
+        if let Some(pattern) = topic_pattern {
+            let whole = regex::Regex::new(&format!("^(?:{pattern})$"))
+                .map_err(|error| TopicsError::Pattern(error.to_string()))?;
+            if let Some(internal) = INTERNAL_TOPICS.iter().find(|name| whole.is_match(name)) {
+                return Err(TopicsError::Pattern(format!(
+                    "it matches Kafka's internal topic {internal}; make it more specific"
+                )));
+            }
+            return Ok(Subscription::Pattern(Pattern {
+                source: pattern.clone(),
+                whole,
+            }));
         }
+        let named: Vec<(String, &String)> = match topic {
+            Some(topic) => vec![("topic".to_owned(), topic)],
+            None => topics
+                .iter()
+                .enumerate()
+                .map(|(index, topic)| (format!("topics[{index}]"), topic))
+                .collect(),
+        };
+        if named.is_empty() {
+            return Err(TopicsError::Missing);
+        }
+        let mut seen = BTreeSet::new();
+        for (field, name) in &named {
+            check_name(name).map_err(|reason| TopicsError::InvalidName {
+                field: field.clone(),
+                name: (*name).clone(),
+                reason,
+            })?;
+            if !seen.insert(name.as_str()) {
+                return Err(TopicsError::Repeated((*name).clone()));
+            }
+        }
+        Ok(Subscription::Topics(
+            named.into_iter().map(|(_, name)| name.clone()).collect(),
+        ))
     }
-    Ok(Subscription::Topics(
-        named.into_iter().map(|(_, name)| name.clone()).collect(),
-    ))
 }
 
 impl Subscription {
