@@ -197,6 +197,32 @@ pub async fn committed(
     committed_under(session, keyspace, table, &key, partitions).await
 }
 
+/// [`committed_under`] once the rows have stopped changing. A worker killed -9 may have sent a
+/// commit that Cassandra applies after the process is gone (the request is already on the wire), so a
+/// test that reads "what the killed worker left" waits until two reads two seconds apart agree.
+pub async fn settled_under(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+    key: &str,
+    partitions: i32,
+) -> anyhow::Result<BTreeMap<i32, (Option<i64>, i64, Option<i64>)>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut last = committed_under(session, keyspace, table, key, partitions).await?;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let now = committed_under(session, keyspace, table, key, partitions).await?;
+        if now == last {
+            return Ok(now);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the committer rows under {key} kept changing: {last:?} then {now:?}"
+        );
+        last = now;
+    }
+}
+
 /// Committed offset, epoch and records of the committer rows keyed `key` (`<sink id>#<topic>`, or
 /// the bare sink id of a release that read one topic per sink), by partition.
 pub async fn committed_under(

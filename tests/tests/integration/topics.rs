@@ -307,6 +307,14 @@ async fn a_sink_of_the_one_topic_release_continues_exactly_once_after_the_upgrad
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     worker.kill();
+    fixtures::settled_under(
+        &scenario.session,
+        &scenario.keyspace,
+        "checkpoints",
+        &row_key(&scenario.sink_id, &scenario.topic),
+        scenario.partitions,
+    )
+    .await?;
     let legacy = to_single_topic_layout(&scenario).await?;
     assert_eq!(legacy.rows.len(), scenario.partitions as usize);
     let watch = RegressionWatch::start(&scenario.settings, &scenario.keyspace).await?;
@@ -402,11 +410,17 @@ async fn the_previous_release_killed_mid_stream_then_this_one_apply_every_record
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     old.kill();
-    let legacy: Vec<(i32, i64, Option<i64>)> = legacy_rows()
-        .await?
-        .into_iter()
-        .map(|(partition, (committed, epoch, _))| (partition, epoch, committed))
-        .collect();
+    let legacy: Vec<(i32, i64, Option<i64>)> = fixtures::settled_under(
+        &scenario.session,
+        &scenario.keyspace,
+        "checkpoints",
+        &scenario.sink_id,
+        scenario.partitions,
+    )
+    .await?
+    .into_iter()
+    .map(|(partition, (committed, epoch, _))| (partition, epoch, committed))
+    .collect();
     continue_after_the_upgrade(&mut scenario, &legacy, &environment).await?;
     scenario.assert_applied_once("values").await?;
 
