@@ -15,6 +15,9 @@
 #   scripts/localenv.sh import F  import OCI image archives (scripts/build-images.sh) into the node
 #   scripts/localenv.sh node-check  say whether this machine can run the node, and what it lacks
 #   scripts/localenv.sh node-leftovers  fail, listing them, when parts of the node are still on the host
+#   scripts/localenv.sh cluster up|down|status|env  the local clusters (scripts/localenv/cluster.sh):
+#                                 Cassandra nodes on 127.0.1.<n> (dc1, and dc2), Kafka brokers on 127.0.2.<n>
+#   scripts/localenv.sh cluster start NODE  start one of their nodes again (cluster-cassandra-<n>, cluster-kafka-<n>)
 #
 # Settings (ports, versions, folders) are environment variables; see scripts/localenv/common.sh.
 set -euo pipefail
@@ -36,6 +39,8 @@ source "$here/localenv/kube.sh"
 source "$here/localenv/clis.sh"
 # shellcheck source=scripts/localenv/node.sh
 source "$here/localenv/node.sh"
+# shellcheck source=scripts/localenv/cluster.sh
+source "$here/localenv/cluster.sh"
 
 SERVERS="cassandra cassandra-auth kafka etcd kube-apiserver"
 
@@ -108,6 +113,7 @@ cmd_up() {
 cmd_down() {
   local name
   node_down
+  cluster_down
   for name in kube-apiserver etcd kafka cassandra-auth cassandra; do stop_process "$name"; done
 }
 
@@ -139,7 +145,7 @@ case "${1:-}" in
   down) cmd_down ;;
   reset)
     cmd_down
-    rm -rf "$LOCALENV_STATE/cassandra" "$LOCALENV_STATE/cassandra-auth" "$LOCALENV_STATE/kafka" "$LOCALENV_STATE/etcd" "$LOCALENV_STATE/pki" \
+    rm -rf "$LOCALENV_STATE"/cluster-* "$LOCALENV_STATE/cassandra" "$LOCALENV_STATE/cassandra-auth" "$LOCALENV_STATE/kafka" "$LOCALENV_STATE/etcd" "$LOCALENV_STATE/pki" \
       "$LOCALENV_STATE/tls" "$LOCALENV_STATE/node" "$LOCALENV_STATE/node-etcd"
     ;;
   status) cmd_status ;;
@@ -161,8 +167,18 @@ case "${1:-}" in
     ;;
   node-check) node_missing && say "this machine can run the node" ;;
   node-leftovers) node_leftovers ;;
+  cluster)
+    case "${2:-}" in
+      up) cluster_up ;;
+      down) cluster_down ;;
+      status) cluster_status ;;
+      env) cluster_print_env ;;
+      start) cluster_start "${3:-}" ;;
+      *) die "cluster what? up, down, status, env or start NODE" ;;
+    esac
+    ;;
   *)
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -5,10 +5,12 @@
 
 CASSANDRA_HOME="$LOCALENV_CACHE/cassandra-$CASSANDRA_VERSION"
 
-# cassandra_instance NAME: the settings of one node, in CASS_* variables.
+# cassandra_instance NAME: the settings of one node, in CASS_* variables. The nodes of the local
+# cluster (cluster-cassandra-<n>, scripts/localenv/cluster.sh) are described there.
 cassandra_instance() {
   CASS_NAME=$1
   CASS_DIR="$LOCALENV_STATE/$1"
+  CASS_ADDRESS=127.0.0.1 CASS_SEEDS="" CASS_SNITCH=SimpleSnitch CASS_DC="" CASS_JOINS=true
   case "$1" in
     cassandra)
       CASS_PORT=$CASSANDRA_PORT CASS_STORAGE_PORT=$CASSANDRA_STORAGE_PORT
@@ -19,8 +21,10 @@ cassandra_instance() {
       CASS_HEAP=$CASSANDRA_AUTH_HEAP CASS_AUTHENTICATOR=PasswordAuthenticator
       CASS_CLUSTER=localenv-auth
       ;;
+    cluster-cassandra-*) cluster_cassandra_instance "${1#cluster-cassandra-}" ;;
     *) die "no Cassandra node called $1" ;;
   esac
+  [ -n "$CASS_SEEDS" ] || CASS_SEEDS="$CASS_ADDRESS:$CASS_STORAGE_PORT"
 }
 
 # Resolve cassandra-all and everything it needs into one lib folder with Maven (the only client that
@@ -61,6 +65,18 @@ cassandra_advertised_address() {
   fi
 }
 
+# The client-facing addresses of a node. The single nodes: clients on this machine connect at
+# 127.0.0.1, pods on the node's bridge at $NODE_ADDRESS, and drivers then use the address the node
+# advertises, so while the bridge exists (scripts/localenv.sh up --node makes it before the servers
+# start) that is the bridge address, which this machine reaches too. A cluster node: its own address.
+cassandra_client_addresses() {
+  if [ "$CASS_ADDRESS" = 127.0.0.1 ]; then
+    printf 'rpc_address: 0.0.0.0\nbroadcast_rpc_address: %s\n' "$(cassandra_advertised_address)"
+  else
+    printf 'rpc_address: %s\n' "$CASS_ADDRESS"
+  fi
+}
+
 write_cassandra_config() {
   mkdir -p "$CASS_DIR/data" "$CASS_DIR/logs"
   cat >"$CASS_DIR/cassandra.yaml" <<EOF
@@ -69,17 +85,16 @@ write_cassandra_config() {
 cluster_name: $CASS_CLUSTER
 num_tokens: 16
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
-endpoint_snitch: SimpleSnitch
+endpoint_snitch: $CASS_SNITCH
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "127.0.0.1:$CASS_STORAGE_PORT"
-listen_address: 127.0.0.1
-# Clients on this machine connect at 127.0.0.1, pods on the node's bridge at $NODE_ADDRESS. Drivers then
-# use the address the node advertises, so while the bridge exists (scripts/localenv.sh up --node makes
-# it before the servers start) that is the bridge address, which this machine reaches too.
-rpc_address: 0.0.0.0
-broadcast_rpc_address: $(cassandra_advertised_address)
+      - seeds: "$CASS_SEEDS"
+listen_address: $CASS_ADDRESS
+$(cassandra_client_addresses)
+# A node of a new cluster takes its tokens without streaming (there is no data yet), so every node of
+# the local cluster can start at once.
+auto_bootstrap: false
 storage_port: $CASS_STORAGE_PORT
 native_transport_port: $CASS_PORT
 start_native_transport: true
@@ -95,6 +110,9 @@ client_encryption_options:
     class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
   keystore: $TLS_DIR/server.pem
 EOF
+  if [ -n "$CASS_DC" ]; then
+    printf 'dc=%s\nrack=rack1\n' "$CASS_DC" >"$CASS_DIR/cassandra-rackdc.properties"
+  fi
   # Logback: a file of our own at INFO, so a failure can be diagnosed from the tail of the log.
   cat >"$CASS_DIR/logback.xml" <<'EOF'
 <configuration>
@@ -109,7 +127,7 @@ EOF
 cassandra_ready() {
   # The node logs this line once the native protocol accepts clients, after schema and system keyspaces
   # are loaded; the open port alone comes a moment earlier.
-  port_open "$CASS_PORT" &&
+  port_open "$CASS_PORT" "$CASS_ADDRESS" &&
     grep -q "Starting listening for CQL clients" "$LOG_DIR/$CASS_NAME.log" 2>/dev/null
 }
 
@@ -124,13 +142,13 @@ launch_cassandra() {
   [ -f "$CASS_DIR/cassandra.yaml" ] && before=$(cat "$CASS_DIR/cassandra.yaml")
   write_cassandra_config
   if running "$CASS_NAME" && cassandra_ready; then
-    if [ "$before" = "$(cat "$CASS_DIR/cassandra.yaml")" ]; then say "$CASS_NAME already up on 127.0.0.1:$CASS_PORT"; return; fi
+    if [ "$before" = "$(cat "$CASS_DIR/cassandra.yaml")" ]; then say "$CASS_NAME already up on $CASS_ADDRESS:$CASS_PORT"; return; fi
     say "$CASS_NAME's configuration changed: restarting it"
     stop_process "$CASS_NAME"
   fi
   running "$CASS_NAME" && return
-  port_open "$CASS_PORT" && die "port $CASS_PORT is taken by a process this script did not start"
-  say "starting Cassandra $CASSANDRA_VERSION ($CASS_NAME, $CASS_AUTHENTICATOR) on 127.0.0.1:$CASS_PORT"
+  port_open "$CASS_PORT" "$CASS_ADDRESS" && die "$CASS_ADDRESS:$CASS_PORT is taken by a process this script did not start"
+  say "starting Cassandra $CASSANDRA_VERSION ($CASS_NAME, $CASS_AUTHENTICATOR${CASS_DC:+, $CASS_DC}) on $CASS_ADDRESS:$CASS_PORT"
   # Java 17 module flags from Cassandra's own conf/jvm17-server.options.
   local exports="java.base/jdk.internal.misc java.management.rmi/com.sun.jmx.remote.internal.rmi
     java.rmi/sun.rmi.registry java.rmi/sun.rmi.server java.sql/java.sql java.base/java.lang.ref
@@ -148,6 +166,7 @@ launch_cassandra() {
     "-Dcassandra.config=file://$CASS_DIR/cassandra.yaml" -Dcassandra-foreground=yes \
     "-Dcassandra.storagedir=$CASS_DIR/data" "-Dcassandra.logdir=$CASS_DIR/logs" \
     "-Dlogback.configurationFile=$CASS_DIR/logback.xml" \
+    "-Dcassandra-rackdc.properties=file://$CASS_DIR/cassandra-rackdc.properties" \
     -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=0 \
     -Dcassandra.superuser_setup_delay_ms=0 -Dchronicle.analytics.disable=true \
     -cp "$CASSANDRA_HOME/lib/*" org.apache.cassandra.service.CassandraDaemon

@@ -33,6 +33,17 @@
 : "${NODE_ADDRESS:=10.244.0.1}"
 : "${KAFKA_POD_PORT:=9095}"
 : "${KAFKA_POD_SASL_SSL_PORT:=9096}"
+# The clusters of scripts/localenv/cluster.sh: Cassandra nodes on 127.0.1.<n>, Kafka brokers on 127.0.2.<n>
+# (every 127/8 address is loopback on Linux), each on the same ports at its own address.
+: "${CLUSTER_CASSANDRA_NODES:=3}"
+: "${CLUSTER_CASSANDRA_REMOTE_NODES:=1}"
+: "${CLUSTER_CASSANDRA_PORT:=9142}"
+: "${CLUSTER_CASSANDRA_STORAGE_PORT:=7100}"
+: "${CLUSTER_CASSANDRA_HEAP:=512M}"
+: "${CLUSTER_KAFKA_BROKERS:=3}"
+: "${CLUSTER_KAFKA_PORT:=9192}"
+: "${CLUSTER_KAFKA_CONTROLLER_PORT:=9193}"
+: "${CLUSTER_KAFKA_HEAP:=384m}"
 
 BIN_DIR="$LOCALENV_CACHE/bin"
 LOG_DIR="$LOCALENV_STATE/logs"
@@ -45,8 +56,8 @@ mkdir -p "$LOCALENV_CACHE" "$BIN_DIR" "$LOG_DIR" "$PID_DIR"
 say() { printf '\033[1m[localenv]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[localenv] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
-# True when something accepts TCP connections on 127.0.0.1:$1.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# port_open PORT [HOST]: true when something accepts TCP connections on HOST (127.0.0.1) at PORT.
+port_open() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
 
 pid_of() { [ -f "$PID_DIR/$1.pid" ] && cat "$PID_DIR/$1.pid"; }
 

@@ -68,7 +68,12 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 EOF
-  cat >"$KAFKA_DIR/log4j2.properties" <<'EOF'
+  write_kafka_log_config "$KAFKA_DIR"
+}
+
+# write_kafka_log_config DIR: the broker's own log at INFO, its libraries' at WARN.
+write_kafka_log_config() {
+  cat >"$1/log4j2.properties" <<'EOF'
 rootLogger.level = INFO
 rootLogger.appenderRef.stdout.ref = STDOUT
 appender.stdout.type = Console
