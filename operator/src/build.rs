@@ -224,6 +224,7 @@ fn worker_config(
                 .cassandra
                 .as_ref()
                 .map(|connection| cassandra(mounts, "committer", connection)),
+            serial_consistency: spec.committer.serial_consistency.unwrap_or_default(),
         },
         source: SourceConfig {
             kafka: KafkaSource {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cassandra_sink_worker::cassandra::{
-    ConnectError, connect_with, driver_consistency, permit_datacenter_failover,
+    ConnectError, connect_with, driver_consistency, driver_serial, permit_datacenter_failover,
 };
 use cassandra_sink_worker::checkpoint::SourcePartition;
 use cassandra_sink_worker::committer::{
@@ -311,6 +311,7 @@ pub async fn reset(
         &sink_id(sink),
         "cassandra-sink-operator",
         driver_consistency(committer_connection(sink).consistency),
+        driver_serial(sink.spec.committer.serial_consistency.unwrap_or_default()),
     )
     .await
     .map_err(error)?;

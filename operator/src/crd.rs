@@ -9,7 +9,7 @@
 use cassandra_sink_worker::config::{
     CheckpointConfig, Consistency, DeadLetterConfig, DeleteConfig, FanOutStatement, FieldMatch,
     Guarantee, KafkaProtocol, Limits, Mapping, OnInvalidRecord, OnTombstone, SaslMechanism,
-    Statements, TopicStatements,
+    SerialConsistency, Statements, TopicStatements,
 };
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -211,6 +211,11 @@ pub struct Committer {
     /// A separate cluster for the committer; the data cluster when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cassandra: Option<CassandraConnection>,
+    /// Where the committer's transactions and serial reads run: `LOCAL_SERIAL` (default) among the
+    /// committer row's replicas in the local datacenter, `SERIAL` among all of them (needed when one
+    /// sink's workers run in more than one datacenter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_consistency: Option<SerialConsistency>,
 }
 
 impl CassandraSinkSpec {

@@ -24,6 +24,9 @@ pub enum Reason {
     /// The topics to read are not named right (a name Kafka refuses, more than one way of naming
     /// them, a pattern that is no regular expression or that matches the dead-letter topic).
     InvalidTopics,
+    /// A consistency level that the keyspace's replication makes unsafe (a committed checkpoint
+    /// lost with one node) or impossible.
+    UnsafeConsistency,
     /// The checkpoint limits cannot fit in the workers' memory limit.
     InsufficientMemory,
     /// A Secret named by the spec does not exist.
@@ -66,7 +69,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of docs/troubleshooting.md's table.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 28] = [
         Reason::NoContactPoints,
         Reason::NoBootstrapServers,
         Reason::InvalidParallelism,
@@ -75,6 +78,7 @@ impl Reason {
         Reason::NotExactlyOnce,
         Reason::InvalidMapping,
         Reason::InvalidTopics,
+        Reason::UnsafeConsistency,
         Reason::InsufficientMemory,
         Reason::SecretMissing,
         Reason::SecretKeyMissing,
@@ -107,6 +111,7 @@ impl Reason {
             Reason::NotExactlyOnce => "NotExactlyOnce",
             Reason::InvalidMapping => "InvalidMapping",
             Reason::InvalidTopics => "InvalidTopics",
+            Reason::UnsafeConsistency => "UnsafeConsistency",
             Reason::InsufficientMemory => "InsufficientMemory",
             Reason::SecretMissing => "SecretMissing",
             Reason::SecretKeyMissing => "SecretKeyMissing",
@@ -143,6 +148,7 @@ impl Reason {
                 | Reason::NotExactlyOnce
                 | Reason::InvalidMapping
                 | Reason::InvalidTopics
+                | Reason::UnsafeConsistency
                 | Reason::InsufficientMemory
                 | Reason::SecretMissing
                 | Reason::SecretKeyMissing

@@ -14,6 +14,7 @@
 
 use cassandra_sink_worker::cassandra::{is_refusal, prepare_db_error};
 use cassandra_sink_worker::config::SinkConfig;
+use cassandra_sink_worker::durability::{self, VerifyError};
 use cassandra_sink_worker::prepared::{PrepareStatementError, prepare_statement, statements};
 use cassandra_sink_worker::schema::{self, SchemaError};
 use cassandra_sink_worker::statement;
@@ -99,6 +100,7 @@ async fn check(
         .await
         .map_err(|error| schema_problem(&error))?;
     // validate() has refused what the text alone shows wrong; this is what needs the cluster.
+    let mut keyspaces: Vec<String> = Vec::new();
     for set in config.statement_sets() {
         let place = format!("spec.{}", set.place());
         for which in statements(&set) {
@@ -107,13 +109,40 @@ async fn check(
                 reason: Reason::InvalidStatement,
                 message: format!("{place}{role}: {error}"),
             })?;
-            prepare_statement(&data, config, which, &analysis)
+            let (prepared, _) = prepare_statement(&data, config, which, &analysis)
                 .await
                 .map_err(|error| statement_problem(&error, &place))?;
+            let keyspace = prepared
+                .get_variable_col_specs()
+                .iter()
+                .next()
+                .map(|spec| spec.table_spec().ks_name().to_owned());
+            keyspaces.extend(keyspace.filter(|keyspace| !keyspaces.contains(keyspace)));
         }
     }
+    let keyspaces: Vec<&str> = keyspaces.iter().map(String::as_str).collect();
+    durability::verify(config, &data, &committer, &keyspaces)
+        .await
+        .map_err(|error| durability_problem(&error))?;
     tracing::info!(sink = %config.sink_id, "schema applied and statements prepared");
     Ok(())
+}
+
+/// A consistency level the keyspaces' replication does not allow, or replication that could not be
+/// read.
+fn durability_problem(error: &VerifyError) -> Problem {
+    match error {
+        VerifyError::Unsafe(unsafe_level) => Problem {
+            reason: Reason::UnsafeConsistency,
+            message: format!("spec.{unsafe_level}"),
+        },
+        VerifyError::Read(read) => Problem {
+            reason: Reason::CassandraUnreachable,
+            message: format!(
+                "the operator could not read the keyspaces' replication: {read}; it retries"
+            ),
+        },
+    }
 }
 
 /// A session that could not be had.

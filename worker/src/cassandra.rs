@@ -12,9 +12,11 @@ use scylla::errors::{
     MetadataError, NewSessionError, PrepareError, RequestAttemptError,
 };
 use scylla::policies::load_balancing::{DefaultPolicy, LoadBalancingPolicy};
-use scylla::statement::Consistency as DriverConsistency;
+use scylla::statement::{
+    Consistency as DriverConsistency, SerialConsistency as DriverSerialConsistency,
+};
 
-use crate::config::{CassandraConfig, Consistency, SecretSource, TlsConfig};
+use crate::config::{CassandraConfig, Consistency, SecretSource, SerialConsistency, TlsConfig};
 
 /// Errors while connecting.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +137,14 @@ pub fn driver_consistency(consistency: Consistency) -> DriverConsistency {
         Consistency::EachQuorum => DriverConsistency::EachQuorum,
         Consistency::LocalOne => DriverConsistency::LocalOne,
         Consistency::All => DriverConsistency::All,
+    }
+}
+
+/// The driver's serial consistency for a configured one.
+pub fn driver_serial(serial: SerialConsistency) -> DriverSerialConsistency {
+    match serial {
+        SerialConsistency::LocalSerial => DriverSerialConsistency::LocalSerial,
+        SerialConsistency::Serial => DriverSerialConsistency::Serial,
     }
 }
 

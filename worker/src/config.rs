@@ -263,6 +263,55 @@ pub struct CommitterConfig {
     /// A separate cluster for the committer; the data cluster when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cassandra: Option<CassandraConfig>,
+    /// Where the committer's transactions and reads (Paxos) run: `LOCAL_SERIAL` (the default) among
+    /// the committer row's replicas in the local datacenter, `SERIAL` among all of them. With workers
+    /// of one sink in more than one datacenter, `SERIAL` is what fences a worker of one datacenter
+    /// against a worker of another.
+    #[serde(default, skip_serializing_if = "SerialConsistency::is_default")]
+    pub serial_consistency: SerialConsistency,
+}
+
+/// Where the committer's transactions and serial reads run: `LOCAL_SERIAL` (default) among the
+/// committer row's replicas in the local datacenter, `SERIAL` among all of them (needed when one
+/// sink's workers run in more than one datacenter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SerialConsistency {
+    /// A Paxos quorum of the replicas in the local datacenter.
+    #[default]
+    LocalSerial,
+    /// A Paxos quorum of all replicas, every datacenter's.
+    Serial,
+}
+
+impl SerialConsistency {
+    fn is_default(&self) -> bool {
+        *self == SerialConsistency::default()
+    }
+}
+
+impl std::fmt::Display for SerialConsistency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SerialConsistency::LocalSerial => "LOCAL_SERIAL",
+            SerialConsistency::Serial => "SERIAL",
+        })
+    }
+}
+
+impl std::fmt::Display for Consistency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Consistency::One => "ONE",
+            Consistency::Two => "TWO",
+            Consistency::Three => "THREE",
+            Consistency::Quorum => "QUORUM",
+            Consistency::LocalQuorum => "LOCAL_QUORUM",
+            Consistency::EachQuorum => "EACH_QUORUM",
+            Consistency::LocalOne => "LOCAL_ONE",
+            Consistency::All => "ALL",
+        })
+    }
 }
 
 /// The source of records.

@@ -16,6 +16,8 @@ pub mod committer;
 pub mod config;
 #[cfg(feature = "runtime")]
 pub mod dead_letter;
+#[cfg(feature = "committer")]
+pub mod durability;
 #[cfg(feature = "runtime")]
 pub mod fault;
 #[cfg(feature = "runtime")]

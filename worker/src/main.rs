@@ -328,6 +328,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 &parsed.sink_id,
                 &worker_id(None),
                 cassandra_sink_worker::cassandra::driver_consistency(cluster.consistency),
+                cassandra_sink_worker::cassandra::driver_serial(
+                    parsed.committer.serial_consistency,
+                ),
             )
             .await?;
             committer.reset(&partition, offset).await?;

@@ -13,10 +13,13 @@ use scylla::client::session::Session;
 
 use crate::action::{Rules, RulesError};
 use crate::batching::BatchLimits;
-use crate::cassandra::{ConnectError, connect, driver_consistency, settle_datacenter_routing};
+use crate::cassandra::{
+    ConnectError, connect, driver_consistency, driver_serial, settle_datacenter_routing,
+};
 use crate::committer::{Committer, CommitterError};
 use crate::config::{CassandraConfig, DeadLetterConfig, SinkConfig, Statements};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
+use crate::durability::{self, VerifyError, Warning};
 use crate::metrics::Metrics;
 use crate::prepared::{self, PrepareStatementError};
 use crate::routing::Table;
@@ -68,6 +71,10 @@ pub enum StartError {
     /// The write loop stopped with an error.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// A consistency level that the keyspace's replication makes unsafe or impossible, or the
+    /// replication could not be read.
+    #[error(transparent)]
+    Durability(#[from] VerifyError),
 }
 
 impl StartError {
@@ -104,6 +111,8 @@ impl StartError {
             StartError::Source(_) | StartError::Sink(SinkError::Source(_)) => "KafkaFailed",
             StartError::Sink(SinkError::InvalidRecord { .. }) => "InvalidRecord",
             StartError::Sink(SinkError::DeadLetter(_)) => "DeadLetterFailed",
+            StartError::Durability(VerifyError::Unsafe(_)) => "UnsafeConsistency",
+            StartError::Durability(VerifyError::Read(_)) => "CassandraUnreachable",
         }
     }
 }
@@ -298,6 +307,11 @@ pub async fn prepare(
         });
     }
 
+    let data_keyspaces: Vec<&str> = targets
+        .iter()
+        .map(|target| target.table.keyspace.as_str())
+        .collect();
+    check_durability(config, &session, &committer_session, &data_keyspaces).await?;
     let committer_consistency = config
         .committer
         .cassandra
@@ -311,6 +325,7 @@ pub async fn prepare(
             &config.sink_id,
             owner,
             driver_consistency(committer_consistency),
+            driver_serial(config.committer.serial_consistency),
         )
         .await?,
     );
@@ -410,6 +425,32 @@ pub async fn prepare(
         metrics: writer_metrics,
         session,
     })
+}
+
+/// Refuses consistency levels with which the loss of one node could lose a record whose checkpoint
+/// is committed, or that can never succeed (see [`durability`]); logs what deserves a warning.
+async fn check_durability(
+    config: &SinkConfig,
+    session: &Session,
+    committer_session: &Session,
+    data_keyspaces: &[&str],
+) -> Result<(), StartError> {
+    let warnings = durability::verify(config, session, committer_session, data_keyspaces).await?;
+    for warning in warnings {
+        match warning {
+            Warning::SingleCopy { keyspace } => tracing::warn!(
+                keyspace,
+                "the keyspace keeps one copy of each row: losing its node loses data whatever the \
+                 consistency; a production keyspace keeps three"
+            ),
+            Warning::Unjudged { keyspace, class } => tracing::warn!(
+                keyspace,
+                class,
+                "replication strategy not judged: the consistency is taken as safe"
+            ),
+        }
+    }
+    Ok(())
 }
 
 impl Prepared {
