@@ -4,13 +4,15 @@
 //! # The protocol
 //! Per Kafka partition (of each topic the sink reads: a [`SourcePartition`]) there is one committer row (its own Cassandra partition, so lightweight
 //! transactions on different partitions never contend). A worker:
-//! 1. **claims** the row with a lightweight transaction that bumps its `epoch` (the fencing token) and
-//!    reads the committed offset, any pending range, and the timestamp ceiling;
+//! 1. **claims** the row with a lightweight transaction that bumps its `epoch` (the fencing token),
+//!    then reads (serially) the committed offset, any pending range, the timestamp ceiling and the
+//!    count of records committed;
 //! 2. **seals** a checkpoint: a contiguous offset range `[start, end)` of buffered records;
-//! 3. records it as **pending** (range, base timestamp, new ceiling) conditional on its epoch,
-//!    *before* writing any data;
+//! 3. records it as **pending** (range, base timestamp, new ceiling) conditional on its epoch and on
+//!    the count, *before* writing any data;
 //! 4. **writes** every record with write timestamp `base + (offset − start)`, concurrently;
-//! 5. **commits** `committed = end` conditional on its epoch once every write is acknowledged.
+//! 5. **commits** `committed = end` and the raised count, conditional on its epoch and on the count
+//!    before the range, once every write is acknowledged.
 //!
 //! # Guarantees
 //! * Timestamps strictly increase with the offset across checkpoints and owners: a new base is above
@@ -19,6 +21,10 @@
 //! * A pending range found at claim time is rewritten with exactly its recorded base, so the recovery
 //!   writes identical cells rather than newer ones: nothing a reader saw can regress.
 //! * A range that Kafka no longer holds is an error ([`RangeGone`]), never a silent skip.
+//! * A transaction of steps 3 or 5 that reaches Cassandra late (after later ones of the same owner)
+//!   applies nothing: the count it is conditional on has moved on. So a committed offset never goes
+//!   back and the ceiling is never lowered, and such a transaction may be sent again to another
+//!   coordinator when the first does not answer.
 //!
 //! # Assumptions
 //! Offsets within a partition increase; the source is read from a claimed position in offset order.

@@ -27,6 +27,16 @@
 //! its pending range and ceiling, so replays after the upgrade write the same cells with the same
 //! timestamps. Going back to the old release is not supported.
 //!
+//! # Late transactions
+//! A pending record and a commit are conditional on the epoch and on `records_committed` being what
+//! it was before the range (the count of records committed, which every commit raises). So a
+//! transaction that reaches Cassandra late — sent to a coordinator that froze or lost its connection,
+//! given up on by this worker and retried elsewhere, then delivered after later transactions of the
+//! same owner — finds the count moved on and applies nothing: it cannot set a committed offset back or
+//! lower the timestamp ceiling. That is what lets the driver send a transaction a second time to
+//! another replica when the first is slow to answer (speculative execution, [`Committer::new`]): a
+//! retry of a commit that had landed reads as success (same epoch, the count it set).
+//!
 //! A second, plain table `<table>_topic_positions` mirrors each claim and commit, clustered by topic
 //! and partition under the sink id, so that listing a sink's positions is one cheap single-partition
 //! read (the operator's status, `positions list` and the clean-up of a deleted sink use it). It is
@@ -34,8 +44,10 @@
 //! by partition alone, is no longer written.)
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use scylla::client::session::Session;
+use scylla::policies::speculative_execution::SimpleSpeculativeExecutionPolicy;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlTimestamp, CqlValue, Row};
@@ -137,6 +149,8 @@ pub struct Committer {
     insert_moved: PreparedStatement,
     mark_moved: PreparedStatement,
     bump_epoch: PreparedStatement,
+    /// Sets a row's missing record count to 0, so the conditions on it can hold.
+    count_from_zero: PreparedStatement,
     record_pending: PreparedStatement,
     commit: PreparedStatement,
     mirror: PreparedStatement,
@@ -244,6 +258,7 @@ impl Committer {
         sink_id: &str,
         owner: &str,
         consistency: Consistency,
+        serial: SerialConsistency,
     ) -> Result<Self, CommitterError> {
         let qualified = format!("{keyspace}.{table}");
         let key = "WHERE sink_id = ? AND source_partition = ?";
@@ -260,18 +275,21 @@ impl Committer {
                             operation,
                             source: error.into(),
                         })?;
-                statement.set_consistency(if serial_read {
-                    Consistency::LocalSerial
-                } else {
-                    consistency
+                // A serial read completes any transaction in progress on the row: it sees what
+                // the last transaction decided, never an older value (the claim and fencing rely on
+                // it). It runs among the same replicas as the transactions.
+                statement.set_consistency(match (serial_read, serial) {
+                    (false, _) => consistency,
+                    (true, SerialConsistency::Serial) => Consistency::Serial,
+                    (true, SerialConsistency::LocalSerial) => Consistency::LocalSerial,
                 });
-                statement.set_serial_consistency(Some(SerialConsistency::LocalSerial));
+                statement.set_serial_consistency(Some(serial));
                 Ok::<_, CommitterError>(statement)
             }
         };
         let columns = "epoch, committed_offset, pending_start, pending_end, pending_base, \
                        timestamp_ceiling, records_committed";
-        Ok(Self {
+        let mut committer = Self {
             select: prepare(
                 "read",
                 format!("SELECT {columns} FROM {qualified} {key}"),
@@ -321,7 +339,7 @@ impl Committer {
                 "record pending checkpoint",
                 format!(
                     "UPDATE {qualified} SET pending_start = ?, pending_end = ?, pending_base = ?, \
-                     timestamp_ceiling = ? {key} IF epoch = ?"
+                     timestamp_ceiling = ? {key} IF epoch = ? AND records_committed = ?"
                 ),
                 false,
             )
@@ -331,7 +349,16 @@ impl Committer {
                 format!(
                     "UPDATE {qualified} SET committed_offset = ?, pending_start = null, \
                      pending_end = null, pending_base = null, records_committed = ?, committed_at = ? \
-                     {key} IF epoch = ?"
+                     {key} IF epoch = ? AND records_committed = ?"
+                ),
+                false,
+            )
+            .await?,
+            count_from_zero: prepare(
+                "claim",
+                format!(
+                    "UPDATE {qualified} SET records_committed = 0 {key} IF epoch = ? AND \
+                     records_committed = null"
                 ),
                 false,
             )
@@ -356,11 +383,34 @@ impl Committer {
                 false,
             )
             .await?,
-            session,
+            session: session.clone(),
             table: qualified,
             sink_id: sink_id.to_owned(),
             owner: owner.to_owned(),
-        })
+        };
+        // A pending record and a commit may be sent a second time, to the next replica, when the
+        // first coordinator is slow to answer (frozen, overloaded): without that, a commit would
+        // wait on a frozen node for as long as it stays frozen. A late or second copy applies nothing
+        // (see "Late transactions" above), so both are idempotent in the driver's sense.
+        let defaults = session.get_default_execution_profile_handle();
+        let timeout = defaults
+            .to_profile()
+            .get_request_timeout()
+            .unwrap_or(Duration::from_secs(12));
+        let speculative = defaults
+            .pointee_to_builder()
+            .speculative_execution_policy(Some(Arc::new(SimpleSpeculativeExecutionPolicy {
+                max_retry_count: 2,
+                retry_interval: (timeout / 8)
+                    .clamp(Duration::from_millis(250), Duration::from_secs(2)),
+            })))
+            .build()
+            .into_handle();
+        for statement in [&mut committer.record_pending, &mut committer.commit] {
+            statement.set_is_idempotent(true);
+            statement.set_execution_profile_handle(Some(speculative.clone()));
+        }
+        Ok(committer)
     }
 
     fn error(&self, operation: &'static str, error: impl Into<BoxedError>) -> CommitterError {
@@ -486,8 +536,7 @@ impl Committer {
                 }
                 continue;
             };
-            let state = ClaimRow::from_row(&row);
-            let epoch = state.epoch.unwrap_or(0);
+            let epoch = ClaimRow::from_row(&row).epoch.unwrap_or(0);
             let (applied, _) = self
                 .conditional(
                     "claim",
@@ -495,9 +544,23 @@ impl Committer {
                     (epoch + 1, &self.owner, &key, number, epoch),
                 )
                 .await?;
-            if applied {
-                return Ok(state.into_claim(partition.clone(), epoch + 1));
+            if !applied {
+                continue;
             }
+            // Read again: a transaction of the previous owner may have landed between the first
+            // read and the bump; from the bump on, none can.
+            let Some(row) = self.read(partition).await? else {
+                continue;
+            };
+            let state = ClaimRow::from_row(&row);
+            if state.epoch != Some(epoch + 1) {
+                continue;
+            }
+            if state.records_committed.is_none() {
+                self.conditional("claim", &self.count_from_zero, (&key, number, epoch + 1))
+                    .await?;
+            }
+            return Ok(state.into_claim(partition.clone(), epoch + 1));
         }
         Err(CommitterError::Contended {
             partition: partition.clone(),
@@ -613,10 +676,14 @@ impl Committer {
 
     /// Records a sealed range as pending and raises the timestamp ceiling, if this worker still holds
     /// `epoch`. Must succeed before any of the range's data is written.
+    ///
+    /// `records_before` is the row's record count as this worker last committed it (or claimed it):
+    /// a late copy of this transaction, delivered after the range's commit, applies nothing.
     pub async fn record_pending(
         &self,
         partition: &SourcePartition,
         epoch: i64,
+        records_before: i64,
         pending: &Pending,
     ) -> Result<(), CommitterError> {
         let (applied, reply) = self
@@ -631,6 +698,7 @@ impl Committer {
                     self.key(partition),
                     partition.partition,
                     epoch,
+                    records_before,
                 ),
             )
             .await?;
@@ -641,11 +709,15 @@ impl Committer {
         }
     }
 
-    /// Commits a range whose writes were all acknowledged, if this worker still holds `epoch`.
+    /// Commits a range whose writes were all acknowledged, if this worker still holds `epoch` and the
+    /// row still counts `records_before` (raised to `records_committed` by this commit). A commit that
+    /// finds its own count already there landed before (a retry, or a second copy sent to another
+    /// replica): that is success.
     pub async fn commit(
         &self,
         partition: &SourcePartition,
         epoch: i64,
+        records_before: i64,
         end: i64,
         records_committed: i64,
         now_ms: i64,
@@ -662,10 +734,11 @@ impl Committer {
                     self.key(partition),
                     partition.partition,
                     epoch,
+                    records_before,
                 ),
             )
             .await?;
-        if !applied {
+        if !applied && !landed_before(reply.as_ref(), epoch, records_committed) {
             return Err(self.fenced(partition, epoch, reply));
         }
         self.mirror(partition, epoch, Some(end), records_committed, at)
@@ -750,6 +823,16 @@ impl Committer {
 
 /// The epoch in the reply to a transaction conditional on it that was not applied: a rejected LWT
 /// returns the current values of the columns in its condition, after `[applied]`.
+/// Whether a commit's refused reply shows the commit itself already applied: the row at this worker's
+/// epoch, counting the records this commit sets (the count only grows, and only its owner raises it).
+fn landed_before(reply: Option<&Row>, epoch: i64, records_committed: i64) -> bool {
+    let column = |index: usize| match reply.and_then(|row| row.columns.get(index)) {
+        Some(Some(CqlValue::BigInt(value))) => Some(*value),
+        _ => None,
+    };
+    column(1) == Some(epoch) && column(2) == Some(records_committed)
+}
+
 fn epoch_in_reply(reply: Option<Row>) -> Option<i64> {
     reply.and_then(|row| match row.columns.get(1) {
         Some(Some(CqlValue::BigInt(epoch))) => Some(*epoch),

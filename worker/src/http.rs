@@ -2,7 +2,8 @@
 //!
 //! * `/healthz` answers 200 while the process serves requests (liveness).
 //! * `/readyz` answers 200 once the sink is connected and committing, 503 while it retries against an
-//!   unavailable Cassandra, while every Kafka broker is down, or before it has started (readiness).
+//!   unavailable Cassandra, while every Kafka broker is down, or before it has started (readiness);
+//!   a 503's body says which, with Cassandra's error.
 //! * `/metrics` is the Prometheus text format.
 
 use std::future::Future;
@@ -27,10 +28,12 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 }
 
 async fn ready(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    if metrics.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    match metrics.unready_reason() {
+        None => (StatusCode::OK, "ready\n".to_owned()),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
     }
 }
 

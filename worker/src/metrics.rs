@@ -46,6 +46,8 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     registry: Registry,
     ready: AtomicBool,
+    /// What the write loop waits for while it is not ready.
+    unready_reason: std::sync::Mutex<String>,
     kafka_available: AtomicBool,
     last_commit_ms: AtomicI64,
 }
@@ -140,6 +142,7 @@ impl Metrics {
             errors,
             registry,
             ready: AtomicBool::new(false),
+            unready_reason: std::sync::Mutex::new(String::new()),
             kafka_available: AtomicBool::new(true),
             last_commit_ms: AtomicI64::new(0),
         }
@@ -159,6 +162,34 @@ impl Metrics {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// Marks the write loop not ready, with what it waits for (`/readyz` says it).
+    pub fn set_unready(&self, reason: String) {
+        if let Ok(mut unready) = self.unready_reason.lock() {
+            *unready = reason;
+        }
+        self.ready.store(false, Ordering::Relaxed);
+    }
+
+    /// Why the worker is not ready, in a few words; `None` when it is.
+    pub fn unready_reason(&self) -> Option<String> {
+        if !self.kafka_available() {
+            return Some("every Kafka broker is unreachable".to_owned());
+        }
+        if self.ready.load(Ordering::Relaxed) {
+            return None;
+        }
+        let reason = self
+            .unready_reason
+            .lock()
+            .map(|reason| reason.clone())
+            .unwrap_or_default();
+        Some(if reason.is_empty() {
+            "starting".to_owned()
+        } else {
+            reason
+        })
+    }
+
     /// Marks Kafka reachable or not (all brokers down).
     pub fn set_kafka_available(&self, available: bool) {
         self.kafka_available.store(available, Ordering::Relaxed);
@@ -171,7 +202,7 @@ impl Metrics {
 
     /// True when the write loop is ready and Kafka reachable.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && self.kafka_available()
+        self.unready_reason().is_none()
     }
 
     /// Remembers when the last checkpoint committed.

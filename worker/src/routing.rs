@@ -6,10 +6,14 @@
 //! held for the request's life, so a hot partition or a slow node cannot gather more than
 //! `maxInFlightPerNode` of the worker's requests; other nodes' writes go on meanwhile. If the chosen
 //! node fails mid-request, the driver's own plan (token-aware, the same as without pinning) takes over.
+//!
+//! A node that let a request time out (frozen, overloaded, cut off while its connections stay open)
+//! is passed over for a while ([`Route::failed`]): the retry of that write, and the writes after it,
+//! go to another replica instead of waiting on the same node again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use scylla::client::execution_profile::{ExecutionProfile, ExecutionProfileHandle};
 use scylla::client::session::Session;
@@ -57,13 +61,62 @@ impl LoadBalancingPolicy for Pinned {
 struct Slot {
     permits: Arc<Semaphore>,
     profile: ExecutionProfileHandle,
+    /// Until when the node is passed over, after a request to it failed.
+    suspect_until: Mutex<Option<Instant>>,
+    /// How long a failure passes it over: long enough for the retry and the writes queued behind it
+    /// to go elsewhere, short enough that a node back in service is used again soon.
+    pause: Duration,
+}
+
+impl Slot {
+    fn suspect(&self, now: Instant) -> bool {
+        self.suspect_until
+            .lock()
+            .map(|until| until.is_some_and(|until| until > now))
+            .unwrap_or(false)
+    }
+
+    fn set_suspect_until(&self, until: Option<Instant>) {
+        if let Ok(mut suspect) = self.suspect_until.lock() {
+            *suspect = until;
+        }
+    }
 }
 
 /// Where one write goes, and the permit that counts it against that node's bound.
 pub struct Route {
     /// The profile pinning the request to the chosen replica; `None` lets the driver choose.
     pub profile: Option<ExecutionProfileHandle>,
+    slot: Option<Arc<Slot>>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Route {
+    /// The request on this route failed in a way another node may not (a timeout, an unavailable
+    /// node): the node is passed over for a while (twice the request timeout, 1 to 30 s), unless no
+    /// other replica is left.
+    pub fn failed(&self) {
+        if let Some(slot) = &self.slot {
+            slot.set_suspect_until(Some(Instant::now() + slot.pause));
+        }
+    }
+
+    /// The request on this route succeeded: the node is chosen as any other again.
+    pub fn succeeded(&self) {
+        if let Some(slot) = &self.slot {
+            slot.set_suspect_until(None);
+        }
+    }
+}
+
+/// The candidate to route to, by index: a node not passed over before one that is, then the one with
+/// the most room, then the first (the driver lists the primary replica first).
+fn choose(candidates: &[(bool, usize)]) -> Option<usize> {
+    candidates
+        .iter()
+        .enumerate()
+        .max_by_key(|(index, (suspect, room))| (!suspect, *room, usize::MAX - index))
+        .map(|(index, _)| index)
 }
 
 /// A table a statement writes: replicas depend on its keyspace's replication.
@@ -127,6 +180,9 @@ impl Router {
                 Arc::new(Slot {
                     permits: Arc::new(Semaphore::new(self.settings.per_node.max(1))),
                     profile,
+                    suspect_until: Mutex::new(None),
+                    pause: (self.settings.request_timeout * 2)
+                        .clamp(Duration::from_secs(1), Duration::from_secs(30)),
                 })
             })
             .clone()
@@ -151,18 +207,20 @@ impl Router {
                 .collect(),
             None => Vec::new(),
         };
-        let chosen = candidates
+        let now = Instant::now();
+        let states: Vec<(bool, usize)> = candidates
             .iter()
-            .enumerate()
-            .max_by_key(|(index, slot)| (slot.permits.available_permits(), usize::MAX - index))
-            .map(|(_, slot)| slot.clone());
-        match chosen {
+            .map(|slot| (slot.suspect(now), slot.permits.available_permits()))
+            .collect();
+        match choose(&states).map(|index| candidates[index].clone()) {
             Some(slot) => Route {
                 profile: Some(slot.profile.clone()),
                 _permit: acquire(&slot.permits).await,
+                slot: Some(slot),
             },
             None => Route {
                 profile: None,
+                slot: None,
                 _permit: acquire(&self.unrouted).await,
             },
         }
@@ -174,5 +232,24 @@ async fn acquire(permits: &Arc<Semaphore>) -> OwnedSemaphorePermit {
     match permits.clone().acquire_owned().await {
         Ok(permit) => permit,
         Err(_) => unreachable!("a router semaphore is never closed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::choose;
+
+    #[test]
+    fn the_replica_with_most_room_is_chosen_the_first_on_a_tie() {
+        assert_eq!(choose(&[(false, 3), (false, 5), (false, 5)]), Some(1));
+        assert_eq!(choose(&[(false, 4), (false, 4)]), Some(0));
+        assert_eq!(choose(&[]), None);
+    }
+
+    #[test]
+    fn a_node_passed_over_is_chosen_only_when_every_replica_is() {
+        // The first replica timed out: its full room does not win it the next write.
+        assert_eq!(choose(&[(true, 8), (false, 1), (false, 0)]), Some(1));
+        assert_eq!(choose(&[(true, 8), (true, 2)]), Some(0));
     }
 }

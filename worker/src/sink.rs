@@ -491,11 +491,15 @@ impl Writer {
         let mut fenced = Vec::new();
         let this = &*self;
         let pending = ranges.iter().filter(|(_, range, _)| !range.recovery).map(
-            |(epoch, range, _)| async move {
+            |(epoch, range, before)| async move {
                 let result = this
                     .retry("record pending checkpoint", || {
-                        this.committer
-                            .record_pending(&range.partition, *epoch, &range.pending)
+                        this.committer.record_pending(
+                            &range.partition,
+                            *epoch,
+                            *before,
+                            &range.pending,
+                        )
                     })
                     .await;
                 (&range.partition, result)
@@ -557,6 +561,7 @@ impl Writer {
                         this.committer.commit(
                             &range.partition,
                             *epoch,
+                            *before,
                             range.pending.end,
                             total,
                             now_ms,
@@ -916,14 +921,20 @@ impl Writer {
             self.metrics.requests_in_flight.inc();
             let result = request(route.profile.clone()).await;
             self.metrics.requests_in_flight.dec();
-            drop(route);
             match result {
-                Ok(()) => return None,
+                Ok(()) => {
+                    route.succeeded();
+                    return None;
+                }
                 Err(error) => match classify(&error) {
                     Failure::Rejected(reason) => return Some(reason),
                     Failure::Transient(message) => {
+                        // The retry goes to another replica while this one is passed over.
+                        route.failed();
+                        drop(route);
                         self.metrics.error("cassandra_unavailable");
-                        self.metrics.set_ready(false);
+                        self.metrics
+                            .set_unready(format!("a write to Cassandra failed: {message}"));
                         tracing::warn!(%message, timestamp, "write failed; retrying the same write");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -949,7 +960,8 @@ impl Writer {
                     return Ok(value);
                 }
                 Err(error) if error.transient() => {
-                    self.metrics.set_ready(false);
+                    self.metrics
+                        .set_unready(format!("{operation} failed in Cassandra: {error}"));
                     self.metrics.error("cassandra_unavailable");
                     tracing::warn!(%error, operation, "retrying");
                     tokio::time::sleep(backoff).await;

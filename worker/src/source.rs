@@ -225,6 +225,28 @@ pub struct SourceContext {
     metrics: Arc<Metrics>,
 }
 
+/// How long a partition's first offset is asked for before the worker gives up on an assignment.
+const WATERMARK_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Whether a failed offset query may succeed once the partition has a leader again.
+fn leader_may_return(error: &KafkaError) -> bool {
+    let code = match error {
+        KafkaError::MetadataFetch(code) | KafkaError::OffsetFetch(code) => *code,
+        _ => return false,
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::BrokerNotAvailable
+    )
+}
+
 impl ClientContext for SourceContext {
     /// librdkafka reports client-wide errors here; "all brokers down" makes the worker unready until
     /// the poll thread reaches Kafka again (librdkafka itself keeps reconnecting).
@@ -371,16 +393,7 @@ impl SourceContext {
         let mut result = Vec::with_capacity(partitions.len());
         for claim in claims {
             let partition = &claim.partition;
-            let (low, _high) = consumer
-                .fetch_watermarks(
-                    &partition.topic,
-                    partition.partition,
-                    Duration::from_secs(30),
-                )
-                .map_err(|source| SourceError::Client {
-                    topic: partition.topic.to_string(),
-                    source,
-                })?;
+            let low = self.low_watermark(consumer, partition)?;
             let start = claim.resume(low)?;
             tracing::info!(
                 %partition,
@@ -393,6 +406,50 @@ impl SourceContext {
             result.push((claim, start));
         }
         Ok(result)
+    }
+
+    /// The first offset Kafka holds for `partition`. A partition whose leader was just lost (its broker
+    /// killed, a new leader not yet elected or known) does not answer for a while: that is retried for
+    /// up to [`WATERMARK_PATIENCE`], unready meanwhile, before the worker gives up (and restarts).
+    fn low_watermark(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
+        partition: &SourcePartition,
+    ) -> Result<i64, SourceError> {
+        let deadline = std::time::Instant::now() + WATERMARK_PATIENCE;
+        loop {
+            match consumer.fetch_watermarks(
+                &partition.topic,
+                partition.partition,
+                Duration::from_secs(10),
+            ) {
+                Ok((low, _high)) => return Ok(low),
+                Err(error)
+                    if leader_may_return(&error)
+                        && std::time::Instant::now() < deadline
+                        && !self.stop.load(Ordering::Relaxed) =>
+                {
+                    self.metrics.set_unready(format!(
+                        "Kafka does not answer for partition {partition}: {error}"
+                    ));
+                    tracing::warn!(%partition, %error, "cannot read where the partition starts; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                    // Ask any broker that answers who leads the topic's partitions now: until the
+                    // partition is read from, nothing else makes librdkafka forget a dead leader.
+                    if let Err(error) =
+                        consumer.fetch_metadata(Some(&partition.topic), Duration::from_secs(5))
+                    {
+                        tracing::warn!(%partition, %error, "cannot refresh the topic's leaders");
+                    }
+                }
+                Err(source) => {
+                    return Err(SourceError::Client {
+                        topic: partition.topic.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
     }
 
     /// Claims one partition, retrying while Cassandra is unavailable.
@@ -744,5 +801,23 @@ mod tests {
             BTreeMap::from([("max.partition.fetch.bytes".to_owned(), "1048576".to_owned())]);
         let config = client_config(&source(properties), "g").expect("overridden");
         assert_eq!(config.get("max.partition.fetch.bytes"), Some("1048576"));
+    }
+
+    #[test]
+    fn an_offset_query_is_retried_only_while_a_leader_may_return() {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        for code in [
+            RDKafkaErrorCode::OperationTimedOut,
+            RDKafkaErrorCode::LeaderNotAvailable,
+            RDKafkaErrorCode::NotLeaderForPartition,
+        ] {
+            assert!(super::leader_may_return(&KafkaError::MetadataFetch(code)));
+        }
+        for code in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            assert!(!super::leader_may_return(&KafkaError::MetadataFetch(code)));
+        }
     }
 }
