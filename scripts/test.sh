@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, CI): brings up the local servers and the one-node Kubernetes cluster, then
 # runs the format and lint checks and every test: unit, integration against real Cassandra, Kafka and
-# kube-apiserver, and end to end on the node (operator and workers as pods).
+# kube-apiserver, end to end on the node (operator and workers as pods), and node loss on the local
+# clusters (three Cassandra nodes and one in a second datacenter, three Kafka brokers).
 #
 #   scripts/test.sh                  everything
 #   scripts/test.sh -- <filter>      cargo test arguments after --, e.g. `-- smoke_kafka`
@@ -40,6 +41,10 @@ scripts/previous-release.sh
 
 step "building the worker and operator binaries the integration tests run"
 cargo build -p cassandra-sink-worker -p cassandra-sink-operator --bins --locked
+
+step "the local clusters: Cassandra nodes in two datacenters, three Kafka brokers"
+scripts/localenv.sh cluster up
+eval "$(scripts/localenv.sh cluster env)"
 
 step "tests"
 [ "${1:-}" = "--" ] && shift

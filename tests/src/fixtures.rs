@@ -15,13 +15,22 @@ use crate::Settings;
 
 /// A session on the local Cassandra.
 pub async fn cassandra(settings: &Settings) -> anyhow::Result<Session> {
-    SessionBuilder::new()
-        .known_node(&settings.cassandra)
-        .build()
-        .await
-        .map_err(|error| {
-            anyhow::anyhow!("cannot reach Cassandra at {}: {error}", settings.cassandra)
-        })
+    let mut builder = SessionBuilder::new().known_nodes(settings.contact_points());
+    if let Some(layout) = &settings.cluster {
+        // Requests coordinated in the workers' datacenter, so LOCAL_QUORUM means the same for both.
+        let policy = scylla::policies::load_balancing::DefaultPolicy::builder()
+            .prefer_datacenter(layout.datacenter.clone())
+            .token_aware(true)
+            .permit_dc_failover(false)
+            .build();
+        let profile = scylla::client::execution_profile::ExecutionProfile::builder()
+            .load_balancing_policy(policy)
+            .build();
+        builder = builder.default_execution_profile_handle(profile.into_handle());
+    }
+    builder.build().await.map_err(|error| {
+        anyhow::anyhow!("cannot reach Cassandra at {}: {error}", settings.cassandra)
+    })
 }
 
 /// A session on the local password-protected Cassandra node (`cassandra-auth`), as its superuser.
@@ -68,11 +77,25 @@ pub async fn datacenter(session: &Session) -> anyhow::Result<String> {
 /// Creates a keyspace replicated once in the node's datacenter, unless it exists.
 pub async fn create_keyspace(session: &Session, keyspace: &str) -> anyhow::Result<()> {
     let datacenter = datacenter(session).await?;
+    create_keyspace_with(session, keyspace, &[(datacenter, 1)]).await
+}
+
+/// Creates a keyspace with `copies` in each named datacenter, unless it exists.
+pub async fn create_keyspace_with(
+    session: &Session,
+    keyspace: &str,
+    copies: &[(String, u32)],
+) -> anyhow::Result<()> {
+    let datacenters: Vec<String> = copies
+        .iter()
+        .map(|(datacenter, count)| format!("'{datacenter}': {count}"))
+        .collect();
     session
         .query_unpaged(
             format!(
                 "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = \
-                 {{'class': 'NetworkTopologyStrategy', '{datacenter}': 1}}"
+                 {{'class': 'NetworkTopologyStrategy', {}}}",
+                datacenters.join(", ")
             ),
             (),
         )
@@ -91,7 +114,12 @@ pub async fn create_topic(settings: &Settings, topic: &str, partitions: i32) -> 
             [&NewTopic::new(
                 topic,
                 partitions,
-                TopicReplication::Fixed(1),
+                TopicReplication::Fixed(
+                    settings
+                        .cluster
+                        .as_ref()
+                        .map_or(1, |layout| layout.topic_copies),
+                ),
             )],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
         )

@@ -21,6 +21,20 @@ pub struct Settings {
     pub cassandra: String,
     /// Kafka bootstrap servers, comma separated.
     pub kafka: String,
+    /// How keyspaces and topics are replicated, when the servers are the local clusters; one copy
+    /// in the node's datacenter otherwise.
+    pub cluster: Option<ClusterLayout>,
+}
+
+/// Replication on the local clusters (`scripts/localenv.sh cluster up`).
+#[derive(Debug, Clone)]
+pub struct ClusterLayout {
+    /// The datacenter workers and tests write in.
+    pub datacenter: String,
+    /// Copies of a keyspace in each datacenter.
+    pub keyspace_copies: Vec<(String, u32)>,
+    /// Copies of each topic partition.
+    pub topic_copies: i32,
 }
 
 impl Settings {
@@ -29,7 +43,43 @@ impl Settings {
         Self {
             cassandra: env_or("CASSANDRA_CONTACT_POINTS", "127.0.0.1:9042"),
             kafka: env_or("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            cluster: None,
         }
+    }
+
+    /// The local clusters (`eval "$(scripts/localenv.sh cluster env)"`): keyspaces with three copies
+    /// in dc1, topics with three copies.
+    pub fn cluster() -> Self {
+        Self {
+            cassandra: env_or(
+                "CLUSTER_CASSANDRA_CONTACT_POINTS",
+                "127.0.1.1:9142,127.0.1.2:9142,127.0.1.3:9142",
+            ),
+            kafka: env_or(
+                "CLUSTER_KAFKA_BOOTSTRAP_SERVERS",
+                "127.0.2.1:9192,127.0.2.2:9192,127.0.2.3:9192",
+            ),
+            cluster: Some(ClusterLayout {
+                datacenter: "dc1".to_owned(),
+                keyspace_copies: vec![("dc1".to_owned(), 3)],
+                topic_copies: 3,
+            }),
+        }
+    }
+
+    /// Cassandra's contact points, one by one.
+    pub fn contact_points(&self) -> Vec<String> {
+        self.cassandra
+            .split(',')
+            .map(|point| point.trim().to_owned())
+            .collect()
+    }
+
+    /// The datacenter workers write in.
+    pub fn datacenter(&self) -> &str {
+        self.cluster
+            .as_ref()
+            .map_or("datacenter1", |layout| layout.datacenter.as_str())
     }
 }
 

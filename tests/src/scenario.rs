@@ -77,7 +77,12 @@ impl Scenario {
         extra: &str,
     ) -> anyhow::Result<Self> {
         let keyspace = unique_name(name);
-        create_keyspace(&session, &keyspace).await?;
+        match &settings.cluster {
+            Some(layout) => {
+                fixtures::create_keyspace_with(&session, &keyspace, &layout.keyspace_copies).await?
+            }
+            None => create_keyspace(&session, &keyspace).await?,
+        }
         let base = keyspace.replace('_', "-");
         let topics: Vec<(String, i32)> = match partitions {
             [only] => vec![(base.clone(), *only)],
@@ -111,8 +116,8 @@ impl Scenario {
             format!(
                 r#"sinkId: {sink_id}
 cassandra:
-  contactPoints: ["{cassandra}"]
-  localDatacenter: datacenter1
+  contactPoints: [{cassandra}]
+  localDatacenter: {datacenter}
 createQuery: "CREATE TABLE IF NOT EXISTS {keyspace}.values (id text PRIMARY KEY, counter int, seq bigint);"
 insertQuery: "INSERT INTO {keyspace}.values (id, counter, seq) VALUES (?, ?, ?);"
 committer: {{ keyspace: {keyspace}, table: checkpoints }}
@@ -120,7 +125,13 @@ source:
   kafka: {{ bootstrapServers: ["{kafka}"], {source} }}
 {extra}"#,
                 extra = extra.replace("$KEYSPACE", &keyspace),
-                cassandra = settings.cassandra,
+                cassandra = settings
+                    .contact_points()
+                    .iter()
+                    .map(|point| format!("\"{point}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                datacenter = settings.datacenter(),
                 kafka = settings.kafka,
             ),
         )?;

@@ -210,3 +210,55 @@ async fn invalid_records_can_go_to_a_dead_letter_topic_with_their_coordinates() 
     assert_eq!(headers["cassandra-sink.topic"], scenario.topic);
     scenario.clean_up().await
 }
+
+/// Consistency levels the keyspaces' replication cannot keep exactly-once: the worker refuses them
+/// before it reads a record, naming the setting, the keyspace and why; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistency_the_replication_cannot_keep_is_refused_at_start() -> anyhow::Result<()> {
+    let mut scenario = Scenario::new("unsafecl", 1, "").await?;
+    scenario.produce(10, 5).await?;
+    // A keyspace with three copies (a single node accepts it; nothing is written to it here).
+    let copies = format!("{}_three", scenario.keyspace);
+    cassandra_sink_tests::fixtures::create_keyspace_with(
+        &scenario.session,
+        &copies,
+        &[("datacenter1".to_owned(), 3)],
+    )
+    .await?;
+    let original = std::fs::read_to_string(&scenario.config)?;
+    let cases = [
+        // One acknowledgement of three copies: lost with that node.
+        (
+            original
+                .replace(
+                    "localDatacenter: datacenter1",
+                    "localDatacenter: datacenter1\n  consistency: ONE",
+                )
+                .replace(
+                    &format!("{}.values", scenario.keyspace),
+                    &format!("{copies}.values"),
+                ),
+            vec!["cassandra.consistency ONE", &copies, "3 copies"],
+        ),
+        // More acknowledgements than the one copy there is.
+        (
+            original.replace(
+                "localDatacenter: datacenter1",
+                "localDatacenter: datacenter1\n  consistency: THREE",
+            ),
+            vec!["cassandra.consistency THREE", "needs 3", &scenario.keyspace],
+        ),
+    ];
+    for (config, words) in cases {
+        std::fs::write(&scenario.config, config)?;
+        let mut worker = Worker::start(&scenario.config, "worker", &[]);
+        let log = worker.wait_for_failure(Duration::from_secs(60));
+        assert!(log.contains("reason=UnsafeConsistency"), "{log}");
+        for word in words {
+            assert!(log.contains(word), "`{word}` not in:\n{log}");
+        }
+    }
+    assert!(scenario.table().await.unwrap_or_default().is_empty());
+    cassandra_sink_tests::fixtures::drop_keyspace(&scenario.session, &copies).await?;
+    scenario.clean_up().await
+}

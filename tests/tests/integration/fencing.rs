@@ -31,6 +31,7 @@ async fn a_fenced_owner_can_neither_record_nor_commit_and_its_late_writes_lose()
                 &sink,
                 owner,
                 Consistency::LocalQuorum,
+                scylla::statement::SerialConsistency::LocalSerial,
             )
             .await
         }
@@ -46,7 +47,7 @@ async fn a_fenced_owner_can_neither_record_nor_commit_and_its_late_writes_lose()
         end: 10,
         base_timestamp: next_base(first.ceiling, now_micros()),
     };
-    old.record_pending(&partition, first.epoch, &old_range)
+    old.record_pending(&partition, first.epoch, 0, &old_range)
         .await?;
 
     // Another worker takes the partition (a rebalance, or Kubernetes replacing a pod it thinks dead).
@@ -67,7 +68,7 @@ async fn a_fenced_owner_can_neither_record_nor_commit_and_its_late_writes_lose()
         end: 20,
         base_timestamp: old_range.ceiling() + 1,
     };
-    match old.record_pending(&partition, first.epoch, &late).await {
+    match old.record_pending(&partition, first.epoch, 0, &late).await {
         Err(CommitterError::Fenced {
             partition: fenced,
             ours: 1,
@@ -77,7 +78,7 @@ async fn a_fenced_owner_can_neither_record_nor_commit_and_its_late_writes_lose()
             panic!("the old owner recorded a pending range after losing the partition: {other:?}")
         }
     }
-    match old.commit(&partition, first.epoch, 10, 10, 0).await {
+    match old.commit(&partition, first.epoch, 0, 10, 10, 0).await {
         Err(CommitterError::Fenced { .. }) => {}
         other => panic!("the old owner committed after losing the partition: {other:?}"),
     }
@@ -120,17 +121,47 @@ async fn a_fenced_owner_can_neither_record_nor_commit_and_its_late_writes_lose()
         .single_row::<(String,)>()?;
     assert_eq!(value, "new");
 
-    new.record_pending(&partition, second.epoch, &new_range)
+    new.record_pending(&partition, second.epoch, 0, &new_range)
         .await?;
-    new.commit(&partition, second.epoch, 10, 10, 0).await?;
+    new.commit(&partition, second.epoch, 0, 10, 10, 0).await?;
     let positions = new.positions().await?;
     assert_eq!(positions.len(), 1);
     assert_eq!((positions[0].committed, positions[0].epoch), (Some(10), 2));
 
+    // The same commit again (a retry, or a second copy sent to another replica) finds its own count
+    // there: success, nothing changes.
+    new.commit(&partition, second.epoch, 0, 10, 10, 0).await?;
+    // A late copy of an earlier transaction of the same owner, delivered after later ones (a frozen
+    // coordinator that wakes up), applies nothing: the committed offset and the ceiling stay.
+    let earlier = Pending {
+        start: 0,
+        end: 4,
+        base_timestamp: 1,
+    };
+    assert!(
+        new.record_pending(&partition, second.epoch, 0, &earlier)
+            .await
+            .is_err(),
+        "a late pending record applied"
+    );
+    assert!(
+        new.commit(&partition, second.epoch, 0, 4, 4, 0)
+            .await
+            .is_err(),
+        "a late commit applied"
+    );
+    let after = new.claim(&partition).await?;
+    assert_eq!(
+        (after.committed, after.pending, after.records_committed),
+        (Some(10), None, 10),
+        "a late transaction changed the row"
+    );
+    assert!(after.ceiling >= new_range.ceiling());
+
     // Resetting a position fences whoever runs the partition.
     new.reset(&partition, 5).await?;
     assert!(matches!(
-        new.commit(&partition, second.epoch, 20, 20, 0).await,
+        new.commit(&partition, after.epoch, 10, 20, 20, 0).await,
         Err(CommitterError::Fenced { .. })
     ));
     assert_eq!(new.positions().await?[0].committed, Some(5));

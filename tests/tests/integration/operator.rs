@@ -1396,6 +1396,93 @@ async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() ->
     fixture.finish().await
 }
 
+/// Consistency levels the keyspaces' replication cannot keep exactly-once stall the sink before any
+/// worker runs, with the setting, the keyspace and why in the message; corrected, it goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consistency_the_replication_cannot_keep_stalls_the_sink() -> anyhow::Result<()> {
+    let fixture = Fixture::new("unsafecl").await?;
+    let (sinks, keyspace) = (&fixture.sinks, &fixture.keyspace);
+    // Three copies in the one datacenter (a single node accepts the keyspace; nothing is written).
+    let copies = format!("{keyspace}_three");
+    cassandra_sink_tests::fixtures::create_keyspace_with(
+        &fixture.session,
+        &copies,
+        &[("datacenter1".to_owned(), 3)],
+    )
+    .await?;
+    let mut one = sink(
+        keyspace,
+        "one",
+        &format!("INSERT INTO {copies}.values (id, counter) VALUES (?, ?)"),
+    )?;
+    one.spec.create_query = Some(format!(
+        "CREATE TABLE IF NOT EXISTS {copies}.values (id text PRIMARY KEY, counter int)"
+    ));
+    one.spec.cassandra.consistency = serde_json::from_value(json!("ONE"))?;
+    let mut three = sink(
+        keyspace,
+        "three",
+        "INSERT INTO example.values (id, counter) VALUES (?, ?)",
+    )?;
+    three.spec.cassandra.consistency = serde_json::from_value(json!("THREE"))?;
+    for sink in [&one, &three] {
+        sinks.create(&PostParams::default(), sink).await?;
+    }
+    let cases = [
+        (
+            "one",
+            vec![
+                "spec.cassandra.consistency ONE",
+                copies.as_str(),
+                "3 copies",
+            ],
+        ),
+        (
+            "three",
+            vec![
+                "spec.cassandra.consistency THREE",
+                "needs 3",
+                keyspace.as_str(),
+            ],
+        ),
+    ];
+    for (name, words) in &cases {
+        let message = true_for(sinks, name, "Stalled", "UnsafeConsistency").await;
+        for word in words {
+            assert!(message.contains(word), "{name}: `{word}` not in {message}");
+        }
+        assert!(
+            fixture
+                .deployments
+                .get_opt(&format!("{name}-worker"))
+                .await?
+                .is_none(),
+            "{name}: workers were started"
+        );
+    }
+    patch_spec(
+        sinks,
+        "three",
+        json!({ "cassandra": { "consistency": "LOCAL_QUORUM" } }),
+    )
+    .await?;
+    eventually(
+        "workers once corrected",
+        Duration::from_secs(30),
+        || async {
+            fixture
+                .deployments
+                .get_opt("three-worker")
+                .await
+                .ok()
+                .flatten()
+        },
+    )
+    .await;
+    cassandra_sink_tests::fixtures::drop_keyspace(&fixture.session, &copies).await?;
+    fixture.finish().await
+}
+
 /// The finalizer is on a sink only while deleting it has something to do: added for
 /// `deletionPolicy: Delete`, removed when switched back to `Retain`, so deleting a sink that keeps
 /// its positions never waits for the operator (a `helm uninstall` first leaves nothing stuck).
