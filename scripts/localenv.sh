@@ -17,7 +17,7 @@
 #   scripts/localenv.sh node-leftovers  fail, listing them, when parts of the node are still on the host
 #   scripts/localenv.sh cluster up|down|status|env  the local clusters (scripts/localenv/cluster.sh):
 #                                 Cassandra nodes on 127.0.1.<n> (dc1, and dc2), Kafka brokers on 127.0.2.<n>
-#   scripts/localenv.sh cluster start NODE  start one of their nodes again (cluster-cassandra-<n>, cluster-kafka-<n>)
+#   scripts/localenv.sh cluster start NODE...  start their nodes again (cluster-cassandra-<n>, cluster-kafka-<n>)
 #
 # Settings (ports, versions, folders) are environment variables; see scripts/localenv/common.sh.
 set -euo pipefail
@@ -173,7 +173,10 @@ case "${1:-}" in
       down) cluster_down ;;
       status) cluster_status ;;
       env) cluster_print_env ;;
-      start) cluster_start "${3:-}" ;;
+      start)
+        shift 2
+        cluster_start "$@"
+        ;;
       *) die "cluster what? up, down, status, env or start NODE" ;;
     esac
     ;;

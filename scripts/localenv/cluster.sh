@@ -168,17 +168,22 @@ cluster_status() {
   done
 }
 
-# cluster_start NAME: start one stopped node (after a test killed it) and wait until it is ready.
+# cluster_start NAME...: start stopped nodes (after a test killed them) side by side, and wait until
+# each is ready.
 cluster_start() {
-  case "$1" in
-    cluster-cassandra-*)
-      launch_cassandra "$1"
-      await_cassandra "$1"
-      ;;
-    cluster-kafka-*)
-      launch_cluster_kafka "${1#cluster-kafka-}"
-      await_cluster_kafka "${1#cluster-kafka-}"
-      ;;
-    *) die "start which cluster node? cluster-cassandra-<n> or cluster-kafka-<n>" ;;
-  esac
+  local name
+  [ $# -gt 0 ] || die "start which cluster node? cluster-cassandra-<n> or cluster-kafka-<n>"
+  for name in "$@"; do
+    case "$name" in
+      cluster-cassandra-*) launch_cassandra "$name" ;;
+      cluster-kafka-*) launch_cluster_kafka "${name#cluster-kafka-}" ;;
+      *) die "start which cluster node? cluster-cassandra-<n> or cluster-kafka-<n>, not $name" ;;
+    esac
+  done
+  for name in "$@"; do
+    case "$name" in
+      cluster-cassandra-*) await_cassandra "$name" ;;
+      cluster-kafka-*) await_cluster_kafka "${name#cluster-kafka-}" ;;
+    esac
+  done
 }

@@ -56,14 +56,16 @@ fn signal(node: &str, signal: &str) {
     assert!(status.success(), "kill {signal} {node} ({pid})");
 }
 
-/// Starts a stopped node again and waits until it is ready (`scripts/localenv.sh cluster start`).
-fn start(node: &str) {
+/// Starts stopped nodes again, side by side, and waits until each is ready (`scripts/localenv.sh
+/// cluster start`).
+fn start(nodes: &[&str]) {
     let script = env_or("LOCALENV_SCRIPT", "scripts/localenv.sh");
     let status = Command::new("bash")
-        .args([script.as_str(), "cluster", "start", node])
+        .args([script.as_str(), "cluster", "start"])
+        .args(nodes)
         .status()
         .expect("run localenv.sh");
-    assert!(status.success(), "{node} did not start again");
+    assert!(status.success(), "{nodes:?} did not start again");
 }
 
 /// Nodes killed (-9) or frozen (SIGSTOP), brought back when dropped: killed ones started again,
@@ -100,10 +102,10 @@ impl Drop for Down {
         for node in &self.frozen {
             signal(node, "-CONT");
         }
-        for node in &self.killed {
+        if !self.killed.is_empty() {
             // A killed process may take a moment to be reaped before its port is free.
             std::thread::sleep(Duration::from_millis(500));
-            start(node);
+            start(&self.killed);
         }
     }
 }
