@@ -9,14 +9,21 @@
 #   scripts/bench.sh -- --quick                          # 200,000 records, no Flink: for development
 #   scripts/bench.sh -- --recovery-only --partitions 6
 #   scripts/bench.sh -- --scaling                        # 6/64/512 partitions × 1/2/4 workers; writes docs/images/scaling.svg
+#   scripts/bench.sh -- --cluster --skip-recovery        # on the local clusters (3 Cassandra nodes, 3 brokers), no Flink
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/localenv.sh up
 eval "$(scripts/localenv.sh env)"
+case " $* " in
+  *" --cluster "*)
+    scripts/localenv.sh cluster up
+    eval "$(scripts/localenv.sh cluster env)"
+    ;;
+esac
 cargo build --release --locked -p cassandra-sink-worker -p cassandra-sink-tests --bin cassandra-sink-worker --bin cassandra-sink-bench
 [ "${1:-}" = "--" ] && shift
 case " $* " in
-  *" --quick "* | *" --skip-flink "* | *" --recovery-only "* | *" --scaling "*) ;;
+  *" --quick "* | *" --skip-flink "* | *" --recovery-only "* | *" --scaling "* | *" --cluster "*) ;;
   *)
     # The Flink job and its dependencies, from the Maven repository (cached in ~/.m2 after the first run).
     echo "building the Flink job (tests/flink)" >&2

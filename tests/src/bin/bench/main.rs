@@ -70,6 +70,10 @@ struct Options {
     /// Leave out part (d), Flink.
     #[arg(long)]
     skip_flink: bool,
+    /// Run on the local clusters (`scripts/localenv.sh cluster up`): three Cassandra nodes, keyspace
+    /// with three copies in dc1, topics with three copies; CPU summed over each cluster's nodes.
+    #[arg(long)]
+    cluster: bool,
     /// Leave out part (c), recovery.
     #[arg(long, conflicts_with = "recovery_only")]
     skip_recovery: bool,
@@ -113,7 +117,9 @@ impl Bench {
             in_flight_per_node: options.in_flight_per_node,
             worker_log: options.worker_log,
             worker: options.worker,
-            flink_job: (!options.quick && !options.skip_flink).then_some(options.flink_job),
+            // Flink's job is given one Cassandra node and broker: it runs on the single servers only.
+            flink_job: (!options.quick && !options.skip_flink && !options.cluster)
+                .then_some(options.flink_job),
         })
     }
 
@@ -130,20 +136,58 @@ struct CpuSplit {
     client: f64,
 }
 
+/// Pid files of the servers whose CPU is counted: the single nodes' (`CASSANDRA_PID_FILE`,
+/// `KAFKA_PID_FILE`), or with `--cluster` every cluster node's (`LOCALENV_PID_DIR`).
+static SERVER_PID_FILES: std::sync::OnceLock<(Vec<PathBuf>, Vec<PathBuf>)> =
+    std::sync::OnceLock::new();
+
+fn server_pid_files(cluster: bool) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    if !cluster {
+        let file = |variable: &str| std::env::var(variable).map(PathBuf::from).ok();
+        return (
+            file("CASSANDRA_PID_FILE").into_iter().collect(),
+            file("KAFKA_PID_FILE").into_iter().collect(),
+        );
+    }
+    let dir = PathBuf::from(cassandra_sink_tests::env_or(
+        "LOCALENV_PID_DIR",
+        ".localenv/pids",
+    ));
+    let named = |prefix: &str| {
+        std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|entry| entry.path())
+                    .filter(|path| {
+                        path.file_name()
+                            .and_then(|name| name.to_str())
+                            .is_some_and(|name| name.starts_with(prefix))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    (named("cluster-cassandra-"), named("cluster-kafka-"))
+}
+
 impl CpuSplit {
-    /// Now, for Cassandra and Kafka (from the local servers' pid files) and `client`.
+    /// Now, for Cassandra and Kafka (from the local servers' pid files, summed over a cluster's
+    /// nodes) and `client`.
     fn sample(client: u32) -> Self {
-        let server = |variable: &str| {
-            std::env::var(variable)
-                .ok()
-                .and_then(|file| std::fs::read_to_string(file).ok())
-                .and_then(|pid| pid.trim().parse::<u32>().ok())
-                .and_then(|pid| usage(pid).ok())
-                .map_or(0.0, |(_, cpu)| cpu)
+        let cpu = |files: &[PathBuf]| -> f64 {
+            files
+                .iter()
+                .filter_map(|file| std::fs::read_to_string(file).ok())
+                .filter_map(|pid| pid.trim().parse::<u32>().ok())
+                .filter_map(|pid| usage(pid).ok())
+                .map(|(_, cpu)| cpu)
+                .sum()
         };
+        let (cassandra, kafka) = SERVER_PID_FILES.get_or_init(|| server_pid_files(false));
         Self {
-            cassandra: server("CASSANDRA_PID_FILE"),
-            kafka: server("KAFKA_PID_FILE"),
+            cassandra: cpu(cassandra),
+            kafka: cpu(kafka),
             client: usage(client).map_or(0.0, |(_, cpu)| cpu),
         }
     }
@@ -271,11 +315,17 @@ fn sink_config(
     std::fs::write(
         &config,
         format!(
-            "sinkId: {sink_id}\ncassandra: {{ contactPoints: [\"{cassandra}\"], localDatacenter: datacenter1 }}\n\
+            "sinkId: {sink_id}\ncassandra: {{ contactPoints: [{cassandra}], localDatacenter: {datacenter} }}\n\
              insertQuery: \"INSERT INTO {table} (id, counter, seq) VALUES (?, ?, ?)\"\n\
              committer: {{ keyspace: {keyspace}, table: checkpoints }}\n\
              source: {{ kafka: {{ bootstrapServers: [\"{kafka}\"], topic: {topic} }} }}\n{extra}",
-            cassandra = settings.cassandra,
+            cassandra = settings
+                .contact_points()
+                .iter()
+                .map(|point| format!("\"{point}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            datacenter = settings.datacenter(),
             kafka = settings.kafka,
         ),
     )?;
@@ -331,6 +381,8 @@ async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     let (recovery_only, skip_recovery) = (options.recovery_only, options.skip_recovery);
     let (scaling, chart) = (options.scaling, options.chart.clone());
+    let cluster = options.cluster;
+    let _ = SERVER_PID_FILES.set(server_pid_files(cluster));
     let bench = Bench::new(options)?;
     anyhow::ensure!(
         bench.worker.is_file(),
@@ -348,10 +400,19 @@ async fn main() -> anyhow::Result<()> {
             job.display()
         );
     }
-    let settings = Settings::from_env();
+    let settings = if cluster {
+        Settings::cluster()
+    } else {
+        Settings::from_env()
+    };
     let session = fixtures::cassandra(&settings).await?;
     let keyspace = unique_name("bench");
-    create_keyspace(&session, &keyspace).await?;
+    match &settings.cluster {
+        Some(layout) => {
+            fixtures::create_keyspace_with(&session, &keyspace, &layout.keyspace_copies).await?
+        }
+        None => create_keyspace(&session, &keyspace).await?,
+    }
     for table in ["ceiling", "values", "flink_wal", "flink_plain", "scaling"] {
         session
             .query_unpaged(
