@@ -48,4 +48,4 @@ eval "$(scripts/localenv.sh cluster env)"
 
 step "tests"
 [ "${1:-}" = "--" ] && shift
-cargo test --workspace --locked -- "$@"
+cargo test --workspace --locked --no-fail-fast -- "$@"

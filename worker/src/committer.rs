@@ -391,7 +391,8 @@ impl Committer {
         // A pending record and a commit may be sent a second time, to the next replica, when the
         // first coordinator is slow to answer (frozen, overloaded): without that, a commit would
         // wait on a frozen node for as long as it stays frozen. A late or second copy applies nothing
-        // (see "Late transactions" above), so both are idempotent in the driver's sense.
+        // (see "Late transactions" above), so both are idempotent in the driver's sense; so is the
+        // mirror's plain write of the same values.
         let defaults = session.get_default_execution_profile_handle();
         let timeout = defaults
             .to_profile()
@@ -406,7 +407,11 @@ impl Committer {
             })))
             .build()
             .into_handle();
-        for statement in [&mut committer.record_pending, &mut committer.commit] {
+        for statement in [
+            &mut committer.record_pending,
+            &mut committer.commit,
+            &mut committer.mirror,
+        ] {
             statement.set_is_idempotent(true);
             statement.set_execution_profile_handle(Some(speculative.clone()));
         }

@@ -93,7 +93,10 @@ impl StartError {
             StartError::Connect(ConnectError::Secret { .. }) => "CredentialsUnreadable",
             StartError::Connect(error) if error.is_permanent() => "TlsFailed",
             StartError::Connect(_) => "CassandraUnreachable",
-            StartError::Schema(_) => "SchemaFailed",
+            StartError::Schema(error) if error.is_refusal() || error.is_unauthorized() => {
+                "SchemaFailed"
+            }
+            StartError::Schema(_) => "CassandraUnreachable",
             StartError::Prepare(PrepareStatementError::Prepare { source, .. })
                 if crate::cassandra::prepare_db_error(source).is_none() =>
             {
@@ -280,7 +283,7 @@ pub async fn prepare(
 
     let connected = started.elapsed();
     if config.manage_schema {
-        schema::apply(config, &session, &committer_session).await?;
+        apply_schema_patiently(config, &session, &committer_session).await?;
     }
     let schema_ready = started.elapsed();
     let keyspace = &config.committer.keyspace;
@@ -425,6 +428,32 @@ pub async fn prepare(
         metrics: writer_metrics,
         session,
     })
+}
+
+/// Runs the DDL, again while Cassandra fails it for a reason that may pass (a node lost mid-statement,
+/// a timeout, schema agreement not reached), for up to two minutes; a refusal is returned at once.
+async fn apply_schema_patiently(
+    config: &SinkConfig,
+    session: &Session,
+    committer_session: &Session,
+) -> Result<(), StartError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match schema::apply(config, session, committer_session).await {
+            Ok(()) => return Ok(()),
+            Err(error)
+                if !error.is_refusal()
+                    && !error.is_unauthorized()
+                    && std::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(%error, "the DDL did not complete; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 /// Refuses consistency levels with which the loss of one node could lose a record whose checkpoint

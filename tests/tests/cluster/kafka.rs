@@ -8,7 +8,7 @@ use cassandra_sink_tests::worker::Worker;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::{ONE_AT_A_TIME, finish, goes_on_without, scenario};
+use crate::{ONE_AT_A_TIME, finish, first_commit, goes_on_without, scenario};
 
 /// The broker that leads partition 0 of `topic`, as `cluster-kafka-<id>`.
 fn leader_of_partition_0(settings: &Settings, topic: &str) -> anyhow::Result<&'static str> {
@@ -41,7 +41,7 @@ async fn the_partition_leader_killed_mid_stream_then_back_loses_nothing() -> any
     let leader = leader_of_partition_0(&scenario.settings, &scenario.topic)?;
     let watch = RegressionWatch::start(&scenario.settings, &scenario.keyspace).await?;
     let worker = Worker::start(&scenario.config, "worker", &[]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    first_commit(&scenario, &worker).await?;
     goes_on_without(&mut scenario, &worker, &[leader]).await?;
     finish(scenario, worker, watch).await
 }

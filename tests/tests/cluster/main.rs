@@ -185,3 +185,20 @@ fn on_node(cql: &str, n: u32, consistency: Consistency) -> Statement {
     )));
     statement
 }
+
+/// Waits until the worker has committed a first checkpoint.
+async fn first_commit(scenario: &Scenario, worker: &Worker) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let committed = scenario.committed().await.unwrap_or_default();
+        if committed.values().any(|(offset, _, _)| offset.is_some()) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no commit in 90 s:\n{}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
