@@ -315,23 +315,6 @@ pub async fn prepare(
         .map(|target| target.table.keyspace.as_str())
         .collect();
     check_durability(config, &session, &committer_session, &data_keyspaces).await?;
-    let committer_consistency = config
-        .committer
-        .cassandra
-        .as_ref()
-        .map_or(config.cassandra.consistency, |cluster| cluster.consistency);
-    let committer = Arc::new(
-        Committer::new(
-            committer_session.clone(),
-            keyspace,
-            table,
-            &config.sink_id,
-            owner,
-            driver_consistency(committer_consistency),
-            driver_serial(config.committer.serial_consistency),
-        )
-        .await?,
-    );
     let dead_letter = match &config.dead_letter {
         Some(DeadLetterConfig::Topic(topic)) => {
             let producer = crate::source::client_config(&config.source.kafka, &config.group_id())?
@@ -377,6 +360,25 @@ pub async fn prepare(
         None => data_keyspaces.extend(&committer_keyspaces),
     }
     let policy = settle_routing(&session, &config.cassandra, &data_keyspaces).await;
+    // After the routing is settled: the committer's own profile (sent again to the next replica when
+    // slow) starts from the session's default as it is now.
+    let committer_consistency = config
+        .committer
+        .cassandra
+        .as_ref()
+        .map_or(config.cassandra.consistency, |cluster| cluster.consistency);
+    let committer = Arc::new(
+        Committer::new(
+            committer_session.clone(),
+            keyspace,
+            table,
+            &config.sink_id,
+            owner,
+            driver_consistency(committer_consistency),
+            driver_serial(config.committer.serial_consistency),
+        )
+        .await?,
+    );
     let router = Router::new(RouterSettings {
         per_node: config.limits.max_in_flight_per_node as usize,
         local_datacenter: config.cassandra.local_datacenter.clone(),
