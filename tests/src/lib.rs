@@ -75,6 +75,15 @@ impl Settings {
             .collect()
     }
 
+    /// The contact points as the items of a YAML flow list: `"a:9042", "b:9042"`.
+    pub fn contact_points_yaml(&self) -> String {
+        self.contact_points()
+            .iter()
+            .map(|point| format!("\"{point}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The datacenter workers write in.
     pub fn datacenter(&self) -> &str {
         self.cluster

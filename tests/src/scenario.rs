@@ -125,12 +125,7 @@ source:
   kafka: {{ bootstrapServers: ["{kafka}"], {source} }}
 {extra}"#,
                 extra = extra.replace("$KEYSPACE", &keyspace),
-                cassandra = settings
-                    .contact_points()
-                    .iter()
-                    .map(|point| format!("\"{point}\""))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                cassandra = settings.contact_points_yaml(),
                 datacenter = settings.datacenter(),
                 kafka = settings.kafka,
             ),

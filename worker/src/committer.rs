@@ -831,18 +831,19 @@ impl Committer {
 /// Whether a commit's refused reply shows the commit itself already applied: the row at this worker's
 /// epoch, counting the records this commit sets (the count only grows, and only its owner raises it).
 fn landed_before(reply: Option<&Row>, epoch: i64, records_committed: i64) -> bool {
-    let column = |index: usize| match reply.and_then(|row| row.columns.get(index)) {
-        Some(Some(CqlValue::BigInt(value))) => Some(*value),
-        _ => None,
-    };
-    column(1) == Some(epoch) && column(2) == Some(records_committed)
+    bigint_in_reply(reply, 1) == Some(epoch) && bigint_in_reply(reply, 2) == Some(records_committed)
 }
 
 fn epoch_in_reply(reply: Option<Row>) -> Option<i64> {
-    reply.and_then(|row| match row.columns.get(1) {
-        Some(Some(CqlValue::BigInt(epoch))) => Some(*epoch),
+    bigint_in_reply(reply.as_ref(), 1)
+}
+
+/// Column `index` of a conditional reply (`[applied]` first, then the condition's columns).
+fn bigint_in_reply(reply: Option<&Row>, index: usize) -> Option<i64> {
+    match reply.and_then(|row| row.columns.get(index)) {
+        Some(Some(CqlValue::BigInt(value))) => Some(*value),
         _ => None,
-    })
+    }
 }
 
 /// The columns a claim reads, in the order of the SELECT.

@@ -319,12 +319,7 @@ fn sink_config(
              insertQuery: \"INSERT INTO {table} (id, counter, seq) VALUES (?, ?, ?)\"\n\
              committer: {{ keyspace: {keyspace}, table: checkpoints }}\n\
              source: {{ kafka: {{ bootstrapServers: [\"{kafka}\"], topic: {topic} }} }}\n{extra}",
-            cassandra = settings
-                .contact_points()
-                .iter()
-                .map(|point| format!("\"{point}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
+            cassandra = settings.contact_points_yaml(),
             datacenter = settings.datacenter(),
             kafka = settings.kafka,
         ),
