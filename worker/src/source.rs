@@ -12,8 +12,8 @@
 //! * A revoked partition is released only after the write loop acknowledges it is done with it.
 //! * Back-pressure: when the write loop is behind, the poll thread waits for room (see `poll_loop`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -109,12 +109,14 @@ pub enum SourceError {
     /// Claiming a partition failed for good.
     #[error(transparent)]
     Claim(#[from] CommitterError),
-    /// librdkafka stopped the consumer for good; with `FencedInstanceId`, another worker of the sink
-    /// runs under the same name (`group.instance.id`).
+    /// librdkafka stopped the consumer for good; with `FencedInstanceId` (a second time within
+    /// two minutes, see `Rejoins`), another worker of the sink runs under the same name
+    /// (`group.instance.id`).
     #[error(
         "Kafka stopped this consumer for good: {code}{}",
         if *code == RDKafkaErrorCode::FencedInstanceId {
-            "; another worker of this sink runs under the same name (worker id): give each its own"
+            "; fenced again within two minutes of joining again, so another worker of this sink \
+             runs under the same name (worker id): give each its own"
         } else {
             ""
         }
@@ -216,6 +218,7 @@ pub fn client_config(source: &KafkaSource, group_id: &str) -> Result<ClientConfi
 }
 
 /// The consumer's callbacks: claims on assignment, hand-over on revocation.
+#[derive(Clone)]
 pub struct SourceContext {
     runtime: Handle,
     committer: Arc<Committer>,
@@ -471,15 +474,73 @@ impl SourceContext {
 
 /// The running source: its consumer (for offset commits that lag tools read) and its poll thread.
 pub struct Source {
-    /// Shared with the poll thread, which must hold the last reference: closing the consumer runs the
-    /// revoke callback, and that may block only off the async runtime.
-    consumer: Option<Arc<BaseConsumer<SourceContext>>>,
+    /// The poll thread's current consumer, shared for offset commits. The poll thread must hold the
+    /// last reference: closing the consumer runs the revoke callback, and that may block only off the
+    /// async runtime. It is replaced when Kafka fences the worker's membership and the worker joins
+    /// again (see [`Rejoins`]).
+    consumer: Arc<Mutex<Option<Arc<BaseConsumer<SourceContext>>>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 /// Records and events waiting in the source before the write loop takes them.
 const QUEUE: usize = 8192;
+
+/// How the poll thread makes a consumer: at start, and again when Kafka fenced the last one.
+struct Membership {
+    config: ClientConfig,
+    context: SourceContext,
+    topics: Vec<String>,
+    described: String,
+}
+
+impl Membership {
+    /// A new consumer, subscribed: it joins the group under the configured name.
+    fn join(&self) -> Result<Arc<BaseConsumer<SourceContext>>, SourceError> {
+        let failed = |source: KafkaError| SourceError::Client {
+            topic: self.described.clone(),
+            source,
+        };
+        let consumer: BaseConsumer<SourceContext> = self
+            .config
+            .create_with_context(self.context.clone())
+            .map_err(failed)?;
+        let names: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names).map_err(failed)?;
+        Ok(Arc::new(consumer))
+    }
+}
+
+/// When a worker fenced out of its group joins again with a new consumer.
+///
+/// Kafka fences a static member (`group.instance.id`) when a request arrives under a member id the
+/// group no longer knows for that name, and librdkafka makes that fatal for the client. A worker
+/// fences *itself* that way when it loses the group coordinator: its session runs out, it joins
+/// again under a new member id, and an offset commit it queued while the coordinator was gone then
+/// arrives under the old one. A second worker running under the same name fences it the same way,
+/// over and over. So the first fence is answered by joining again (the committer's epochs keep
+/// records safe whatever the group does), and a second one within [`Rejoins::WINDOW`] stops the
+/// worker with the namesake named as the cause.
+#[derive(Debug, Default)]
+struct Rejoins {
+    last: Option<Instant>,
+}
+
+impl Rejoins {
+    /// Fences closer together than this mean another worker under the same name.
+    const WINDOW: Duration = Duration::from_secs(120);
+
+    /// Whether a worker fenced at `now` joins again (and remembers that it did).
+    fn allow(&mut self, now: Instant) -> bool {
+        let allowed = self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= Self::WINDOW);
+        if allowed {
+            self.last = Some(now);
+        }
+        allowed
+    }
+}
 
 impl Source {
     /// Joins the group and starts polling; events arrive on the returned receiver.
@@ -493,7 +554,7 @@ impl Source {
         let (events, receiver) = mpsc::channel(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let described = subscription.describe();
-        let subscribe_to = match &subscription {
+        let topics = match &subscription {
             Subscription::Topics(topics) => topics.clone(),
             Subscription::Pattern(pattern) => vec![pattern.librdkafka()],
         };
@@ -505,38 +566,28 @@ impl Source {
             stop: stop.clone(),
             metrics,
         };
-        let consumer: BaseConsumer<SourceContext> = client_config(source, group_id)?
-            .create_with_context(context)
-            .map_err(|error| SourceError::Client {
-                topic: described.clone(),
-                source: error,
-            })?;
-        let names: Vec<&str> = subscribe_to.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&names)
-            .map_err(|error| SourceError::Client {
-                topic: described.clone(),
-                source: error,
-            })?;
-        let consumer = Arc::new(consumer);
+        let membership = Membership {
+            config: client_config(source, group_id)?,
+            context,
+            topics,
+            described: described.clone(),
+        };
+        let first = membership.join()?;
+        let shared = Arc::new(Mutex::new(Some(first.clone())));
         let thread = std::thread::Builder::new()
             .name("kafka-poll".to_owned())
             .spawn({
-                let consumer = consumer.clone();
+                let shared = shared.clone();
                 let stop = stop.clone();
-                move || {
-                    poll_loop(&consumer, &events, &stop);
-                    // The last reference, dropped here: closing runs the revoke callback.
-                    drop(consumer);
-                }
+                move || run_membership(&membership, first, &shared, &events, &stop)
             })
             .map_err(|error| SourceError::Client {
-                topic: described.clone(),
+                topic: described,
                 source: KafkaError::Subscription(error.to_string()),
             })?;
         Ok((
             Self {
-                consumer: Some(consumer),
+                consumer: shared,
                 stop,
                 thread: Some(thread),
             },
@@ -547,7 +598,7 @@ impl Source {
     /// Tells Kafka the committed position too, so consumer-lag tools see the sink's progress. The
     /// committer table stays the source of truth; a failure here is only logged.
     pub fn report_position(&self, partition: &SourcePartition, next_offset: i64) {
-        let Some(consumer) = &self.consumer else {
+        let Some(consumer) = lock(&self.consumer).clone() else {
             return;
         };
         let mut list = TopicPartitionList::new();
@@ -566,8 +617,12 @@ impl Source {
 
     /// Leaves the group (the revoke callback hands partitions over) and stops polling.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.consumer = None;
+        {
+            // Under the lock, so the poll thread cannot publish a new consumer after this.
+            let mut consumer = lock(&self.consumer);
+            self.stop.store(true, Ordering::Relaxed);
+            *consumer = None;
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -625,8 +680,104 @@ fn owned(message: &rdkafka::message::BorrowedMessage<'_>, topic: Arc<str>) -> Ow
     }
 }
 
-/// The poll thread: forwards records, waiting while the write loop is behind, and leaves the group on
-/// stop.
+/// The consumer slot shared with [`Source`], poisoned or not (it only ever holds an `Arc`).
+fn lock<T>(slot: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The poll thread: polls the consumer until the worker stops or the source fails, and joins the
+/// group again with a new consumer when Kafka fenced the last one and [`Rejoins`] allows it.
+fn run_membership(
+    membership: &Membership,
+    first: Arc<BaseConsumer<SourceContext>>,
+    shared: &Mutex<Option<Arc<BaseConsumer<SourceContext>>>>,
+    events: &mpsc::Sender<SourceEvent>,
+    stop: &AtomicBool,
+) {
+    let mut consumer = first;
+    let mut rejoins = Rejoins::default();
+    loop {
+        match poll_loop(&consumer, events, stop) {
+            Ended::Stopped => {
+                leave(&consumer);
+                return;
+            }
+            Ended::Failed(SourceError::Fatal {
+                code: RDKafkaErrorCode::FencedInstanceId,
+            }) if rejoins.allow(Instant::now()) => {
+                tracing::warn!(
+                    "Kafka fenced this worker's group membership (its session ran out while the \
+                     group coordinator was away, or another worker runs under the same name); \
+                     joining again with a new consumer"
+                );
+                hand_back(&consumer, events);
+                *lock(shared) = None;
+                // The last reference: closing a fenced consumer leaves nothing to revoke.
+                drop(consumer);
+                consumer = match membership.join() {
+                    Ok(joined) => joined,
+                    Err(error) => {
+                        tracing::error!(%error, "Kafka source cannot go on");
+                        let _ = events.blocking_send(SourceEvent::Failed(error));
+                        return;
+                    }
+                };
+                let mut slot = lock(shared);
+                if stop.load(Ordering::Relaxed) {
+                    drop(slot);
+                    leave(&consumer);
+                    return;
+                }
+                *slot = Some(consumer.clone());
+            }
+            Ended::Failed(error) => {
+                tracing::error!(%error, "Kafka source cannot go on");
+                let _ = events.blocking_send(SourceEvent::Failed(error));
+                leave(&consumer);
+                return;
+            }
+        }
+    }
+}
+
+/// Hands the partitions a fenced consumer still holds back to the write loop, which finishes (or
+/// abandons, if another worker claimed them since) the checkpoint in flight, and unassigns them.
+fn hand_back(consumer: &BaseConsumer<SourceContext>, events: &mpsc::Sender<SourceEvent>) {
+    let partitions: Vec<SourcePartition> = consumer
+        .assignment()
+        .map(|assigned| {
+            assigned
+                .elements()
+                .iter()
+                .map(|element| SourcePartition::new(element.topic(), element.partition()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !partitions.is_empty() {
+        let (done, finished) = oneshot::channel();
+        let sent = events.blocking_send(SourceEvent::Revoked {
+            partitions: partitions.clone(),
+            done,
+        });
+        if sent.is_ok() {
+            let _ = consumer.context().runtime.block_on(finished);
+        }
+        tracing::info!(partitions = %list(&partitions), "partitions released");
+    }
+    let _ = consumer.unassign();
+}
+
+/// Why [`poll_loop`] returned.
+enum Ended {
+    /// The worker stops (or the write loop is gone).
+    Stopped,
+    /// The source cannot go on with this consumer.
+    Failed(SourceError),
+}
+
+/// Forwards records, waiting while the write loop is behind, until the worker stops or an error
+/// ends this consumer.
 ///
 /// Waiting in `blocking_send` rather than pausing partitions keeps librdkafka's prefetched records:
 /// pausing discards them and resuming fetches them again, which measurably halved throughput. While
@@ -637,7 +788,7 @@ fn poll_loop(
     consumer: &BaseConsumer<SourceContext>,
     events: &mpsc::Sender<SourceEvent>,
     stop: &AtomicBool,
-) {
+) -> Ended {
     let metrics = consumer.context().metrics.clone();
     // The probe asks for one topic's metadata, or for all topics' under a pattern.
     let probe_topic = match &consumer.context().subscription {
@@ -655,14 +806,12 @@ fn poll_loop(
                     .blocking_send(SourceEvent::Record(owned(&message, topic)))
                     .is_err()
                 {
-                    break;
+                    return Ended::Stopped;
                 }
             }
             Some(Err(error)) => {
                 if let Some(failure) = fatal(&error) {
-                    tracing::error!(%error, "Kafka source cannot go on");
-                    let _ = events.blocking_send(SourceEvent::Failed(failure));
-                    break;
+                    return Ended::Failed(failure);
                 }
                 tracing::warn!(%error, "Kafka consumer error; retrying");
             }
@@ -681,11 +830,15 @@ fn poll_loop(
             }
         }
     }
+    Ended::Stopped
+}
+
+/// Leaves the group: unsubscribes, serves the revoke callback that triggers, then gives librdkafka the
+/// moment it takes to leave once the assignment is given up. A static member (a worker with a stable
+/// name) leaves only this way: closing the consumer never leaves for it (KIP-345), and without the
+/// leave its partitions would wait for the session timeout before moving to the other workers.
+fn leave(consumer: &BaseConsumer<SourceContext>) {
     consumer.unsubscribe();
-    // Serve the revoke callback that unsubscribing triggers, then give librdkafka the moment it takes
-    // to leave the group once the assignment is given up. A static member (a worker with a stable
-    // name) leaves only this way: closing the consumer never leaves for it (KIP-345), and without the
-    // leave its partitions would wait for the session timeout before moving to the other workers.
     let deadline = Instant::now() + LEAVE_GRACE;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         let _ = consumer.poll(left);
@@ -768,6 +921,29 @@ mod tests {
         join_as(&mut chosen, Some("pod"));
         let config = client_config(&chosen, "g").expect("config");
         assert_eq!(config.get("group.instance.id"), Some("mine"));
+    }
+
+    #[test]
+    fn a_fenced_worker_joins_again_once_per_window() {
+        let start = Instant::now();
+        let mut rejoins = Rejoins::default();
+        assert!(
+            rejoins.allow(start),
+            "the first fence is answered by joining again"
+        );
+        assert!(
+            !rejoins.allow(start + Duration::from_secs(5)),
+            "a second fence soon after means a namesake"
+        );
+        assert!(
+            !rejoins.allow(start + Rejoins::WINDOW - Duration::from_millis(1)),
+            "the window counts from the last rejoin, not from the refused fence"
+        );
+        assert!(
+            rejoins.allow(start + Rejoins::WINDOW),
+            "a fence long after the last is a new coordinator loss"
+        );
+        assert!(!rejoins.allow(start + Rejoins::WINDOW + Duration::from_secs(1)));
     }
 
     #[test]

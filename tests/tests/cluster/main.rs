@@ -11,9 +11,9 @@ mod datacenters;
 mod kafka;
 mod node_loss;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use cassandra_sink_tests::nodes::Down;
 use cassandra_sink_tests::scenario::{RegressionWatch, Scenario};
 use cassandra_sink_tests::worker::Worker;
 use cassandra_sink_tests::{Settings, env_or, fixtures};
@@ -35,79 +35,6 @@ async fn scenario(settings: Settings, name: &str, partitions: i32) -> anyhow::Re
         "checkpoint: { interval: 200ms, maxRecords: 300 }\n",
     )
     .await
-}
-
-/// The pid `scripts/localenv.sh` recorded for a cluster node.
-fn pid_of(node: &str) -> String {
-    let path = std::path::Path::new(&env_or("LOCALENV_PID_DIR", ".localenv/pids"))
-        .join(format!("{node}.pid"));
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-        .trim()
-        .to_owned()
-}
-
-fn signal(node: &str, signal: &str) {
-    let pid = pid_of(node);
-    let status = Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {signal} {node} ({pid})");
-}
-
-/// Starts stopped nodes again, side by side, and waits until each is ready (`scripts/localenv.sh
-/// cluster start`).
-fn start(nodes: &[&str]) {
-    let script = env_or("LOCALENV_SCRIPT", "scripts/localenv.sh");
-    let status = Command::new("bash")
-        .args([script.as_str(), "cluster", "start"])
-        .args(nodes)
-        .status()
-        .expect("run localenv.sh");
-    assert!(status.success(), "{nodes:?} did not start again");
-}
-
-/// Nodes killed (-9) or frozen (SIGSTOP), brought back when dropped: killed ones started again,
-/// frozen ones thawed.
-struct Down {
-    killed: Vec<&'static str>,
-    frozen: Vec<&'static str>,
-}
-
-impl Down {
-    fn kill(nodes: &[&'static str]) -> Self {
-        for node in nodes {
-            signal(node, "-KILL");
-        }
-        Down {
-            killed: nodes.to_vec(),
-            frozen: Vec::new(),
-        }
-    }
-
-    fn freeze(nodes: &[&'static str]) -> Self {
-        for node in nodes {
-            signal(node, "-STOP");
-        }
-        Down {
-            killed: Vec::new(),
-            frozen: nodes.to_vec(),
-        }
-    }
-}
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        for node in &self.frozen {
-            signal(node, "-CONT");
-        }
-        if !self.killed.is_empty() {
-            // A killed process may take a moment to be reaped before its port is free.
-            std::thread::sleep(Duration::from_millis(500));
-            start(&self.killed);
-        }
-    }
 }
 
 /// Ends the test: more records, the worker catches up and is ready, no reader saw a row go back,

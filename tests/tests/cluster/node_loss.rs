@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cassandra_sink_tests::Settings;
+use cassandra_sink_tests::nodes::Down;
 use cassandra_sink_tests::scenario::{RegressionWatch, Scenario};
 use cassandra_sink_tests::worker::Worker;
 use scylla::statement::Consistency;
 
 use crate::{
-    Down, ONE_AT_A_TIME, finish, first_commit, goes_on_without, on_node, readyz_reaches, scenario,
+    ONE_AT_A_TIME, finish, first_commit, goes_on_without, on_node, readyz_reaches, scenario,
 };
 
 /// One of three replicas killed -9 mid-stream: LOCAL_QUORUM still has two, so the worker keeps

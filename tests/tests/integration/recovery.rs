@@ -40,3 +40,55 @@ async fn a_worker_restarted_under_its_name_takes_its_partitions_back_before_the_
     worker.terminate(Duration::from_secs(10));
     scenario.clean_up().await
 }
+
+/// Two workers under one name (a misconfiguration: the operator names each after its pod) fence each
+/// other in the consumer group. The first fence each takes for a lost group coordinator and answers by
+/// joining again; the next one, within two minutes, stops that worker, saying why. The other goes on,
+/// and exactly-once holds through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_under_one_name_stop_one_saying_why() -> anyhow::Result<()> {
+    let mut scenario = Scenario::new("namesake", 2, "checkpoint: { interval: 200ms }\n").await?;
+    scenario.produce(400, 20).await?;
+    let mut first = Worker::start(&scenario.config, "twin", &[]);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(60))
+        .await?;
+    // The same configuration in a folder of its own, so that each worker has its own log.
+    let elsewhere = scenario.dir.join("second");
+    std::fs::create_dir_all(&elsewhere)?;
+    let copy = elsewhere.join("sink.yaml");
+    std::fs::copy(&scenario.config, &copy)?;
+    let mut second = Worker::start(&copy, "twin", &[]);
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (stopped, survivor) = loop {
+        if let Some(status) = first.wait(Duration::from_millis(250)) {
+            break ((status, first.log_text()), second);
+        }
+        if let Some(status) = second.wait(Duration::from_millis(250)) {
+            break ((status, second.log_text()), first);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "neither worker stopped in 90 s:\n{}\n---\n{}",
+            first.log_text(),
+            second.log_text()
+        );
+    };
+    let (status, log) = stopped;
+    assert!(!status.success(), "exited with {status}:\n{log}");
+    assert!(
+        log.contains("joining again with a new consumer")
+            && log.contains("another worker of this sink runs under the same name (worker id)"),
+        "the stopped worker does not say it was fenced twice by a namesake:\n{log}"
+    );
+
+    scenario.produce(400, 20).await?;
+    scenario
+        .wait_until_caught_up(Duration::from_secs(60))
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}\n{}", survivor.log_text()))?;
+    scenario.assert_applied_once("values").await?;
+    assert!(survivor.terminate(Duration::from_secs(30)).success());
+    scenario.clean_up().await
+}
