@@ -1,7 +1,10 @@
 //! (c) Recovery: how long a worker's partitions go without commits when it stops. Two release workers
 //! share a topic under a steady flow of records; one is stopped in each way a worker stops in a
 //! cluster, and the stall is measured from the stop until every partition it held has committed
-//! again. The table is then checked against the records produced: exactly once, through every stop.
+//! again. On the local clusters (`--cluster`) a Cassandra node and then a Kafka broker are killed
+//! under the remaining worker, and the cost is how long the records produced before the kill take to
+//! be committed, next to the same measure with nothing killed. The table is then checked against the
+//! records produced: exactly once, through every stop.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use cassandra_sink_tests::Settings;
 use cassandra_sink_tests::fixtures::{self, create_topic};
+use cassandra_sink_tests::nodes::{Down, leader_of_partition_0};
 use cassandra_sink_tests::worker::Worker;
 use rdkafka::producer::FutureProducer;
 use scylla::client::session::Session;
@@ -86,6 +90,56 @@ impl Committer<'_> {
                 "the group did not settle with {workers:?}: {now:?}"
             );
             last = now;
+        }
+    }
+
+    /// [`Committer::owners`], asked again while Cassandra does not answer: right after a node is
+    /// killed, a read the driver sent to it fails until the driver has marked it down.
+    async fn owners_patiently(&self) -> anyhow::Result<BTreeMap<i32, (String, i64)>> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.owners().await {
+                Ok(owners) => return Ok(owners),
+                Err(error) if Instant::now() < deadline => {
+                    eprintln!("reading the committer table failed ({error}); retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Stops a server with `stop` (`what` says how) and measures until every record produced before
+    /// the stop is committed: Kafka's end of each partition is read just before it. The same measure
+    /// with nothing stopped is the time a record takes anyway.
+    async fn drained_after(
+        &self,
+        settings: &Settings,
+        topic: &str,
+        what: &'static str,
+        stop: impl FnOnce(),
+    ) -> anyhow::Result<Stall> {
+        let ends = fixtures::end_offsets(settings, topic, self.partitions)?;
+        let stopped = Instant::now();
+        stop();
+        loop {
+            let now = self.owners_patiently().await?;
+            let done = ends
+                .iter()
+                .all(|(partition, end)| now.get(partition).is_some_and(|(_, at)| at >= end));
+            if done {
+                return Ok(Stall {
+                    what,
+                    stall: stopped.elapsed(),
+                    partitions: ends.len(),
+                });
+            }
+            anyhow::ensure!(
+                stopped.elapsed() < Duration::from_secs(120),
+                "the records produced before \"{what}\" were not committed within 2 minutes: \
+                 Kafka ends {ends:?}, committed {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -231,6 +285,10 @@ pub async fn run(
             .await?,
     );
 
+    if settings.cluster.is_some() {
+        stalls.extend(node_losses(settings, &committer, &topic).await?);
+    }
+
     // Exactly once through all of it: the flow stops, the last worker drains it, and the table holds
     // the last update of every key.
     flowing.store(false, Ordering::SeqCst);
@@ -270,6 +328,56 @@ pub async fn run(
         dir.display()
     );
     std::fs::remove_dir_all(dir).ok();
+    Ok(stalls)
+}
+
+/// On the local clusters, with one worker holding every partition: how long records produced before
+/// a server is killed take to be committed, against the same with nothing killed. Each killed node is
+/// started again (and the worker seen committing everywhere) before the next.
+async fn node_losses(
+    settings: &Settings,
+    committer: &Committer<'_>,
+    topic: &str,
+) -> anyhow::Result<Vec<Stall>> {
+    committer.settled(&["r1"]).await?;
+    let mut stalls = vec![
+        committer
+            .drained_after(
+                settings,
+                topic,
+                "nothing stopped: records produced until now committed (for comparison)",
+                || {},
+            )
+            .await?,
+    ];
+    let mut down = None;
+    stalls.push(
+        committer
+            .drained_after(
+                settings,
+                topic,
+                "kill -9 of one Cassandra node of three (three copies, LOCAL_QUORUM): \
+                 records produced before it committed",
+                || down = Some(Down::kill(&["cluster-cassandra-2"])),
+            )
+            .await?,
+    );
+    tokio::task::block_in_place(|| drop(down.take()));
+    committer.settled(&["r1"]).await?;
+    let leader = leader_of_partition_0(settings, topic)?;
+    stalls.push(
+        committer
+            .drained_after(
+                settings,
+                topic,
+                "kill -9 of the Kafka broker leading partition 0 (three copies, min.insync 2): \
+                 records produced before it committed",
+                || down = Some(Down::kill(&[leader])),
+            )
+            .await?,
+    );
+    tokio::task::block_in_place(|| drop(down.take()));
+    committer.settled(&["r1"]).await?;
     Ok(stalls)
 }
 
