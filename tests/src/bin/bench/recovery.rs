@@ -36,7 +36,8 @@ pub struct Stall {
 struct Committer<'a> {
     session: &'a Session,
     keyspace: &'a str,
-    sink_id: &'a str,
+    /// The committer's row key of the topic's partitions: sink id and topic.
+    row_key: String,
     partitions: i32,
 }
 
@@ -53,7 +54,7 @@ impl Committer<'_> {
                          WHERE sink_id = ? AND source_partition = ?",
                         self.keyspace
                     ),
-                    (self.sink_id, partition),
+                    (&self.row_key, partition),
                 )
                 .await?
                 .into_rows_result()?
@@ -228,7 +229,7 @@ pub async fn run(
     let committer = Committer {
         session,
         keyspace,
-        sink_id: &sink_id,
+        row_key: cassandra_sink_worker::committer::row_key(&sink_id, &topic),
         partitions,
     };
     let start = |name: &str| Worker::start_binary(worker, &config, name, &[]);
