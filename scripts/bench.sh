@@ -9,7 +9,8 @@
 #   scripts/bench.sh -- --quick                          # 200,000 records, no Flink: for development
 #   scripts/bench.sh -- --recovery-only --partitions 6
 #   scripts/bench.sh -- --scaling                        # 6/64/512 partitions × 1/2/4 workers; writes docs/images/scaling.svg
-#   scripts/bench.sh -- --cluster --skip-recovery        # on the local clusters (3 Cassandra nodes, 3 brokers), no Flink
+#   scripts/bench.sh -- --cluster --records 200000 --keys 20000   # on the local clusters (3 Cassandra nodes,
+#                                                     # 3 brokers), no Flink; (c) also kills a node and a broker
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/localenv.sh up
