@@ -247,6 +247,13 @@ fn leader_may_return(error: &KafkaError) -> bool {
             | RDKafkaErrorCode::NetworkException
             | RDKafkaErrorCode::RequestTimedOut
             | RDKafkaErrorCode::BrokerNotAvailable
+            // While leadership moves: the new leader's epoch or high watermark is not settled yet.
+            | RDKafkaErrorCode::FencedLeaderEpoch
+            | RDKafkaErrorCode::UnknownLeaderEpoch
+            | RDKafkaErrorCode::OffsetNotAvailable
+            // The query went to a broker the cluster has just dropped from its metadata (a killed
+            // broker, once the controller fences it): librdkafka destroys its handle.
+            | RDKafkaErrorCode::DestroyBroker
     )
 }
 
@@ -986,6 +993,8 @@ mod tests {
             RDKafkaErrorCode::OperationTimedOut,
             RDKafkaErrorCode::LeaderNotAvailable,
             RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::OffsetNotAvailable,
+            RDKafkaErrorCode::DestroyBroker,
         ] {
             assert!(super::leader_may_return(&KafkaError::MetadataFetch(code)));
         }
