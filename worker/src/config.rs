@@ -794,8 +794,13 @@ impl SinkConfig {
             .kafka
             .group_id
             .clone()
-            .unwrap_or_else(|| format!("cassandra-sink.{}", self.sink_id.replace('/', ".")))
+            .unwrap_or_else(|| default_group_id(&self.sink_id))
     }
+}
+
+/// The consumer group of a sink that names none: derived from its sink id.
+pub fn default_group_id(sink_id: &str) -> String {
+    format!("cassandra-sink.{}", sink_id.replace('/', "."))
 }
 
 /// Prefix of environment variables that override configuration keys.

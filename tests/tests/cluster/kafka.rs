@@ -38,7 +38,7 @@ async fn the_group_coordinator_killed_mid_stream_then_back_loses_nothing() -> an
     let worker = Worker::start(&scenario.config, "worker", &[]);
     first_commit(&scenario, &worker).await?;
     // Asked once the group exists: Kafka creates its offsets topic for the first group.
-    let group = format!("cassandra-sink.{}", scenario.sink_id.replace('/', "."));
+    let group = cassandra_sink_worker::config::default_group_id(&scenario.sink_id);
     let coordinator = coordinator_of(&scenario.settings, &group)?;
     goes_on_without(&mut scenario, &worker, &[coordinator]).await?;
     finish(scenario, worker, watch).await
