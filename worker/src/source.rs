@@ -322,17 +322,7 @@ impl ConsumerContext for SourceContext {
                 let _ = consumer.unassign();
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let (done, finished) = oneshot::channel();
-                let sent = self.events.blocking_send(SourceEvent::Revoked {
-                    partitions: numbers.clone(),
-                    done,
-                });
-                if sent.is_ok() {
-                    // The write loop finishes (or abandons, if fenced) the checkpoint in flight for
-                    // these partitions before they go to another worker.
-                    let _ = self.runtime.block_on(finished);
-                }
-                tracing::info!(partitions = %list(&numbers), "partitions released");
+                release(&self.events, &self.runtime, numbers);
                 let released = if cooperative {
                     consumer.incremental_unassign(partitions)
                 } else {
@@ -762,17 +752,24 @@ fn hand_back(consumer: &BaseConsumer<SourceContext>, events: &mpsc::Sender<Sourc
         })
         .unwrap_or_default();
     if !partitions.is_empty() {
-        let (done, finished) = oneshot::channel();
-        let sent = events.blocking_send(SourceEvent::Revoked {
-            partitions: partitions.clone(),
-            done,
-        });
-        if sent.is_ok() {
-            let _ = consumer.context().runtime.block_on(finished);
-        }
-        tracing::info!(partitions = %list(&partitions), "partitions released");
+        release(events, &consumer.context().runtime, partitions);
     }
     let _ = consumer.unassign();
+}
+
+/// Tells the write loop `partitions` are going and waits until it is done with them: it finishes
+/// (or abandons, if fenced) the checkpoint in flight for them before they go to another worker.
+/// Called off the async runtime (the poll thread), which it blocks on.
+fn release(events: &mpsc::Sender<SourceEvent>, runtime: &Handle, partitions: Vec<SourcePartition>) {
+    let described = list(&partitions);
+    let (done, finished) = oneshot::channel();
+    if events
+        .blocking_send(SourceEvent::Revoked { partitions, done })
+        .is_ok()
+    {
+        let _ = runtime.block_on(finished);
+    }
+    tracing::info!(partitions = %described, "partitions released");
 }
 
 /// Why [`poll_loop`] returned.
