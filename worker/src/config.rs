@@ -15,6 +15,8 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::encoding::{ReaderSchema, RecordFormat, SchemaRegistry};
+
 /// Everything a worker needs to move Kafka topics into Cassandra statements.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -349,6 +351,16 @@ pub struct KafkaSource {
     /// Further librdkafka consumer properties, passed through as given (for example `fetch.max.bytes`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, String>,
+    /// How record values are encoded: `json` (the default) or `avro` (the Confluent wire format,
+    /// schemas from `schemaRegistry`).
+    #[serde(default, skip_serializing_if = "RecordFormat::is_json")]
+    pub value_format: RecordFormat,
+    /// How record keys are encoded, as `valueFormat`.
+    #[serde(default, skip_serializing_if = "RecordFormat::is_json")]
+    pub key_format: RecordFormat,
+    /// The schema registry that resolves the schema ids of Avro records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistry>,
 }
 
 /// Consumer properties the sink sets itself and a user may not override.

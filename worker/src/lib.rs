@@ -7,6 +7,8 @@
 #[cfg(feature = "committer")]
 pub mod action;
 #[cfg(feature = "runtime")]
+pub mod avro;
+#[cfg(feature = "runtime")]
 pub mod batching;
 #[cfg(feature = "committer")]
 pub mod cassandra;
@@ -18,6 +20,7 @@ pub mod config;
 pub mod dead_letter;
 #[cfg(feature = "committer")]
 pub mod durability;
+pub mod encoding;
 #[cfg(feature = "runtime")]
 pub mod fault;
 #[cfg(feature = "runtime")]
@@ -28,6 +31,8 @@ pub mod mapping;
 pub mod metrics;
 #[cfg(feature = "committer")]
 pub mod prepared;
+#[cfg(feature = "runtime")]
+pub mod registry;
 #[cfg(feature = "runtime")]
 pub mod routing;
 #[cfg(feature = "committer")]

@@ -180,6 +180,14 @@ pub enum InvalidRecord {
         /// Parser message with line and column.
         error: String,
     },
+    /// The value (or key) is not an Avro record the registry's schemas decode.
+    #[error("{part} is not an Avro record this sink can read: {reason}")]
+    NotAvro {
+        /// `value` or `key`.
+        part: &'static str,
+        /// What is wrong: the framing, the schema id, or the datum.
+        reason: String,
+    },
     /// The record is larger than `maxRecordBytes`.
     #[error("record value is {size} bytes, over the limit of {limit}")]
     Oversized {
@@ -229,6 +237,7 @@ impl InvalidRecord {
     pub fn kind(&self) -> &'static str {
         match self {
             InvalidRecord::NotJson { .. } => "invalid_json",
+            InvalidRecord::NotAvro { .. } => "invalid_avro",
             InvalidRecord::Oversized { .. } => "oversized",
             InvalidRecord::ArrayLength { .. } => "wrong_field_count",
             InvalidRecord::MissingKey { .. } => "missing_field",
@@ -530,6 +539,18 @@ enum Field<'a> {
 }
 
 impl Parsed {
+    /// A record whose key or value (or both) were decoded already (Avro, see `crate::avro`); a part
+    /// left `None` is parsed as JSON when a path reads it.
+    pub fn decoded(key: Option<Json>, value: Option<Json>) -> Self {
+        Self { key, value }
+    }
+
+    /// The value as decoded, if it was.
+    #[cfg(test)]
+    pub(crate) fn decoded_value(&self) -> Option<&Json> {
+        self.value.as_ref()
+    }
+
     fn value(&mut self, record: &SourceRecord<'_>) -> Result<&Json, InvalidRecord> {
         if self.value.is_none() {
             self.value = Some(parse_json("value", record.value)?);

@@ -62,6 +62,9 @@ pub enum SinkError {
     /// The dead-letter destination failed for good.
     #[error(transparent)]
     DeadLetter(#[from] crate::dead_letter::DeadLetterError),
+    /// The schema registry refused the sink (its credentials or permissions).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 /// Everything the loop writes with.
@@ -91,6 +94,8 @@ pub struct Writer {
     pub batch_limits: Option<BatchLimits>,
     /// Metrics and readiness.
     pub metrics: Arc<Metrics>,
+    /// The schema registry, when keys or values are Avro.
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 /// One set of statements (the sink's own, or a topic's): which of them a record runs, and where they
@@ -471,6 +476,12 @@ impl Writer {
                 writes.push((record, range.pending.timestamp_of(*offset)));
             }
         }
+        // Every schema the checkpoint's Avro records name, looked up before any of them is bound.
+        if let Some(registry) = &self.registry {
+            registry
+                .prepare(writes.iter().map(|(record, _)| view(record)))
+                .await?;
+        }
         if self.on_invalid == OnInvalidRecord::Fail {
             for (record, _) in &writes {
                 if let Err(invalid) = self.values(&view(record)) {
@@ -763,7 +774,10 @@ impl Writer {
             .get(record.topic)
             .map_or(&self.sets[0], |&index| &self.sets[index]);
         // One parse of the key and value serves the rules and every statement of the record.
-        let mut parsed = Parsed::default();
+        let mut parsed = match &self.registry {
+            Some(registry) => registry.schemas().parse(registry.formats(), record)?,
+            None => Parsed::default(),
+        };
         let action = set.rules.decide_in(record, &mut parsed)?;
         let mut chosen = Vec::new();
         for index in set.targets.clone() {

@@ -883,6 +883,9 @@ mod tests {
             group_id: None,
             security: None,
             properties,
+            value_format: Default::default(),
+            key_format: Default::default(),
+            schema_registry: None,
         }
     }
 

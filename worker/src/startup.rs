@@ -12,6 +12,7 @@ use std::time::Duration;
 use scylla::client::session::Session;
 
 use crate::action::{Rules, RulesError};
+use crate::avro::Formats;
 use crate::batching::BatchLimits;
 use crate::cassandra::{
     ConnectError, connect, driver_consistency, driver_serial, settle_datacenter_routing,
@@ -20,8 +21,10 @@ use crate::committer::{Committer, CommitterError};
 use crate::config::{CassandraConfig, DeadLetterConfig, SinkConfig, Statements};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::durability::{self, VerifyError, Warning};
+use crate::encoding::{self, EncodingError};
 use crate::metrics::Metrics;
 use crate::prepared::{self, PrepareStatementError};
+use crate::registry::{Registry, RegistryError};
 use crate::routing::Table;
 use crate::routing::{Router, RouterSettings};
 use crate::schema::{self, SchemaError};
@@ -75,6 +78,12 @@ pub enum StartError {
     /// replication could not be read.
     #[error(transparent)]
     Durability(#[from] VerifyError),
+    /// A key or value format that cannot work (Avro without a registry, a registry URL that is not one).
+    #[error(transparent)]
+    Encoding(#[from] EncodingError),
+    /// The schema registry refused the sink's credentials, or its credentials or TLS files cannot be read.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
 }
 
 impl StartError {
@@ -116,6 +125,10 @@ impl StartError {
             StartError::Sink(SinkError::DeadLetter(_)) => "DeadLetterFailed",
             StartError::Durability(VerifyError::Unsafe(_)) => "UnsafeConsistency",
             StartError::Durability(VerifyError::Read(_)) => "CassandraUnreachable",
+            StartError::Encoding(_) => "InvalidFormat",
+            StartError::Registry(_) | StartError::Sink(SinkError::Registry(_)) => {
+                "SchemaRegistryRefused"
+            }
         }
     }
 }
@@ -149,6 +162,7 @@ pub fn check_statements(config: &SinkConfig) -> Result<Checked, StartError> {
         _ => None,
     };
     let subscription = topics::check(&config.sink_id, &config.source.kafka, dead_letter_topic)?;
+    encoding::check(&config.source.kafka)?;
     topics::check_statement_topics(&subscription, config.topic_statements.keys())?;
     let mut sets = Vec::new();
     for set in config.statement_sets() {
@@ -275,6 +289,20 @@ pub async fn prepare(
 ) -> Result<Prepared, StartError> {
     let started = std::time::Instant::now();
     let checked = check_statements(config)?;
+    let registry = match &config.source.kafka.schema_registry {
+        Some(settings) => {
+            let registry = Registry::new(
+                settings,
+                Formats {
+                    key: config.source.kafka.key_format,
+                    value: config.source.kafka.value_format,
+                },
+            )?;
+            registry.check_patiently().await?;
+            Some(Arc::new(registry))
+        }
+        None => None,
+    };
     let session = Arc::new(connect_patiently(&config.cassandra).await?);
     let committer_session = match &config.committer.cassandra {
         Some(cluster) => Arc::new(connect_patiently(cluster).await?),
@@ -407,6 +435,7 @@ pub async fn prepare(
         router,
         batch_limits,
         metrics: metrics.clone(),
+        registry,
     };
     let limits = Limits {
         interval: config.checkpoint.interval.0,

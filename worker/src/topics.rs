@@ -260,6 +260,9 @@ mod tests {
             group_id: None,
             security: None,
             properties: Default::default(),
+            value_format: Default::default(),
+            key_format: Default::default(),
+            schema_registry: None,
         }
     }
 
