@@ -10,7 +10,7 @@ use std::hash::{Hash, Hasher};
 
 use cassandra_sink_worker::config::{
     CassandraConfig, CommitterConfig, Credentials, HumanDuration, KafkaSasl, KafkaSecurity,
-    KafkaSource, SecretSource, SinkConfig, SourceConfig, TlsConfig,
+    KafkaSource, SchemaRegistry, SecretSource, SinkConfig, SourceConfig, TlsConfig,
 };
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
@@ -156,6 +156,15 @@ fn tls(mounts: &mut Mounts, volume: &str, tls: &SecretTls) -> TlsConfig {
     }
 }
 
+/// A username and password Secret, mounted as the folder `name`.
+fn credentials(mounts: &mut Mounts, name: &str, secret: &str) -> Credentials {
+    let folder = mounts.secret(name, secret);
+    Credentials {
+        username: file(&folder, "username"),
+        password: file(&folder, "password"),
+    }
+}
+
 fn cassandra(
     mounts: &mut Mounts,
     prefix: &str,
@@ -164,13 +173,10 @@ fn cassandra(
     CassandraConfig {
         contact_points: connection.contact_points.clone(),
         local_datacenter: connection.local_datacenter.clone(),
-        credentials: connection.credentials_secret.as_ref().map(|secret| {
-            let folder = mounts.secret(&format!("{prefix}-credentials"), secret);
-            Credentials {
-                username: file(&folder, "username"),
-                password: file(&folder, "password"),
-            }
-        }),
+        credentials: connection
+            .credentials_secret
+            .as_ref()
+            .map(|secret| credentials(mounts, &format!("{prefix}-credentials"), secret)),
         tls: connection
             .tls
             .as_ref()
@@ -235,6 +241,23 @@ fn worker_config(
                 group_id: kafka.group_id.clone(),
                 security,
                 properties: kafka.properties.clone(),
+                value_format: kafka.value_format,
+                key_format: kafka.key_format,
+                schema_registry: kafka
+                    .schema_registry
+                    .as_ref()
+                    .map(|registry| SchemaRegistry {
+                        url: registry.url.clone(),
+                        credentials: registry
+                            .credentials_secret
+                            .as_ref()
+                            .map(|secret| credentials(mounts, "registry-credentials", secret)),
+                        tls: registry
+                            .tls
+                            .as_ref()
+                            .map(|secret| tls(mounts, "registry-tls", secret)),
+                        reader_schema: registry.reader_schema,
+                    }),
             },
         },
         mapping: spec.mapping.clone(),
@@ -331,6 +354,20 @@ pub fn referenced_secrets(sink: &CassandraSink) -> Vec<(&'static str, String)> {
     }
     if let Some(tls) = &spec.source.kafka.tls {
         secrets.push(("spec.source.kafka.tls.secretName", tls.secret_name.clone()));
+    }
+    if let Some(registry) = &spec.source.kafka.schema_registry {
+        if let Some(secret) = &registry.credentials_secret {
+            secrets.push((
+                "spec.source.kafka.schemaRegistry.credentialsSecret",
+                secret.clone(),
+            ));
+        }
+        if let Some(tls) = &registry.tls {
+            secrets.push((
+                "spec.source.kafka.schemaRegistry.tls.secretName",
+                tls.secret_name.clone(),
+            ));
+        }
     }
     secrets
 }
@@ -662,6 +699,51 @@ mod tests {
             SinkConfig::from_yaml(yaml, std::path::Path::new("sink.yaml")).expect("parses");
         assert_eq!(parsed.sink_id, "analytics/values");
         assert_eq!(parsed.committer.table, "checkpoints");
+    }
+
+    #[test]
+    fn the_registry_credentials_secret_is_mounted_and_named_for_the_worker() {
+        let mut sink = seed_sink();
+        sink.spec.source.kafka.value_format = cassandra_sink_worker::config::RecordFormat::Avro;
+        sink.spec.source.kafka.schema_registry = Some(crate::crd::SchemaRegistrySpec {
+            url: "https://registry.kafka.svc:8081".into(),
+            credentials_secret: Some("registry-creds".into()),
+            tls: Some(SecretTls {
+                secret_name: "registry-ca".into(),
+                verify_hostname: true,
+            }),
+            reader_schema: cassandra_sink_worker::config::ReaderSchema::Latest,
+        });
+        let built = children(&sink, &settings(), &SecretsSeen::at("")).expect("children");
+        let yaml = &built.config_map.data.as_ref().expect("data")["sink.yaml"];
+        let parsed =
+            SinkConfig::from_yaml(yaml, std::path::Path::new("sink.yaml")).expect("parses");
+        let registry = parsed.source.kafka.schema_registry.expect("registry");
+        let credentials = registry.credentials.expect("credentials");
+        assert_eq!(
+            credentials.password,
+            SecretSource::File("/etc/cassandra-sink/secrets/registry-credentials/password".into())
+        );
+        assert_eq!(
+            registry.tls.and_then(|tls| tls.ca_file),
+            Some("/etc/cassandra-sink/secrets/registry-tls/ca.crt".into())
+        );
+        assert_eq!(
+            registry.reader_schema,
+            cassandra_sink_worker::config::ReaderSchema::Latest
+        );
+        let named: Vec<&str> = referenced_secrets(&sink)
+            .into_iter()
+            .map(|(field, _)| field)
+            .filter(|field| field.contains("schemaRegistry"))
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                "spec.source.kafka.schemaRegistry.credentialsSecret",
+                "spec.source.kafka.schemaRegistry.tls.secretName"
+            ]
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@
 
 use cassandra_sink_worker::config::{
     CheckpointConfig, Consistency, DeadLetterConfig, DeleteConfig, FanOutStatement, FieldMatch,
-    Guarantee, KafkaProtocol, Limits, Mapping, OnInvalidRecord, OnTombstone, SaslMechanism,
-    SerialConsistency, Statements, TopicStatements,
+    Guarantee, KafkaProtocol, Limits, Mapping, OnInvalidRecord, OnTombstone, ReaderSchema,
+    RecordFormat, SaslMechanism, SerialConsistency, Statements, TopicStatements,
 };
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -284,6 +284,39 @@ pub struct KafkaSourceSpec {
     /// Further librdkafka consumer properties, passed through as given.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub properties: std::collections::BTreeMap<String, String>,
+    /// How record values are encoded: `json` (the default; `value` alone in a mapping is the raw
+    /// bytes) or `avro` (the Confluent wire format, schemas from `schemaRegistry`).
+    #[serde(default, skip_serializing_if = "RecordFormat::is_json")]
+    pub value_format: RecordFormat,
+    /// How record keys are encoded, as `valueFormat`.
+    #[serde(default, skip_serializing_if = "RecordFormat::is_json")]
+    pub key_format: RecordFormat,
+    /// The schema registry that resolves the schema ids of Avro records (the Confluent API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistrySpec>,
+}
+
+/// A schema registry with the Confluent API, reached from inside Kubernetes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaRegistrySpec {
+    /// Base URL of the API, e.g. `http://registry.kafka.svc:8080/apis/ccompat/v7` (Apicurio) or
+    /// `https://schema-registry.kafka.svc:8081` (Confluent).
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// Name of a Secret in the sink's namespace with keys `username` and `password`, sent with HTTP
+    /// basic authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// TLS towards an `https://` registry, with certificates from a Secret (`ca.crt`; `tls.crt` and
+    /// `tls.key` for mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SecretTls>,
+    /// `writer` (the default): a record is read with the schema it was written with. `latest`: into
+    /// the newest version of its subject, so records written before a field was added read the
+    /// field's default.
+    #[serde(default)]
+    pub reader_schema: ReaderSchema,
 }
 
 /// SASL towards Kafka with credentials from a Secret.

@@ -24,6 +24,9 @@ pub enum Reason {
     /// The topics to read are not named right (a name Kafka refuses, more than one way of naming
     /// them, a pattern that is no regular expression or that matches the dead-letter topic).
     InvalidTopics,
+    /// The key or value format cannot work: Avro without a schema registry, a registry no Avro part
+    /// uses, or a registry URL that is not an `http(s)://` base URL.
+    InvalidFormat,
     /// A consistency level that the keyspace's replication makes unsafe (a committed checkpoint
     /// lost with one node) or impossible.
     UnsafeConsistency,
@@ -69,7 +72,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of docs/troubleshooting.md's table.
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 29] = [
         Reason::NoContactPoints,
         Reason::NoBootstrapServers,
         Reason::InvalidParallelism,
@@ -78,6 +81,7 @@ impl Reason {
         Reason::NotExactlyOnce,
         Reason::InvalidMapping,
         Reason::InvalidTopics,
+        Reason::InvalidFormat,
         Reason::UnsafeConsistency,
         Reason::InsufficientMemory,
         Reason::SecretMissing,
@@ -111,6 +115,7 @@ impl Reason {
             Reason::NotExactlyOnce => "NotExactlyOnce",
             Reason::InvalidMapping => "InvalidMapping",
             Reason::InvalidTopics => "InvalidTopics",
+            Reason::InvalidFormat => "InvalidFormat",
             Reason::UnsafeConsistency => "UnsafeConsistency",
             Reason::InsufficientMemory => "InsufficientMemory",
             Reason::SecretMissing => "SecretMissing",
@@ -148,6 +153,7 @@ impl Reason {
                 | Reason::NotExactlyOnce
                 | Reason::InvalidMapping
                 | Reason::InvalidTopics
+                | Reason::InvalidFormat
                 | Reason::UnsafeConsistency
                 | Reason::InsufficientMemory
                 | Reason::SecretMissing

@@ -4,6 +4,7 @@
 
 use cassandra_sink_worker::action::{Rules, RulesError};
 use cassandra_sink_worker::config::{DeadLetterConfig, Guarantee, Statements};
+use cassandra_sink_worker::encoding;
 use cassandra_sink_worker::prepared::statements;
 use cassandra_sink_worker::statement::{self, RoleError};
 use cassandra_sink_worker::topics::{self, Subscription};
@@ -89,6 +90,16 @@ pub fn validate(spec: &CassandraSinkSpec) -> Vec<Problem> {
         topics::check_statement_topics(&subscription, spec.topic_statements.keys())
     }) {
         problems.push(problem(Reason::InvalidTopics, format!("spec.{error}")));
+    }
+    if let Err(error) = encoding::check_formats(
+        kafka.value_format,
+        kafka.key_format,
+        kafka
+            .schema_registry
+            .as_ref()
+            .map(|registry| (registry.url.as_str(), registry.tls.is_some())),
+    ) {
+        problems.push(problem(Reason::InvalidFormat, format!("spec.{error}")));
     }
     if spec.parallelism < 1 {
         problems.push(problem(
@@ -277,6 +288,55 @@ mod tests {
         let problems = named(&looping);
         assert_eq!(problems[0].0, Reason::InvalidTopics);
         assert!(problems[0].1.contains("orders-dead"), "{problems:?}");
+    }
+
+    #[test]
+    fn avro_needs_a_registry_with_a_usable_url_and_a_registry_needs_avro() {
+        use cassandra_sink_worker::config::RecordFormat;
+        let registry = |url: &str| crate::crd::SchemaRegistrySpec {
+            url: url.to_owned(),
+            credentials_secret: Some("registry-creds".into()),
+            tls: None,
+            reader_schema: Default::default(),
+        };
+        let problems = |spec: &CassandraSinkSpec| -> Vec<(Reason, String)> {
+            validate(spec)
+                .into_iter()
+                .map(|p| (p.reason, p.message))
+                .collect()
+        };
+        let mut avro = seed_spec();
+        avro.source.kafka.value_format = RecordFormat::Avro;
+        avro.source.kafka.schema_registry =
+            Some(registry("http://registry.kafka.svc:8080/apis/ccompat/v7"));
+        assert_eq!(problems(&avro), vec![]);
+
+        let mut without = avro.clone();
+        without.source.kafka.schema_registry = None;
+        let found = problems(&without);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, Reason::InvalidFormat);
+        assert!(
+            found[0]
+                .1
+                .starts_with("spec.source.kafka.valueFormat is avro"),
+            "{found:?}"
+        );
+
+        let mut unused = avro.clone();
+        unused.source.kafka.value_format = RecordFormat::Json;
+        assert_eq!(problems(&unused)[0].0, Reason::InvalidFormat);
+
+        let mut bad_url = avro.clone();
+        bad_url.source.kafka.schema_registry = Some(registry("registry:8080"));
+        let found = problems(&bad_url);
+        assert_eq!(found[0].0, Reason::InvalidFormat);
+        assert!(
+            found[0]
+                .1
+                .contains("spec.source.kafka.schemaRegistry.url `registry:8080`"),
+            "{found:?}"
+        );
     }
 
     #[test]

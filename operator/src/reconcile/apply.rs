@@ -109,6 +109,8 @@ const FINAL_WORKER_REASONS: &[&str] = &[
     "DeadLetterFailed",
     "KafkaFailed",
     "ListenFailed",
+    "InvalidFormat",
+    "SchemaRegistryRefused",
 ];
 
 /// The most recent termination of a worker pod that says it cannot go on, as
