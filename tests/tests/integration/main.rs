@@ -1,6 +1,7 @@
 //! One integration-test binary (linking scylla, rdkafka and kube once), one module per area.
 //! Every test here talks to a real server started by `scripts/localenv.sh up`.
 
+mod avro;
 mod bad_input;
 mod batching;
 mod chart;
