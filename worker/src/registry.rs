@@ -403,6 +403,119 @@ mod tests {
         assert!(RegistryError::Tls("x".into()).is_permanent());
     }
 
+    /// Answers one HTTP request on a loopback port: 200 with `body` when the request carries
+    /// `expected` as its Authorization header, 401 otherwise. Returns the base URL.
+    async fn one_answer(expected: &'static str, body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let read = stream.read(&mut buffer).await.expect("read");
+                if read == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..read]);
+            }
+            let head = String::from_utf8_lossy(&request).to_lowercase();
+            let authorized = head.contains(&format!("authorization: {}", expected.to_lowercase()));
+            let (status, body) = if authorized {
+                ("200 OK", body)
+            } else {
+                ("401 Unauthorized", "{\"error_code\":401}")
+            };
+            let answer = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(answer.as_bytes()).await.expect("write");
+        });
+        format!("http://{address}")
+    }
+
+    /// Registry settings with basic-auth credentials read from files, as a mounted Secret gives them.
+    fn settings(url: String, password: &str) -> SchemaRegistry {
+        let dir = std::env::temp_dir().join(format!(
+            "registry-credentials-{}-{password}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("folder");
+        std::fs::write(dir.join("username"), "sink\n").expect("username");
+        std::fs::write(dir.join("password"), format!("{password}\n")).expect("password");
+        SchemaRegistry {
+            url,
+            credentials: Some(crate::config::Credentials {
+                username: crate::config::SecretSource::File(dir.join("username")),
+                password: crate::config::SecretSource::File(dir.join("password")),
+            }),
+            tls: None,
+            reader_schema: ReaderSchema::Writer,
+        }
+    }
+
+    const FORMATS: Formats = Formats {
+        key: crate::config::RecordFormat::Json,
+        value: crate::config::RecordFormat::Avro,
+    };
+
+    #[tokio::test]
+    async fn credentials_from_files_go_as_basic_auth_and_a_refusal_is_permanent() {
+        // "sink:s3cret" in base64.
+        let expected = "Basic c2luazpzM2NyZXQ=";
+        let accepted = Registry::new(
+            &settings(one_answer(expected, "[]").await, "s3cret"),
+            FORMATS,
+        )
+        .expect("client");
+        accepted
+            .check()
+            .await
+            .expect("the registry accepts the credentials");
+
+        let refused = Registry::new(
+            &settings(one_answer(expected, "[]").await, "wrong"),
+            FORMATS,
+        )
+        .expect("client");
+        let error = refused.check().await.expect_err("refused");
+        assert!(error.is_permanent(), "{error}");
+        assert!(error.to_string().contains("401"), "{error}");
+        // Permanent: the patient check gives up at once instead of waiting.
+        let refused_again = Registry::new(
+            &settings(one_answer(expected, "[]").await, "wrong"),
+            FORMATS,
+        )
+        .expect("client");
+        let patient = tokio::time::timeout(Duration::from_secs(5), refused_again.check_patiently())
+            .await
+            .expect("no waiting on a refusal");
+        assert!(patient.is_err());
+    }
+
+    #[test]
+    fn an_unreadable_credentials_file_is_named_and_permanent() {
+        let mut config = settings("http://127.0.0.1:9".into(), "x");
+        if let Some(credentials) = &mut config.credentials {
+            credentials.password =
+                crate::config::SecretSource::File("/nonexistent/password".into());
+        }
+        let error = Registry::new(&config, FORMATS).err().expect("refused");
+        assert!(error.is_permanent());
+        assert!(
+            error.to_string().contains("/nonexistent/password"),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("schema registry password"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn subjects_are_one_path_segment() {
         assert_eq!(encode_segment("orders.v1_x-value"), "orders.v1_x-value");
