@@ -377,6 +377,68 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_avro_key_is_read_whole_by_the_path_key() {
+        use crate::config::Mapping;
+        use crate::mapping::{MarkerSpec, Plan};
+        use scylla::cluster::metadata::{ColumnType, NativeType};
+        use scylla::value::{CqlValue, MaybeUnset};
+
+        let key_schema = Schema::parse_str(r#""long""#).expect("schema");
+        let mut key = vec![MAGIC, 0, 0, 0, 9];
+        key.extend(apache_avro::to_avro_datum(&key_schema, Value::Long(77)).expect("encode"));
+        let mut schemas = Schemas::default();
+        schemas.insert(
+            "users-key".into(),
+            9,
+            Ok(Arc::new(
+                Resolved::parse(r#""long""#, None).expect("schema"),
+            )),
+        );
+        let formats = Formats {
+            key: RecordFormat::Avro,
+            value: RecordFormat::Json,
+        };
+        let record = record(Some(b"{\"name\":\"ada\"}"), Some(&key));
+        let specs = vec![
+            MarkerSpec {
+                name: "id".into(),
+                typ: ColumnType::Native(NativeType::BigInt),
+                partition_key: true,
+            },
+            MarkerSpec {
+                name: "name".into(),
+                typ: ColumnType::Native(NativeType::Text),
+                partition_key: false,
+            },
+        ];
+        let markers = vec![crate::statement::Marker::Positional; 2];
+        let plan = Plan::compile(
+            &Mapping::Fields(vec!["key".into(), "value.name".into()]),
+            &markers,
+            specs,
+            false,
+            1 << 20,
+        )
+        .expect("plan");
+        let mut parsed = schemas.parse(formats, &record).expect("decoded");
+        let bound = plan.bind_in(&record, &mut parsed).expect("bound");
+        let values: Vec<Option<CqlValue>> = bound
+            .into_iter()
+            .map(|value| match value {
+                MaybeUnset::Set(value) => value,
+                MaybeUnset::Unset => None,
+            })
+            .collect();
+        assert_eq!(
+            values,
+            vec![
+                Some(CqlValue::BigInt(77)),
+                Some(CqlValue::Text("ada".into()))
+            ]
+        );
+    }
+
+    #[test]
     fn a_tombstone_and_json_parts_are_left_alone() {
         let parsed = Schemas::default()
             .parse(AVRO_VALUES, &record(None, Some(b"{\"id\":1}")))

@@ -530,6 +530,10 @@ pub fn type_name(typ: &ColumnType<'_>) -> String {
 pub struct Parsed {
     key: Option<Json>,
     value: Option<Json>,
+    /// The key was decoded (Avro): `key` alone is then the decoded key, not its bytes.
+    key_decoded: bool,
+    /// The value was decoded, as `key_decoded`.
+    value_decoded: bool,
 }
 
 enum Field<'a> {
@@ -540,9 +544,15 @@ enum Field<'a> {
 
 impl Parsed {
     /// A record whose key or value (or both) were decoded already (Avro, see `crate::avro`); a part
-    /// left `None` is parsed as JSON when a path reads it.
+    /// left `None` is parsed as JSON when a path reads it. The path `key` (or `value`) alone reads a
+    /// decoded part whole (an Avro key is often a plain string or long), not its bytes.
     pub fn decoded(key: Option<Json>, value: Option<Json>) -> Self {
-        Self { key, value }
+        Self {
+            key_decoded: key.is_some(),
+            value_decoded: value.is_some(),
+            key,
+            value,
+        }
     }
 
     /// The value as decoded, if it was.
@@ -578,10 +588,10 @@ impl Parsed {
                     .cloned()
                     .map_or(Field::Missing, Field::Json)
             }
-            FieldSource::Value(path) if path.is_empty() => {
+            FieldSource::Value(path) if path.is_empty() && !self.value_decoded => {
                 record.value.map_or(Field::Missing, Field::Raw)
             }
-            FieldSource::Key(path) if path.is_empty() => {
+            FieldSource::Key(path) if path.is_empty() && !self.key_decoded => {
                 record.key.map_or(Field::Missing, Field::Raw)
             }
             FieldSource::Value(path) => lookup(self.value(record)?, path),
