@@ -49,8 +49,12 @@ EOF
   mvn -q -B -f "$REGISTRY_HOME/pom.xml" dependency:resolve >"$LOG_DIR/registry-build.log" 2>&1 ||
     { tail -n 20 "$LOG_DIR/registry-build.log" >&2; die "Maven could not resolve io.apicurio:apicurio-registry-app:$REGISTRY_VERSION"; }
   # The registry's own settings travel in its jar; a Quarkus build reads them from the application, so
-  # they are copied in, with the lines that make Quarkus index the registry's classes as beans.
-  local jar="$HOME/.m2/repository/io/apicurio/apicurio-registry-app/$REGISTRY_VERSION/apicurio-registry-app-$REGISTRY_VERSION.jar"
+  # they are copied in, with the lines that make Quarkus index the registry's classes as beans. The jar
+  # is copied out of Maven's repository first, wherever that repository is configured to be.
+  mvn -q -B -f "$REGISTRY_HOME/pom.xml" dependency:copy "-Dartifact=io.apicurio:apicurio-registry-app:$REGISTRY_VERSION" \
+    "-DoutputDirectory=$REGISTRY_HOME" >>"$LOG_DIR/registry-build.log" 2>&1 ||
+    { tail -n 20 "$LOG_DIR/registry-build.log" >&2; die "Maven could not copy io.apicurio:apicurio-registry-app:$REGISTRY_VERSION"; }
+  local jar="$REGISTRY_HOME/apicurio-registry-app-$REGISTRY_VERSION.jar"
   python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("application.properties"))' \
     "$jar" >"$REGISTRY_HOME/src/main/resources/application.properties" ||
     die "no application.properties in $jar"
