@@ -57,16 +57,18 @@ fn register(subject: &str, schema: &str) -> anyhow::Result<u32> {
     anyhow::bail!("registering {subject}: {failures:?}")
 }
 
-/// Writes the worker configuration: Avro values from `registry` (with `reader`, e.g.
-/// `readerSchema: latest`) into `users (id, name)`, and `email` too when `with_email`, then `more`
-/// YAML (`$KEYSPACE` stands for the scenario's keyspace).
+/// Writes the worker configuration: Avro values (and keys when `avro_keys`) from `registry` (with
+/// `reader`, e.g. `readerSchema: latest`) into `users (id, name)`, and `email` too when `with_email`,
+/// then `more` YAML (`$KEYSPACE` stands for the scenario's keyspace).
 fn configure(
     scenario: &Scenario,
     registry: &str,
     reader: &str,
     with_email: bool,
+    avro_keys: bool,
     more: &str,
 ) -> anyhow::Result<()> {
+    let key_format = if avro_keys { "avro" } else { "json" };
     let (column, names, marker, field) = if with_email {
         (", email text", ", email", ", ?", ", value.email")
     } else {
@@ -85,6 +87,7 @@ source:
     bootstrapServers: ["{kafka}"]
     topic: {topic}
     valueFormat: avro
+    keyFormat: {key_format}
     schemaRegistry: {{ url: "{registry}", {reader} }}
 checkpoint: {{ interval: 100ms }}
 createQuery: CREATE TABLE IF NOT EXISTS {keyspace}.users (id bigint PRIMARY KEY, name text{column})
@@ -129,6 +132,7 @@ async fn avro_records_land_once_read_into_the_newest_schema_and_bad_ones_are_dea
         &registry_url(),
         "readerSchema: latest",
         true,
+        false,
         "\ndelete: { query: \"DELETE FROM $KEYSPACE.users WHERE id = ?\", mapping: { fields: [key] } }\n\
          onInvalidRecord: dead-letter",
     )?;
@@ -249,7 +253,7 @@ async fn a_worker_started_before_its_registry_waits_for_it_and_then_reads() -> a
         "http://127.0.0.1:{}",
         cassandra_sink_tests::worker::free_port()
     );
-    let config = |registry: &str| configure(&scenario, registry, "", false, "");
+    let config = |registry: &str| configure(&scenario, registry, "", false, false, "");
     config(&absent)?;
     let producer = fixtures::producer(&scenario.settings)?;
     fixtures::send(
@@ -300,5 +304,77 @@ async fn a_worker_started_before_its_registry_waits_for_it_and_then_reads() -> a
         .rows::<(i64, String)>()?
         .collect::<Result<_, _>>()?;
     assert_eq!(rows, vec![(1, "ada".to_owned())]);
+    scenario.clean_up().await
+}
+
+#[tokio::test]
+async fn an_avro_key_fills_its_column_whole_and_its_tombstone_deletes() -> anyhow::Result<()> {
+    use rdkafka::producer::FutureRecord;
+
+    let scenario = Scenario::new("avro_key", 1, "").await?;
+    let key_id = register(&format!("{}-key", scenario.topic), r#""long""#)?;
+    let value_id = register(&format!("{}-value", scenario.topic), V1)?;
+    configure(
+        &scenario,
+        &registry_url(),
+        "",
+        false,
+        true,
+        "\ndelete: { query: \"DELETE FROM $KEYSPACE.users WHERE id = ?\", mapping: { fields: [key] } }",
+    )?;
+    let key = |id: i64| -> anyhow::Result<Vec<u8>> {
+        let mut bytes = vec![0u8];
+        bytes.extend(key_id.to_be_bytes());
+        bytes.extend(apache_avro::to_avro_datum(
+            &Schema::parse_str(r#""long""#)?,
+            Value::Long(id),
+        )?);
+        Ok(bytes)
+    };
+    let producer = fixtures::producer(&scenario.settings)?;
+    let user = |id: i64, name: &str| {
+        vec![
+            ("id", Value::Long(id)),
+            ("name", Value::String(name.into())),
+        ]
+    };
+    for (id, value) in [
+        (1, Some(framed(value_id, V1, &user(1, "ada"))?)),
+        (2, Some(framed(value_id, V1, &user(2, "bob"))?)),
+        (2, None),
+    ] {
+        let key = key(id)?;
+        let record = FutureRecord::<[u8], [u8]>::to(&scenario.topic)
+            .partition(0)
+            .key(&key);
+        let record = match &value {
+            Some(value) => record.payload(value),
+            None => record,
+        };
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(error, _)| anyhow::anyhow!("producing: {error}"))?;
+    }
+    let worker = Worker::start(&scenario.config, "worker", &[]);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(60))
+        .await?;
+    assert!(worker.terminate(Duration::from_secs(30)).success());
+    let rows: Vec<(i64, String)> = scenario
+        .session
+        .query_unpaged(
+            format!("SELECT id, name FROM {}.users", scenario.keyspace),
+            (),
+        )
+        .await?
+        .into_rows_result()?
+        .rows::<(i64, String)>()?
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        rows,
+        vec![(1, "ada".to_owned())],
+        "user 2 deleted by the tombstone of its Avro key"
+    );
     scenario.clean_up().await
 }
