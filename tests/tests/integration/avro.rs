@@ -105,6 +105,27 @@ mapping: {{ fields: [value.id, value.name{field}] }}{more}
     Ok(())
 }
 
+/// Runs a worker until it has committed everything produced, then reads `users (id, name)`.
+async fn sink_and_read(scenario: &Scenario) -> anyhow::Result<Vec<(i64, String)>> {
+    let worker = Worker::start(&scenario.config, "worker", &[]);
+    scenario
+        .wait_until_caught_up(Duration::from_secs(60))
+        .await?;
+    assert!(worker.terminate(Duration::from_secs(30)).success());
+    let mut rows: Vec<(i64, String)> = scenario
+        .session
+        .query_unpaged(
+            format!("SELECT id, name FROM {}.users", scenario.keyspace),
+            (),
+        )
+        .await?
+        .into_rows_result()?
+        .rows::<(i64, String)>()?
+        .collect::<Result<_, _>>()?;
+    rows.sort();
+    Ok(rows)
+}
+
 /// One record in the Confluent wire format.
 fn framed(id: u32, schema: &str, fields: &[(&str, Value)]) -> anyhow::Result<Vec<u8>> {
     let schema = Schema::parse_str(schema)?;
@@ -288,21 +309,7 @@ async fn a_worker_started_before_its_registry_waits_for_it_and_then_reads() -> a
     waiting.kill();
 
     config(&registry_url())?;
-    let worker = Worker::start(&scenario.config, "worker", &[]);
-    scenario
-        .wait_until_caught_up(Duration::from_secs(60))
-        .await?;
-    assert!(worker.terminate(Duration::from_secs(30)).success());
-    let rows: Vec<(i64, String)> = scenario
-        .session
-        .query_unpaged(
-            format!("SELECT id, name FROM {}.users", scenario.keyspace),
-            (),
-        )
-        .await?
-        .into_rows_result()?
-        .rows::<(i64, String)>()?
-        .collect::<Result<_, _>>()?;
+    let rows = sink_and_read(&scenario).await?;
     assert_eq!(rows, vec![(1, "ada".to_owned())]);
     scenario.clean_up().await
 }
@@ -356,21 +363,7 @@ async fn an_avro_key_fills_its_column_whole_and_its_tombstone_deletes() -> anyho
             .await
             .map_err(|(error, _)| anyhow::anyhow!("producing: {error}"))?;
     }
-    let worker = Worker::start(&scenario.config, "worker", &[]);
-    scenario
-        .wait_until_caught_up(Duration::from_secs(60))
-        .await?;
-    assert!(worker.terminate(Duration::from_secs(30)).success());
-    let rows: Vec<(i64, String)> = scenario
-        .session
-        .query_unpaged(
-            format!("SELECT id, name FROM {}.users", scenario.keyspace),
-            (),
-        )
-        .await?
-        .into_rows_result()?
-        .rows::<(i64, String)>()?
-        .collect::<Result<_, _>>()?;
+    let rows = sink_and_read(&scenario).await?;
     assert_eq!(
         rows,
         vec![(1, "ada".to_owned())],
