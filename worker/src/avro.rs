@@ -23,7 +23,7 @@ use crate::mapping::{InvalidRecord, Parsed, SourceRecord};
 pub const MAGIC: u8 = 0;
 
 /// Which part of a record a schema is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Part {
     /// The key.
     Key,
@@ -72,16 +72,14 @@ impl Formats {
         key.into_iter().chain(value)
     }
 
-    /// The schemas a record needs, by subject and id; a part that is not framed needs none (it is
+    /// The schema ids a record's Avro parts name; a part that is not framed names none (it is
     /// refused when decoded).
-    pub fn needed(&self, record: &SourceRecord<'_>) -> Vec<(String, u32)> {
+    pub fn needed<'r>(
+        &self,
+        record: &SourceRecord<'r>,
+    ) -> impl Iterator<Item = (Part, u32)> + use<'r> {
         self.avro_parts(record)
-            .filter_map(|(part, bytes)| {
-                frame(bytes)
-                    .ok()
-                    .map(|(id, _)| (part.subject(record.topic), id))
-            })
-            .collect()
+            .filter_map(|(part, bytes)| frame(bytes).ok().map(|(id, _)| (part, id)))
     }
 }
 
@@ -132,34 +130,53 @@ impl Resolved {
     }
 }
 
-/// Schemas by subject and id: resolved, or the reason records naming them cannot be read (the
-/// registry does not know the id, or the schema is not Avro).
-#[derive(Debug, Default, Clone)]
+/// The schemas a sink's records were found to name, by topic, part and id: resolved, or the reason
+/// records naming them cannot be read (the registry does not know the id, or the schema is not Avro).
+/// Keyed by topic first so that a record is looked up by its topic as it comes, without building its
+/// subject's name.
+#[derive(Debug, Clone)]
 pub struct Schemas {
-    entries: HashMap<(String, u32), Result<Arc<Resolved>, String>>,
+    formats: Formats,
+    entries: HashMap<String, HashMap<(Part, u32), Entry>>,
 }
 
+/// What one schema id resolves to: the schemas, or why records naming it cannot be read.
+pub type Entry = Result<Arc<Resolved>, String>;
+
 impl Schemas {
-    /// True when the id of the subject was looked up (successfully or not).
-    pub fn contains(&self, subject: &str, id: u32) -> bool {
-        self.entries.contains_key(&(subject.to_owned(), id))
+    /// None looked up yet, for records in `formats`.
+    pub fn new(formats: Formats) -> Self {
+        Self {
+            formats,
+            entries: HashMap::new(),
+        }
     }
 
-    /// Records what an id of a subject resolves to.
-    pub fn insert(&mut self, subject: String, id: u32, entry: Result<Arc<Resolved>, String>) {
-        self.entries.insert((subject, id), entry);
+    /// The ids a record names that were not looked up yet.
+    pub fn missing<'r>(
+        &self,
+        record: &SourceRecord<'r>,
+    ) -> impl Iterator<Item = (Part, u32)> + use<'_, 'r> {
+        let known = self.entries.get(record.topic);
+        self.formats
+            .needed(record)
+            .filter(move |key| !known.is_some_and(|ids| ids.contains_key(key)))
+    }
+
+    /// Records what an id of a topic's part resolves to.
+    pub fn insert(&mut self, topic: String, part: Part, id: u32, entry: Entry) {
+        self.entries
+            .entry(topic)
+            .or_default()
+            .insert((part, id), entry);
     }
 
     /// The record's Avro parts decoded, for the mapping to read. A part that is not framed, names an
     /// unknown schema or does not decode makes the record invalid.
-    pub fn parse(
-        &self,
-        formats: Formats,
-        record: &SourceRecord<'_>,
-    ) -> Result<Parsed, InvalidRecord> {
+    pub fn parse(&self, record: &SourceRecord<'_>) -> Result<Parsed, InvalidRecord> {
         let mut key = None;
         let mut value = None;
-        for (part, bytes) in formats.avro_parts(record) {
+        for (part, bytes) in self.formats.avro_parts(record) {
             let decoded = self.decode(part, record.topic, bytes).map_err(|reason| {
                 InvalidRecord::NotAvro {
                     part: part.name(),
@@ -176,8 +193,7 @@ impl Schemas {
 
     fn decode(&self, part: Part, topic: &str, bytes: &[u8]) -> Result<Json, String> {
         let (id, body) = frame(bytes)?;
-        let subject = part.subject(topic);
-        match self.entries.get(&(subject, id)) {
+        match self.entries.get(topic).and_then(|ids| ids.get(&(part, id))) {
             Some(Ok(resolved)) => resolved
                 .decode(body)
                 .map_err(|reason| format!("schema id {id}: {reason}")),
@@ -272,10 +288,10 @@ mod tests {
     };
 
     fn schemas(entries: &[(u32, &str, Option<&str>)]) -> Schemas {
-        let mut schemas = Schemas::default();
+        let mut schemas = Schemas::new(AVRO_VALUES);
         for (id, writer, reader) in entries {
             let resolved = Resolved::parse(writer, *reader).expect("schemas");
-            schemas.insert("users-value".into(), *id, Ok(Arc::new(resolved)));
+            schemas.insert("users".into(), Part::Value, *id, Ok(Arc::new(resolved)));
         }
         schemas
     }
@@ -302,15 +318,23 @@ mod tests {
             );
         });
         let parsed = schemas(&[(3, V1, None)])
-            .parse(AVRO_VALUES, &record(Some(&bytes), Some(b"{\"k\":1}")))
+            .parse(&record(Some(&bytes), Some(b"{\"k\":1}")))
             .expect("decoded");
         assert_eq!(
             parsed.decoded_value(),
             Some(&serde_json::json!({"id": 42, "name": "ada"}))
         );
+        let framed_record = record(Some(&bytes), None);
         assert_eq!(
-            AVRO_VALUES.needed(&record(Some(&bytes), None)),
-            vec![("users-value".into(), 3)]
+            Schemas::new(AVRO_VALUES)
+                .missing(&framed_record)
+                .collect::<Vec<_>>(),
+            vec![(Part::Value, 3)]
+        );
+        assert_eq!(
+            schemas(&[(3, V1, None)]).missing(&framed_record).count(),
+            0,
+            "an id looked up is not asked again"
         );
     }
 
@@ -320,13 +344,12 @@ mod tests {
             r.put("id", 1i64);
             r.put("name", Value::Union(0, Box::new(Value::Null)));
         });
-        let read_as_written =
-            schemas(&[(3, V1, None)]).parse(AVRO_VALUES, &record(Some(&old), None));
+        let read_as_written = schemas(&[(3, V1, None)]).parse(&record(Some(&old), None));
         assert_eq!(
             read_as_written.expect("decoded").decoded_value(),
             Some(&serde_json::json!({"id": 1, "name": null}))
         );
-        let evolved = schemas(&[(3, V1, Some(V2))]).parse(AVRO_VALUES, &record(Some(&old), None));
+        let evolved = schemas(&[(3, V1, Some(V2))]).parse(&record(Some(&old), None));
         assert_eq!(
             evolved.expect("decoded").decoded_value(),
             Some(&serde_json::json!({"id": 1, "name": null, "email": "unknown"}))
@@ -356,8 +379,13 @@ mod tests {
             (
                 bytes.clone(),
                 {
-                    let mut unknown = Schemas::default();
-                    unknown.insert("users-value".into(), 3, Err("not in the registry".into()));
+                    let mut unknown = Schemas::new(AVRO_VALUES);
+                    unknown.insert(
+                        "users".into(),
+                        Part::Value,
+                        3,
+                        Err("not in the registry".into()),
+                    );
                     unknown
                 },
                 "schema id 3: not in the registry",
@@ -365,7 +393,7 @@ mod tests {
         ];
         for (value, schemas, expected) in cases {
             let error = schemas
-                .parse(AVRO_VALUES, &record(Some(&value), None))
+                .parse(&record(Some(&value), None))
                 .expect_err(expected);
             assert_eq!(error.kind(), "invalid_avro");
             assert!(
@@ -386,18 +414,19 @@ mod tests {
         let key_schema = Schema::parse_str(r#""long""#).expect("schema");
         let mut key = vec![MAGIC, 0, 0, 0, 9];
         key.extend(apache_avro::to_avro_datum(&key_schema, Value::Long(77)).expect("encode"));
-        let mut schemas = Schemas::default();
+        let formats = Formats {
+            key: RecordFormat::Avro,
+            value: RecordFormat::Json,
+        };
+        let mut schemas = Schemas::new(formats);
         schemas.insert(
-            "users-key".into(),
+            "users".into(),
+            Part::Key,
             9,
             Ok(Arc::new(
                 Resolved::parse(r#""long""#, None).expect("schema"),
             )),
         );
-        let formats = Formats {
-            key: RecordFormat::Avro,
-            value: RecordFormat::Json,
-        };
         let record = record(Some(b"{\"name\":\"ada\"}"), Some(&key));
         let specs = vec![
             MarkerSpec {
@@ -420,7 +449,7 @@ mod tests {
             1 << 20,
         )
         .expect("plan");
-        let mut parsed = schemas.parse(formats, &record).expect("decoded");
+        let mut parsed = schemas.parse(&record).expect("decoded");
         let bound = plan.bind_in(&record, &mut parsed).expect("bound");
         let values: Vec<Option<CqlValue>> = bound
             .into_iter()
@@ -440,14 +469,15 @@ mod tests {
 
     #[test]
     fn a_tombstone_and_json_parts_are_left_alone() {
-        let parsed = Schemas::default()
-            .parse(AVRO_VALUES, &record(None, Some(b"{\"id\":1}")))
+        let parsed = Schemas::new(AVRO_VALUES)
+            .parse(&record(None, Some(b"{\"id\":1}")))
             .expect("nothing to decode");
         assert_eq!(parsed.decoded_value(), None);
-        assert!(
+        assert_eq!(
             AVRO_VALUES
                 .needed(&record(None, Some(&[0, 0, 0, 0, 1])))
-                .is_empty()
+                .count(),
+            0
         );
     }
 

@@ -23,7 +23,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::avro::{Formats, Resolved, Schemas};
+use crate::avro::{Entry, Formats, Part, Resolved, Schemas};
 use crate::cassandra::{ConnectError, TlsMaterial, read_secret, tls_config};
 use crate::config::{ReaderSchema, SchemaRegistry};
 use crate::mapping::SourceRecord;
@@ -141,7 +141,6 @@ pub struct Registry {
     base: String,
     authorization: Option<header::HeaderValue>,
     reader: ReaderSchema,
-    formats: Formats,
     schemas: Mutex<Arc<Schemas>>,
 }
 
@@ -175,19 +174,8 @@ impl Registry {
             base: config.url.trim_end_matches('/').to_owned(),
             authorization,
             reader: config.reader_schema,
-            formats,
-            schemas: Mutex::new(Arc::new(Schemas::default())),
+            schemas: Mutex::new(Arc::new(Schemas::new(formats))),
         })
-    }
-
-    /// The formats of the sink's keys and values.
-    pub fn formats(&self) -> Formats {
-        self.formats
-    }
-
-    /// The schemas looked up so far.
-    pub fn schemas(&self) -> Arc<Schemas> {
-        self.lock().clone()
     }
 
     /// Asks the registry for its subjects, to find refused credentials or a wrong URL before any
@@ -201,43 +189,44 @@ impl Registry {
         self.patiently(|| self.check()).await
     }
 
-    /// Looks up every schema the records name that is not known yet. Returns only when each has an
-    /// answer (a schema, or a reason its records are invalid), or with a permanent error.
+    /// Looks up every schema the records name that is not known yet, and returns the schemas to
+    /// decode them with. Returns only when each has an answer (a schema, or a reason its records are
+    /// invalid), or with a permanent error.
     pub async fn prepare<'r>(
         &self,
         records: impl Iterator<Item = SourceRecord<'r>>,
-    ) -> Result<(), RegistryError> {
-        let known = self.schemas();
-        let missing: BTreeSet<(String, u32)> = records
-            .flat_map(|record| self.formats.needed(&record))
-            .filter(|(subject, id)| !known.contains(subject, *id))
+    ) -> Result<Arc<Schemas>, RegistryError> {
+        let known = self.lock().clone();
+        let missing: BTreeSet<(&str, Part, u32)> = records
+            .flat_map(|record| {
+                known
+                    .missing(&record)
+                    .map(move |(part, id)| (record.topic, part, id))
+            })
             .collect();
         if missing.is_empty() {
-            return Ok(());
+            return Ok(known);
         }
         let mut found = Vec::with_capacity(missing.len());
-        for (subject, id) in missing {
+        for (topic, part, id) in missing {
+            let subject = part.subject(topic);
             let entry = self.patiently(|| self.resolve(&subject, id)).await?;
             if let Err(reason) = &entry {
                 tracing::warn!(%subject, id, %reason, "records naming this schema are invalid");
             }
-            found.push((subject, id, entry));
+            found.push((topic.to_owned(), part, id, entry));
         }
         let mut schemas = self.lock();
         let mut next = Schemas::clone(&schemas);
-        for (subject, id, entry) in found {
-            next.insert(subject, id, entry);
+        for (topic, part, id, entry) in found {
+            next.insert(topic, part, id, entry);
         }
         *schemas = Arc::new(next);
-        Ok(())
+        Ok(schemas.clone())
     }
 
     /// What an id of a subject resolves to; `Ok(Err(reason))` when its records cannot be read.
-    async fn resolve(
-        &self,
-        subject: &str,
-        id: u32,
-    ) -> Result<Result<Arc<Resolved>, String>, RegistryError> {
+    async fn resolve(&self, subject: &str, id: u32) -> Result<Entry, RegistryError> {
         let writer: SchemaAnswer = match self.get(&format!("/schemas/ids/{id}")).await {
             Ok(answer) => answer,
             Err(error) if error.is_not_found() => {

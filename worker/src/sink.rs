@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::action::{Action, Rules};
+use crate::avro::Schemas;
 use crate::batching::{self, BatchLimits, WriteKey};
 use crate::cassandra::{Failure, classify};
 use crate::checkpoint::{Claim, PartitionBuffer, Sealed, Sizable, SourcePartition, now_micros};
@@ -477,14 +478,18 @@ impl Writer {
             }
         }
         // Every schema the checkpoint's Avro records name, looked up before any of them is bound.
-        if let Some(registry) = &self.registry {
-            registry
-                .prepare(writes.iter().map(|(record, _)| view(record)))
-                .await?;
-        }
+        let schemas = match &self.registry {
+            Some(registry) => Some(
+                registry
+                    .prepare(writes.iter().map(|(record, _)| view(record)))
+                    .await?,
+            ),
+            None => None,
+        };
+        let schemas = schemas.as_deref();
         if self.on_invalid == OnInvalidRecord::Fail {
             for (record, _) in &writes {
-                if let Err(invalid) = self.values(&view(record)) {
+                if let Err(invalid) = self.values(&view(record), schemas) {
                     self.metrics.error(invalid.kind());
                     return Err(SinkError::InvalidRecord {
                         partition: SourcePartition::new(record.topic.clone(), record.partition),
@@ -533,7 +538,7 @@ impl Writer {
             refused,
             skipped,
             deleted,
-        } = self.write_all(&writes).await;
+        } = self.write_all(&writes, schemas).await;
         for (index, kind, reason) in refused {
             let (record, timestamp) = writes[index];
             self.reject(record, kind, reason, timestamp, &mut rejected)?;
@@ -675,7 +680,7 @@ impl Writer {
     /// retried until they succeed. Rows of one partition travel in unlogged batches (see
     /// [`crate::batching`]); each request waits for room on the replica it is sent to (see
     /// [`crate::routing`]).
-    async fn write_all(&self, writes: &[(&OwnedRecord, i64)]) -> Landed {
+    async fn write_all(&self, writes: &[(&OwnedRecord, i64)], schemas: Option<&Schemas>) -> Landed {
         let acknowledged = std::sync::atomic::AtomicUsize::new(0);
         let half = writes.len() / 2;
         let acknowledged = &acknowledged;
@@ -696,7 +701,7 @@ impl Writer {
             let results: Vec<(usize, Option<Action>, Vec<Refused>)> =
                 futures::stream::iter(0..writes.len())
                     .map(|index| async move {
-                        let (action, bound) = match self.bind(writes, index) {
+                        let (action, bound) = match self.bind(writes, index, schemas) {
                             Ok(bound) => bound,
                             Err(refused) => return (index, None, vec![refused]),
                         };
@@ -726,7 +731,7 @@ impl Writer {
         let mut actions = vec![None; writes.len()];
         let mut bound = Vec::with_capacity(writes.len());
         for (index, action) in actions.iter_mut().enumerate() {
-            match self.bind(writes, index) {
+            match self.bind(writes, index, schemas) {
                 Ok((done, writes)) => {
                     *action = Some(done);
                     bound.extend(writes);
@@ -768,14 +773,15 @@ impl Writer {
     fn values(
         &self,
         record: &SourceRecord<'_>,
+        schemas: Option<&Schemas>,
     ) -> Result<(Action, Vec<(usize, BoundValues)>), InvalidRecord> {
         let set = self
             .set_of_topic
             .get(record.topic)
             .map_or(&self.sets[0], |&index| &self.sets[index]);
         // One parse of the key and value serves the rules and every statement of the record.
-        let mut parsed = match &self.registry {
-            Some(registry) => registry.schemas().parse(registry.formats(), record)?,
+        let mut parsed = match schemas {
+            Some(schemas) => schemas.parse(record)?,
             None => Parsed::default(),
         };
         let action = set.rules.decide_in(record, &mut parsed)?;
@@ -800,10 +806,11 @@ impl Writer {
         &self,
         writes: &[(&OwnedRecord, i64)],
         index: usize,
+        schemas: Option<&Schemas>,
     ) -> Result<(Action, Vec<Bound>), Refused> {
         let (record, timestamp) = writes[index];
         let (action, chosen) = self
-            .values(&view(record))
+            .values(&view(record), schemas)
             .map_err(|invalid| (index, invalid.kind(), invalid.to_string()))?;
         let bound = chosen
             .into_iter()
