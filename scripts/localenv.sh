@@ -12,6 +12,7 @@
 #   scripts/localenv.sh env       connection settings as shell exports: eval "$(scripts/localenv.sh env)"
 #   scripts/localenv.sh start S   start one installed server (cassandra, cassandra-auth, kafka, etcd,
 #                                 kube-apiserver, registry) if it is not running, and wait until it is ready
+#   scripts/localenv.sh nodetool ARGS  Cassandra's nodetool against the `cassandra` node (loopback JMX)
 #   scripts/localenv.sh import F  import OCI image archives (scripts/build-images.sh) into the node
 #   scripts/localenv.sh node-check  say whether this machine can run the node, and what it lacks
 #   scripts/localenv.sh node-leftovers  fail, listing them, when parts of the node are still on the host
@@ -167,6 +168,10 @@ case "${1:-}" in
     esac
     ;;
   env) print_env ;;
+  nodetool)
+    shift
+    nodetool "$@"
+    ;;
   import)
     shift
     [ $# -gt 0 ] || die "import what? OCI archives, e.g. target/images/cassandra-sink-worker-0.1.0.oci.tar"
@@ -189,7 +194,7 @@ case "${1:-}" in
     esac
     ;;
   *)
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -10,11 +10,12 @@ CASSANDRA_HOME="$LOCALENV_CACHE/cassandra-$CASSANDRA_VERSION"
 cassandra_instance() {
   CASS_NAME=$1
   CASS_DIR="$LOCALENV_STATE/$1"
-  CASS_ADDRESS=127.0.0.1 CASS_SEEDS="" CASS_SNITCH=SimpleSnitch CASS_DC="" CASS_JOINS=true
+  CASS_ADDRESS=127.0.0.1 CASS_SEEDS="" CASS_SNITCH=SimpleSnitch CASS_DC="" CASS_JOINS=true CASS_JMX_PORT=""
   case "$1" in
     cassandra)
       CASS_PORT=$CASSANDRA_PORT CASS_STORAGE_PORT=$CASSANDRA_STORAGE_PORT
       CASS_HEAP=$CASSANDRA_HEAP CASS_AUTHENTICATOR=AllowAllAuthenticator CASS_CLUSTER=localenv
+      CASS_JMX_PORT=$CASSANDRA_JMX_PORT
       ;;
     cassandra-auth)
       CASS_PORT=$CASSANDRA_AUTH_PORT CASS_STORAGE_PORT=$CASSANDRA_AUTH_STORAGE_PORT
@@ -131,25 +132,10 @@ cassandra_ready() {
     grep -q "Starting listening for CQL clients" "$LOG_DIR/$CASS_NAME.log" 2>/dev/null
 }
 
-# launch_cassandra NAME: start the node unless it already runs with the same configuration; does not
-# wait (see await_cassandra), so both nodes and the other servers start side by side.
-launch_cassandra() {
-  cassandra_instance "$1"
-  ensure_server_tls
-  # The configuration is rewritten on every start; a running server whose configuration changed (a
-  # newer checkout) is restarted so that it matches.
-  local before=""
-  [ -f "$CASS_DIR/cassandra.yaml" ] && before=$(cat "$CASS_DIR/cassandra.yaml")
-  write_cassandra_config
-  if running "$CASS_NAME" && cassandra_ready; then
-    if [ "$before" = "$(cat "$CASS_DIR/cassandra.yaml")" ]; then say "$CASS_NAME already up on $CASS_ADDRESS:$CASS_PORT"; return; fi
-    say "$CASS_NAME's configuration changed: restarting it"
-    stop_process "$CASS_NAME"
-  fi
-  running "$CASS_NAME" && return
-  port_open "$CASS_PORT" "$CASS_ADDRESS" && die "$CASS_ADDRESS:$CASS_PORT is taken by a process this script did not start"
-  say "starting Cassandra $CASSANDRA_VERSION ($CASS_NAME, $CASS_AUTHENTICATOR${CASS_DC:+, $CASS_DC}) on $CASS_ADDRESS:$CASS_PORT"
-  # Java 17 module flags from Cassandra's own conf/jvm17-server.options.
+# java17_module_flags ARRAY: append to the named array the Java 17 module flags of Cassandra's own
+# conf/jvm17-server.options, which its server and its tools (nodetool) both need.
+java17_module_flags() {
+  local -n flags=$1
   local exports="java.base/jdk.internal.misc java.management.rmi/com.sun.jmx.remote.internal.rmi
     java.rmi/sun.rmi.registry java.rmi/sun.rmi.server java.sql/java.sql java.base/java.lang.ref
     jdk.unsupported/sun.misc"
@@ -157,9 +143,35 @@ launch_cassandra() {
     java.base/jdk.internal.reflect java.base/jdk.internal.math java.base/jdk.internal.module
     java.base/jdk.internal.util.jar jdk.management/com.sun.management.internal java.base/sun.nio.ch
     java.base/java.io java.base/java.lang.reflect java.base/java.lang java.base/java.util java.base/java.nio"
-  local args=() m
-  for m in $exports; do args+=(--add-exports "$m=ALL-UNNAMED"); done
-  for m in $opens; do args+=(--add-opens "$m=ALL-UNNAMED"); done
+  local m
+  for m in $exports; do flags+=(--add-exports "$m=ALL-UNNAMED"); done
+  for m in $opens; do flags+=(--add-opens "$m=ALL-UNNAMED"); done
+}
+
+# launch_cassandra NAME: start the node unless it already runs with the same configuration; does not
+# wait (see await_cassandra), so both nodes and the other servers start side by side.
+launch_cassandra() {
+  cassandra_instance "$1"
+  ensure_server_tls
+  # The configuration is rewritten on every start; a running server whose configuration changed (a
+  # newer checkout) is restarted so that it matches.
+  # The JMX port is set on the command line, so it is kept beside the configuration and compared too.
+  local before=""
+  [ -f "$CASS_DIR/cassandra.yaml" ] && before=$(cat "$CASS_DIR/cassandra.yaml" "$CASS_DIR/jmx-port" 2>/dev/null || true)
+  write_cassandra_config
+  printf '%s\n' "$CASS_JMX_PORT" >"$CASS_DIR/jmx-port"
+  if running "$CASS_NAME" && cassandra_ready; then
+    if [ "$before" = "$(cat "$CASS_DIR/cassandra.yaml" "$CASS_DIR/jmx-port")" ]; then say "$CASS_NAME already up on $CASS_ADDRESS:$CASS_PORT"; return; fi
+    say "$CASS_NAME's configuration changed: restarting it"
+    stop_process "$CASS_NAME"
+  fi
+  running "$CASS_NAME" && return
+  port_open "$CASS_PORT" "$CASS_ADDRESS" && die "$CASS_ADDRESS:$CASS_PORT is taken by a process this script did not start"
+  say "starting Cassandra $CASSANDRA_VERSION ($CASS_NAME, $CASS_AUTHENTICATOR${CASS_DC:+, $CASS_DC}) on $CASS_ADDRESS:$CASS_PORT"
+  local args=()
+  java17_module_flags args
+  # Cassandra binds a local JMX port to loopback only.
+  [ -n "$CASS_JMX_PORT" ] && args+=("-Dcassandra.jmx.local.port=$CASS_JMX_PORT")
   start_process "$CASS_NAME" "${JAVA17:-java}" "${args[@]}" \
     "-Xms$CASS_HEAP" "-Xmx$CASS_HEAP" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -Xss512k \
     -Djdk.attach.allowAttachSelf=true -Dio.netty.tryReflectionSetAccessible=true \
@@ -170,6 +182,17 @@ launch_cassandra() {
     -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=0 \
     -Dcassandra.superuser_setup_delay_ms=0 -Dchronicle.analytics.disable=true \
     -cp "$CASSANDRA_HOME/lib/*" org.apache.cassandra.service.CassandraDaemon
+}
+
+# nodetool ARGS...: Cassandra's nodetool against the `cassandra` node, over its loopback JMX port.
+nodetool() {
+  port_open "$CASSANDRA_JMX_PORT" 127.0.0.1 || die "no JMX on 127.0.0.1:$CASSANDRA_JMX_PORT: scripts/localenv.sh start cassandra"
+  local args=()
+  java17_module_flags args
+  # Without a logback file of its own the tool prints its libraries' DEBUG lines.
+  printf '%s\n' '<configuration><root level="WARN"/></configuration>' >"$LOCALENV_STATE/nodetool-logback.xml"
+  "${JAVA17:-java}" "${args[@]}" -Xmx128m "-Dlogback.configurationFile=$LOCALENV_STATE/nodetool-logback.xml" -cp "$CASSANDRA_HOME/lib/*" org.apache.cassandra.tools.NodeTool \
+    -h 127.0.0.1 -p "$CASSANDRA_JMX_PORT" "$@"
 }
 
 # await_cassandra NAME: wait until the node accepts clients.

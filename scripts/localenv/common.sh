@@ -14,6 +14,9 @@
 : "${CASSANDRA_PORT:=9042}"
 : "${CASSANDRA_STORAGE_PORT:=7000}"
 : "${CASSANDRA_HEAP:=1G}"
+# JMX of the `cassandra` node, on loopback only: `scripts/localenv.sh nodetool` (the benchmark flushes
+# memtables through it between its parts).
+: "${CASSANDRA_JMX_PORT:=7199}"
 : "${CASSANDRA_AUTH_PORT:=9043}"
 : "${CASSANDRA_AUTH_STORAGE_PORT:=7010}"
 : "${CASSANDRA_AUTH_HEAP:=512M}"
