@@ -4,8 +4,8 @@
 # stall when one of two workers is killed or stopped, in one run on the local servers. Prints Markdown
 # tables for docs/benchmarks.md and docs/comparison.md.
 #
-#   scripts/bench.sh [-- --records N --keys K --partitions P --concurrency 64,256,1024 --max-records M
-#                       --in-flight-per-node N --worker-log --skip-flink --skip-recovery]
+#   scripts/bench.sh [-- --records N --keys K --partitions P --concurrency 64,256,1024 --rounds R
+#                       --max-records M --in-flight-per-node N --worker-log --skip-flink --skip-recovery]
 #   scripts/bench.sh -- --quick                          # 200,000 records, no Flink: for development
 #   scripts/bench.sh -- --recovery-only --partitions 6
 #   scripts/bench.sh -- --scaling                        # 6/64/512 partitions × 1/2/4 workers; writes docs/images/scaling.svg

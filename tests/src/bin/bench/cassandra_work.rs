@@ -4,10 +4,15 @@
 //! makes Cassandra do beyond the rows.
 //!
 //! Flushes and compactions run behind the writes that caused them; [`settle`] waits them out before
-//! a part starts, so that no part pays for the one before it.
+//! a part starts, so that no part pays for the one before it. The memtables and heap an earlier part
+//! leaves behind weigh on the next one too; [`Reset`] empties them first where it can.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 use futures::TryStreamExt;
 use scylla::client::session::Session;
@@ -79,4 +84,57 @@ pub async fn settle(session: &Session) -> anyhow::Result<Duration> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(started.elapsed())
+}
+
+/// Empties the single local node's memtables (`nodetool flush`, through `scripts/localenv.sh`, over
+/// its loopback JMX port) and collects its heap (`jcmd <pid> GC.run`), so that every part starts from
+/// the same state rather than from the memtables and garbage of the part before it.
+#[derive(Debug, Clone)]
+pub struct Reset {
+    localenv: PathBuf,
+    cassandra_pid_file: PathBuf,
+}
+
+impl Reset {
+    /// From `LOCALENV_SCRIPT` and `CASSANDRA_PID_FILE` (`scripts/localenv.sh env`); none on the local
+    /// clusters, whose nodes open no JMX port.
+    pub fn from_env(cluster: bool) -> Option<Self> {
+        if cluster {
+            return None;
+        }
+        Some(Self {
+            localenv: std::env::var_os("LOCALENV_SCRIPT")?.into(),
+            cassandra_pid_file: std::env::var_os("CASSANDRA_PID_FILE")?.into(),
+        })
+    }
+
+    /// Flushes every table, then runs a full garbage collection.
+    pub async fn run(&self) -> anyhow::Result<()> {
+        let reset = self.clone();
+        tokio::task::spawn_blocking(move || reset.run_blocking()).await?
+    }
+
+    fn run_blocking(&self) -> anyhow::Result<()> {
+        let flush = Command::new(&self.localenv)
+            .args(["nodetool", "flush"])
+            .output()
+            .with_context(|| format!("running {} nodetool flush", self.localenv.display()))?;
+        anyhow::ensure!(
+            flush.status.success(),
+            "nodetool flush failed: {}",
+            String::from_utf8_lossy(&flush.stderr)
+        );
+        let pid = std::fs::read_to_string(&self.cassandra_pid_file)
+            .with_context(|| format!("reading {}", self.cassandra_pid_file.display()))?;
+        let gc = Command::new("jcmd")
+            .args([pid.trim(), "GC.run"])
+            .output()
+            .context("running jcmd (the JDK's) for a garbage collection in Cassandra")?;
+        anyhow::ensure!(
+            gc.status.success(),
+            "jcmd GC.run failed: {}",
+            String::from_utf8_lossy(&gc.stdout)
+        );
+        Ok(())
+    }
 }

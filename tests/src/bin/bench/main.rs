@@ -16,6 +16,7 @@ mod cassandra_work;
 mod data;
 mod flink;
 mod recovery;
+mod rounds;
 mod scaling;
 mod tables;
 
@@ -49,6 +50,14 @@ struct Options {
     /// Concurrencies tried for the ceiling.
     #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
     concurrency: Vec<usize>,
+    /// Worker passes of part (b), each followed by a ceiling pass, so that each is compared with the
+    /// ceiling measured just before and just after it.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// The order the ceiling writes the records in: `topic` (the order they were produced) or
+    /// `partitions` (each Kafka partition's records in turn, as a consumer draining them sees them).
+    #[arg(long, value_enum, default_value = "topic")]
+    ceiling_order: CeilingOrder,
     /// The worker's `checkpoint.maxRecords`.
     #[arg(long, default_value_t = 10_000)]
     max_records: usize,
@@ -86,12 +95,21 @@ struct Options {
     flink_job: PathBuf,
 }
 
+/// The order of the ceiling's writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CeilingOrder {
+    Topic,
+    Partitions,
+}
+
 /// The options with the sizes settled.
 #[derive(Debug, Clone)]
 struct Bench {
     shape: Shape,
     partitions: i32,
     concurrency: Vec<usize>,
+    ceiling_order: CeilingOrder,
+    rounds: u32,
     max_records: usize,
     in_flight_per_node: Option<usize>,
     worker_log: bool,
@@ -113,6 +131,8 @@ impl Bench {
             )?,
             partitions: options.partitions.unwrap_or(partitions),
             concurrency: options.concurrency,
+            rounds: options.rounds,
+            ceiling_order: options.ceiling_order,
             max_records: options.max_records,
             in_flight_per_node: options.in_flight_per_node,
             worker_log: options.worker_log,
@@ -234,7 +254,17 @@ async fn ceiling(
         let cpu_before = CpuSplit::sample(std::process::id());
         let work_before = cassandra_work::Work::sample(session).await?;
         let insert = &insert;
-        let failures = futures::stream::iter(0..bench.records())
+        let order: Vec<usize> = match bench.ceiling_order {
+            CeilingOrder::Topic => (0..bench.records()).collect(),
+            CeilingOrder::Partitions => (0..bench.partitions)
+                .flat_map(|partition| {
+                    (0..bench.records()).filter(move |&index| {
+                        bench.shape.partition(index, bench.partitions) == partition
+                    })
+                })
+                .collect(),
+        };
+        let failures = futures::stream::iter(order)
             .map(|index| async move {
                 let mut statement = insert.clone();
                 statement.set_timestamp(Some(1_000_000 + index as i64));
@@ -327,9 +357,16 @@ fn sink_config(
     Ok(config)
 }
 
-/// Waits until Cassandra has finished the flushes and compactions of what came before, and says so
-/// when that took a while.
+/// How memtables and heap are emptied before each part, when they can be: set once in `main`.
+static RESET: std::sync::OnceLock<Option<cassandra_work::Reset>> = std::sync::OnceLock::new();
+
+/// Empties Cassandra's memtables and heap where it can ([`cassandra_work::Reset`]), then waits until
+/// it has finished the flushes and compactions of what came before, and says so when that took a
+/// while.
 async fn settle(session: &scylla::client::session::Session) -> anyhow::Result<()> {
+    if let Some(reset) = RESET.get().and_then(Option::as_ref) {
+        reset.run().await?;
+    }
     let waited = cassandra_work::settle(session).await?;
     if waited > Duration::from_secs(2) {
         eprintln!(
@@ -378,6 +415,13 @@ async fn main() -> anyhow::Result<()> {
     let (scaling, chart) = (options.scaling, options.chart.clone());
     let cluster = options.cluster;
     let _ = SERVER_PID_FILES.set(server_pid_files(cluster));
+    let reset = cassandra_work::Reset::from_env(cluster);
+    if reset.is_none() {
+        eprintln!(
+            "memtables are not flushed between parts (no LOCALENV_SCRIPT and CASSANDRA_PID_FILE, or --cluster)"
+        );
+    }
+    let _ = RESET.set(reset);
     let bench = Bench::new(options)?;
     anyhow::ensure!(
         bench.worker.is_file(),
@@ -408,7 +452,11 @@ async fn main() -> anyhow::Result<()> {
         }
         None => create_keyspace(&session, &keyspace).await?,
     }
-    for table in ["ceiling", "values", "flink_wal", "flink_plain", "scaling"] {
+    let tables = ["ceiling", "flink_wal", "flink_plain", "scaling"]
+        .map(String::from)
+        .into_iter()
+        .chain((1..=bench.rounds).map(rounds::table));
+    for table in tables {
         session
             .query_unpaged(
                 format!(
@@ -487,10 +535,11 @@ async fn worker(
     session: &scylla::client::session::Session,
     keyspace: &str,
     topic: &str,
+    table: &str,
     bench: &Bench,
 ) -> anyhow::Result<WorkerRun> {
-    let dir = std::env::temp_dir().join(keyspace);
-    let sink_id = format!("bench/{keyspace}");
+    let dir = std::env::temp_dir().join(format!("{keyspace}-{table}"));
+    let sink_id = format!("bench/{keyspace}/{table}");
     let limits = bench
         .in_flight_per_node
         .map(|bound| format!("limits: {{ maxInFlightPerNode: {bound} }}\n"))
@@ -499,7 +548,7 @@ async fn worker(
         settings,
         &dir,
         &sink_id,
-        &format!("{keyspace}.values"),
+        &format!("{keyspace}.{table}"),
         topic,
         &format!(
             "checkpoint: {{ interval: 1s, maxRecords: {} }}\nguarantee: exactly-once\n{limits}",
@@ -608,7 +657,9 @@ async fn throughput(
 ) -> anyhow::Result<()> {
     let topic = keyspace.replace('_', "-");
     create_topic(settings, &topic, bench.partitions).await?;
-    let mut tables = vec!["ceiling", "values"];
+    let worker_tables: Vec<String> = (1..=bench.rounds).map(rounds::table).collect();
+    let mut tables: Vec<&str> = vec!["ceiling"];
+    tables.extend(worker_tables.iter().map(String::as_str));
     if bench.flink_job.is_some() {
         tables.extend(["flink_wal", "flink_plain"]);
     }
@@ -623,190 +674,93 @@ async fn throughput(
         "(a1) write ceiling: the driver alone, {} records",
         bench.records()
     );
-    let (best_concurrency, first_ceiling, ceiling_cpu) =
+    let (best_concurrency, first_rate, first_cpu) =
         ceiling(session, keyspace, "ceiling", bench, &bench.concurrency).await?;
 
     eprintln!("pre-filling topic {topic} with {} records", bench.records());
     prefill(settings, &topic, bench).await?;
 
-    eprintln!("(b) worker, exactly-once, draining the topic");
-    let run = worker(settings, session, keyspace, &topic, bench).await?;
-    eprintln!("(a2) write ceiling again, after the worker");
-    let (_, second_ceiling, second_cpu) =
-        ceiling(session, keyspace, "ceiling", bench, &[best_concurrency]).await?;
-    // The machine drifts between runs: compare the worker with the ceiling measured around it.
-    let ceiling_rate = (first_ceiling + second_ceiling) / 2.0;
-    // Cassandra's CPU for the same rows drifts as much (up to half again within one run), so the
-    // worker's is compared with the mean of the two parts around it too.
-    let ceiling_cassandra = (ceiling_cpu.cassandra + second_cpu.cassandra) / 2.0;
+    // The machine drifts within a run: each pass of the worker or of Flink is compared with the
+    // ceiling passes just before and just after it, Flink's between the worker's rounds, and several
+    // rounds show how far the ratios spread.
+    let expected = bench.shape.last_rows();
+    let flink_modes = match bench.flink_job {
+        Some(_) => vec![flink::Mode::WriteAheadLog, flink::Mode::Plain],
+        None => vec![],
+    };
+    let mut passes = Vec::new();
+    let mut flink_passes = Vec::new();
+    let mut before = rounds::Ceiling {
+        rate: first_rate,
+        cpu: first_cpu,
+    };
+    for (step, subject) in (2..).zip(rounds::schedule(bench.rounds, &flink_modes)) {
+        let pass = match subject {
+            rounds::Subject::Worker(round) => {
+                let table = rounds::table(round);
+                eprintln!("(b{round}) worker, exactly-once, draining the topic into {table}");
+                rounds::Pass::Worker(
+                    worker(settings, session, keyspace, &topic, &table, bench).await?,
+                )
+            }
+            rounds::Subject::Flink(mode) => {
+                eprintln!(
+                    "(d) Flink's Cassandra sink ({}), draining the same topic into {}",
+                    mode.name(),
+                    mode.table()
+                );
+                let drain = flink::Drain {
+                    topic: &topic,
+                    records: bench.records(),
+                    expected: &expected,
+                };
+                settle(session).await?;
+                let job = bench.flink_job.as_ref().context("no Flink job")?;
+                let run = flink::run(settings, session, keyspace, &drain, mode, job).await?;
+                eprintln!(
+                    "  {:.1} s, {} keys not at their last update",
+                    run.wall.as_secs_f64(),
+                    run.stale
+                );
+                rounds::Pass::Flink(run)
+            }
+        };
+        eprintln!("(a{step}) write ceiling again");
+        let (_, rate, cpu) =
+            ceiling(session, keyspace, "ceiling", bench, &[best_concurrency]).await?;
+        let after = rounds::Ceiling { rate, cpu };
+        match pass {
+            rounds::Pass::Worker(run) => passes.push(rounds::Round { run, before, after }),
+            rounds::Pass::Flink(run) => flink_passes.push(rounds::FlinkPass { run, before, after }),
+        }
+        before = after;
+    }
 
     // Every key must hold its last update: the driver's table by its timestamps, the worker's by
-    // exactly-once.
-    let expected = bench.shape.last_rows();
-    for (table, whose) in [("ceiling", "the driver's"), ("values", "the worker's")] {
-        let stale = data::stale_keys(&expected, &tables::read(session, keyspace, table).await?);
+    // exactly-once, in every round.
+    for table in std::iter::once("ceiling".to_owned()).chain(worker_tables) {
+        let stale = data::stale_keys(&expected, &tables::read(session, keyspace, &table).await?);
         anyhow::ensure!(
             stale == 0,
-            "{stale} keys of {whose} table are not at their last update"
+            "{stale} keys of table {table} are not at their last update"
         );
     }
 
-    let mut flink_runs = Vec::new();
-    if let Some(job) = &bench.flink_job {
-        for mode in [flink::Mode::WriteAheadLog, flink::Mode::Plain] {
-            eprintln!(
-                "(d) Flink's Cassandra sink ({}), draining the same topic into {}",
-                mode.name(),
-                mode.table()
-            );
-            let drain = flink::Drain {
-                topic: &topic,
-                records: bench.records(),
-                expected: &expected,
-            };
-            settle(session).await?;
-            let run = flink::run(settings, session, keyspace, &drain, mode, job).await?;
-            eprintln!(
-                "  {:.1} s, {} keys not at their last update",
-                run.wall.as_secs_f64(),
-                run.stale
-            );
-            flink_runs.push(run);
-        }
-    }
-
-    let records = bench.records() as f64;
-    let worker_rate = records / run.elapsed.as_secs_f64();
-    println!("| measure | value |");
-    println!("| --- | --- |");
     println!(
-        "| records | {} over {} keys, {} partitions |",
+        "records: {} over {} keys, {} partitions; ceiling at concurrency {best_concurrency}",
         bench.records(),
         bench.shape.keys,
         bench.partitions
     );
-    println!(
-        "| (a) driver write ceiling, before / after (b) | {first_ceiling:.0} / {second_ceiling:.0} records/s (concurrency {best_concurrency}); mean {ceiling_rate:.0} |"
-    );
-    println!(
-        "| (b) worker end to end, exactly-once | {worker_rate:.0} records/s ({:.1} s incl. start-up) |",
-        run.elapsed.as_secs_f64()
-    );
-    if let Some((first, at_first, cpu_after_first)) = run.first_commit {
-        let steady = (run.elapsed - first).as_secs_f64();
-        let steady_rate = (records - at_first as f64) / steady;
-        println!(
-            "| (b') worker after its first commit (start-up excluded) | {steady_rate:.0} records/s over {steady:.1} s; first commit {:.2} s after start |",
-            first.as_secs_f64()
-        );
-        println!("| b'/a | {:.2} |", steady_rate / ceiling_rate);
-        println!("| CPU per 100,000 records, (b') | {cpu_after_first} (the worker) |");
-        println!(
-            "| Cassandra CPU per record, (b') / mean of (a) before and after | {:.2} |",
-            cpu_after_first.cassandra / ceiling_cassandra
-        );
-    }
-    if let Some(start_up) = run.start_up {
-        println!("| CPU seconds from the worker's start to its first commit | {start_up} |");
-    }
-    println!("| **b/a** | **{:.2}** |", worker_rate / ceiling_rate);
-    println!(
-        "| checkpoint commit latency p50 / p99 | {:.1} ms / {:.1} ms ({} checkpoints) |",
-        percentile(&run.commits, 0.5),
-        percentile(&run.commits, 0.99),
-        run.commits.len()
-    );
-    println!("| worker peak RSS | {:.1} MiB |", run.peak_mib);
-    println!(
-        "| worker CPU | {:.1} s over {:.1} s ({:.2} cores) |",
-        run.cpu_seconds,
-        run.elapsed.as_secs_f64(),
-        run.cpu_seconds / run.elapsed.as_secs_f64()
-    );
-    println!("| CPU per 100,000 records, (a) at its best | {ceiling_cpu} (the driver) |");
-    println!("| CPU per 100,000 records, (a) after (b) | {second_cpu} (the driver) |");
-    println!(
-        "| CPU per 100,000 records, (b) | {} (the worker) |",
-        run.cpu
-    );
-    println!(
-        "| Cassandra CPU per record, (b) / mean of (a) before and after | {:.2} |",
-        run.cpu.cassandra / ceiling_cassandra
-    );
-
-    if flink_runs.is_empty() {
+    println!();
+    print!("{}", rounds::table_of(&passes, bench.records()));
+    if flink_passes.is_empty() {
         return Ok(());
     }
     println!();
-    println!(
-        "| (d) side by side, same topic | worker, exactly-once | {} |",
-        {
-            flink_runs
-                .iter()
-                .map(|run| match run.mode {
-                    flink::Mode::WriteAheadLog => "Flink, write-ahead log + CassandraCommitter",
-                    flink::Mode::Plain => "Flink, plain sink (at least once)",
-                })
-                .collect::<Vec<_>>()
-                .join(" | ")
-        }
-    );
-    println!("| --- | --- |{}", " --- |".repeat(flink_runs.len()));
-    let row = |name: &str, worker: String, flink: &dyn Fn(&flink::Run) -> String| {
-        let cells: Vec<String> = flink_runs.iter().map(flink).collect();
-        println!("| {name} | {worker} | {} |", cells.join(" | "));
-    };
-    row(
-        "records/s, process start to the last record committed",
-        format!("{worker_rate:.0}"),
-        &|flink| format!("{:.0}", records / flink.wall.as_secs_f64()),
-    );
-    row("worker ÷ this sink, end to end", "1.00".into(), &|flink| {
-        format!(
-            "{:.2}",
-            flink.wall.as_secs_f64() / run.elapsed.as_secs_f64()
-        )
-    });
-    row(
-        "wall time (of it, Flink's job runtime)",
-        format!("{:.1} s", run.elapsed.as_secs_f64()),
-        &|flink| {
-            format!(
-                "{:.1} s ({:.1} s)",
-                flink.wall.as_secs_f64(),
-                flink.net_runtime.as_secs_f64()
-            )
-        },
-    );
-    row(
-        "client CPU s per 100,000 records",
-        format!("{:.2}", run.cpu.client),
-        &|flink| format!("{:.2}", flink.cpu_seconds * 100_000.0 / records),
-    );
-    row(
-        "Cassandra CPU s per 100,000 records",
-        format!("{:.2}", run.cpu.cassandra),
-        &|flink| format!("{:.2}", flink.cassandra_per_100k),
-    );
-    row(
-        "client peak RSS",
-        format!("{:.1} MiB", run.peak_mib),
-        &|flink| format!("{:.1} MiB", flink.peak_rss_mib),
-    );
-    row(
-        "keys not at their last update (of all keys)",
-        format!("0 of {}", bench.shape.keys),
-        &|flink| format!("{} of {}", flink.stale, bench.shape.keys),
-    );
-    row(
-        "committer rows after the run",
-        "one per partition".into(),
-        &|flink| match flink.mode {
-            flink::Mode::WriteAheadLog => {
-                format!("{} (one per sink subtask)", flink.committer_rows)
-            }
-            flink::Mode::Plain => "none (no committer)".into(),
-        },
+    print!(
+        "{}",
+        rounds::side_by_side(&passes, &flink_passes, bench.records(), bench.shape.keys)
     );
     Ok(())
 }
