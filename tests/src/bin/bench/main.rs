@@ -247,6 +247,11 @@ async fn ceiling(
         .await?;
     insert.set_consistency(scylla::statement::Consistency::LocalQuorum);
     insert.set_is_idempotent(true);
+    let mut order: Vec<usize> = (0..bench.records()).collect();
+    if let CeilingOrder::Partitions = bench.ceiling_order {
+        // Stable: each partition's records keep their topic order.
+        order.sort_by_key(|&index| bench.shape.partition(index, bench.partitions));
+    }
     let mut best = (0, 0.0, CpuSplit::default());
     for &concurrency in concurrencies {
         settle(session).await?;
@@ -254,17 +259,7 @@ async fn ceiling(
         let cpu_before = CpuSplit::sample(std::process::id());
         let work_before = cassandra_work::Work::sample(session).await?;
         let insert = &insert;
-        let order: Vec<usize> = match bench.ceiling_order {
-            CeilingOrder::Topic => (0..bench.records()).collect(),
-            CeilingOrder::Partitions => (0..bench.partitions)
-                .flat_map(|partition| {
-                    (0..bench.records()).filter(move |&index| {
-                        bench.shape.partition(index, bench.partitions) == partition
-                    })
-                })
-                .collect(),
-        };
-        let failures = futures::stream::iter(order)
+        let failures = futures::stream::iter(order.iter().copied())
             .map(|index| async move {
                 let mut statement = insert.clone();
                 statement.set_timestamp(Some(1_000_000 + index as i64));

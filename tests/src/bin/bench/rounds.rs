@@ -55,15 +55,21 @@ pub struct Ceiling {
     pub cpu: CpuSplit,
 }
 
-/// A worker pass and the ceiling passes on either side of it.
-pub struct Round {
-    pub run: WorkerRun,
+/// A pass of the worker or of Flink, and the ceiling passes on either side of it.
+pub struct Around<R> {
+    pub run: R,
     pub before: Ceiling,
     pub after: Ceiling,
 }
 
-impl Round {
-    /// The ceiling the worker is compared with: the mean of the passes around it.
+/// A worker pass between two ceiling passes.
+pub type Round = Around<WorkerRun>;
+
+/// A Flink pass between two ceiling passes.
+pub type FlinkPass = Around<flink::Run>;
+
+impl<R> Around<R> {
+    /// The ceiling the pass is compared with: the mean of the passes around it.
     fn ceiling_rate(&self) -> f64 {
         (self.before.rate + self.after.rate) / 2.0
     }
@@ -72,7 +78,9 @@ impl Round {
     fn ceiling_cassandra(&self) -> f64 {
         (self.before.cpu.cassandra + self.after.cpu.cassandra) / 2.0
     }
+}
 
+impl Round {
     /// b/a: the worker end to end, start-up included.
     fn end_to_end(&self, records: usize) -> f64 {
         records as f64 / self.run.elapsed.as_secs_f64() / self.ceiling_rate()
@@ -97,23 +105,16 @@ impl Round {
     }
 }
 
-/// A Flink pass and the ceiling passes on either side of it.
-pub struct FlinkPass {
-    pub run: flink::Run,
-    pub before: Ceiling,
-    pub after: Ceiling,
-}
-
 impl FlinkPass {
     /// Flink's records/s, process start to the last record committed (JVM start included), over the
     /// mean of the ceiling passes around it: d/a.
     fn over_ceiling(&self, records: usize) -> f64 {
-        records as f64 / self.run.wall.as_secs_f64() / ((self.before.rate + self.after.rate) / 2.0)
+        records as f64 / self.run.wall.as_secs_f64() / self.ceiling_rate()
     }
 
     /// Cassandra's CPU per record under Flink over the same under the driver alone around it.
     fn cassandra(&self) -> f64 {
-        self.run.cassandra_per_100k / ((self.before.cpu.cassandra + self.after.cpu.cassandra) / 2.0)
+        self.run.cassandra_per_100k / self.ceiling_cassandra()
     }
 }
 
