@@ -80,20 +80,24 @@ impl<V> InUse<V> {
         self.entries.get_mut(key)
     }
 
-    /// The entry for `key`, made by `make` when absent. Meant for a key a sink has just said it
-    /// uses ([`InUse::use_by`]); an entry no sink uses goes at the next change of who uses what.
-    pub fn entry(&mut self, key: &str, make: impl FnOnce() -> V) -> &mut V {
+    /// The entry for `key`, made by `make` when absent, if a sink uses `key` ([`InUse::use_by`]).
+    /// `None` when none does: the asking sink was deleted (its last reconcile may still run), and an
+    /// entry made for it would stay with no sink to release it.
+    pub fn entry(&mut self, key: &str, make: impl FnOnce() -> V) -> Option<&mut V> {
         if !self.entries.contains_key(key) {
+            if !self.is_used(key) {
+                return None;
+            }
             self.entries.insert(key.to_owned(), make());
             self.gauge.set(self.entries.len() as i64);
         }
-        self.entries.get_mut(key).expect("inserted above")
+        self.entries.get_mut(key)
     }
 
     /// Keeps `value` for `key`, if a sink still uses that key (it may have moved on, or been
     /// deleted, while the value was being made); else drops it.
     pub fn insert(&mut self, key: &str, value: V) {
-        if self.users.values().any(|used| used == key) {
+        if self.is_used(key) {
             self.entries.insert(key.to_owned(), value);
             self.gauge.set(self.entries.len() as i64);
         }
@@ -129,6 +133,10 @@ impl<V> InUse<V> {
     /// True when nothing is kept.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    fn is_used(&self, key: &str) -> bool {
+        self.users.values().any(|used| used == key)
     }
 
     fn drop_unused(&mut self) {
@@ -245,6 +253,23 @@ mod tests {
             deleted + REMEMBER_GONE + Duration::from_secs(1),
         );
         assert_eq!(cache.gone.len(), 1);
+    }
+
+    #[test]
+    fn a_deleted_sink_still_reconciling_makes_no_entry() {
+        let (mut cache, gauge) = cache();
+        cache.use_by("ns/a", "source", "k");
+        cache.release(&Gone::One("ns/a".to_owned()), Instant::now());
+        // Its last reconcile, queued before the deletion, runs after it.
+        cache.use_by("ns/a", "source", "k");
+        assert!(cache.entry("k", || 1).is_none());
+        assert!(cache.is_empty());
+        assert_eq!(gauge.get(), 0);
+        // A sink that uses the key gets one, made once.
+        cache.use_by("ns/b", "source", "k");
+        *cache.entry("k", || 1).expect("b uses k") += 1;
+        assert_eq!(cache.entry("k", || 10).copied(), Some(2));
+        assert_eq!(gauge.get(), 1);
     }
 
     #[test]

@@ -257,8 +257,10 @@ impl Clients {
         let turn = {
             let mut clusters = self.clusters.lock().await;
             clusters.use_by(&in_use::user(sink), "source", &key);
-            let cluster = clusters.entry(&key, Cluster::default);
-            (!cluster.answered_recently()).then(|| cluster.turn.clone())
+            // No entry for a deleted sink's last reconcile: it reads once, with a client not kept.
+            clusters
+                .entry(&key, Cluster::default)
+                .and_then(|cluster| (!cluster.answered_recently()).then(|| cluster.turn.clone()))
         };
         let _turn = match &turn {
             Some(turn) => Some(turn.lock().await),
