@@ -51,6 +51,108 @@ impl Work {
     }
 }
 
+/// CPU seconds of each thread of a process, with its name, at one moment: where a server's CPU goes
+/// (request stages, event loops, commit log, garbage collector, compiler), from `/proc` alone.
+#[derive(Debug, Clone, Default)]
+pub struct Threads(BTreeMap<u32, (String, f64)>);
+
+/// Cassandra's request stages share one pool of threads, each renamed after the stage it serves at
+/// the moment: a thread's CPU cannot be told apart by stage, so they count as one group.
+const SHARED_POOL_STAGES: [&str; 6] = [
+    "Native-Transport-Requests",
+    "MutationStage",
+    "ReadStage",
+    "CounterMutationStage",
+    "ViewMutationStage",
+    "RequestResponseStage",
+];
+
+/// The group the shared pool's threads are counted in.
+const SHARED_POOL: &str = "request stages (shared pool)";
+
+impl Threads {
+    /// Now, for the process whose pid `pid_file` holds; empty when it cannot be read.
+    pub fn sample(pid_file: Option<&std::path::Path>) -> Self {
+        let Some(pid) = pid_file
+            .and_then(|file| std::fs::read_to_string(file).ok())
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+        else {
+            return Self::default();
+        };
+        let mut threads = BTreeMap::new();
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten();
+        for task in tasks.flatten() {
+            let path = task.path();
+            let Some(tid) = task.file_name().to_str().and_then(|tid| tid.parse().ok()) else {
+                continue;
+            };
+            let (Ok(name), Ok(stat)) = (
+                std::fs::read_to_string(path.join("comm")),
+                std::fs::read_to_string(path.join("stat")),
+            ) else {
+                continue;
+            };
+            if let Some(seconds) = cpu_seconds(&stat) {
+                threads.insert(tid, (name.trim().to_owned(), seconds));
+            }
+        }
+        Self(threads)
+    }
+
+    /// CPU seconds from `self` to `later` per 100,000 records by group of threads, for the `top`
+    /// groups that spent the most, largest first, and the rest summed. A thread is counted by its
+    /// name in `later`; the CPU of threads that ended in between is not counted.
+    pub fn per_100k(&self, later: &Self, records: usize, top: usize) -> String {
+        let scale = 100_000.0 / records as f64;
+        let mut groups: BTreeMap<String, f64> = BTreeMap::new();
+        for (tid, (name, after)) in &later.0 {
+            let before = self.0.get(tid).map_or(0.0, |(_, seconds)| *seconds);
+            *groups.entry(group_of(name)).or_insert(0.0) += (after - before) * scale;
+        }
+        let mut spent: Vec<(String, f64)> = groups
+            .into_iter()
+            .filter(|(_, seconds)| *seconds > 0.0)
+            .collect();
+        spent.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let rest: f64 = spent.iter().skip(top).map(|(_, seconds)| seconds).sum();
+        let mut shown: Vec<String> = spent
+            .iter()
+            .take(top)
+            .map(|(name, seconds)| format!("{name} {seconds:.2}"))
+            .collect();
+        if rest > 0.0 {
+            shown.push(format!("other {rest:.2}"));
+        }
+        shown.join(", ")
+    }
+}
+
+/// A thread's group: its name without the numbers that tell threads of one pool apart
+/// (`GC Thread#3` is `GC Thread`), and [`SHARED_POOL`] for the request stages. Names are cut at 15
+/// bytes (`Native-Transpor`), so a stage is recognised by a prefix.
+fn group_of(name: &str) -> String {
+    let name =
+        name.trim_end_matches(|c: char| c.is_ascii_digit() || matches!(c, '-' | '#' | ':' | ' '));
+    if !name.is_empty()
+        && SHARED_POOL_STAGES
+            .iter()
+            .any(|stage| stage.starts_with(name) || name.starts_with(stage))
+    {
+        return SHARED_POOL.to_owned();
+    }
+    name.to_owned()
+}
+
+/// User plus system CPU seconds from a `/proc/…/stat` line (clock ticks of 1/100 s).
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
 /// The pools whose work lags behind the writes that caused it.
 const BACKGROUND: [&str; 4] = [
     "CompactionExecutor",
@@ -136,5 +238,47 @@ impl Reset {
             String::from_utf8_lossy(&gc.stdout)
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_of_one_pool_are_one_group() {
+        assert_eq!(group_of("Native-Transpor"), SHARED_POOL);
+        assert_eq!(group_of("MutationStage-12"), SHARED_POOL);
+        assert_eq!(group_of("ReadStage-1"), SHARED_POOL);
+        assert_eq!(group_of("epollEventLoopG"), "epollEventLoopG");
+        assert_eq!(group_of("GC Thread#3"), "GC Thread");
+        assert_eq!(group_of("C2 CompilerThre"), "C2 CompilerThre");
+    }
+
+    #[test]
+    fn cpu_is_user_plus_system_after_the_name() {
+        // A name with a space and a parenthesis, as `comm` allows.
+        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0";
+        assert_eq!(cpu_seconds(stat), Some(3.0));
+    }
+
+    #[test]
+    fn a_thread_counts_what_it_spent_in_between_under_its_last_name() {
+        let thread = |name: &str, seconds: f64| (name.to_owned(), seconds);
+        let before = Threads([(1, thread("MutationStage-1", 5.0)), (2, thread("b", 1.0))].into());
+        let after = Threads(
+            [
+                // Renamed while serving another stage: still one group, counted from 5 s.
+                (1, thread("ReadStage-1", 6.0)),
+                (2, thread("b", 4.0)),
+                // Started in between.
+                (3, thread("c-1", 0.5)),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            before.per_100k(&after, 200_000, 2),
+            format!("b 1.50, {SHARED_POOL} 0.50, other 0.25")
+        );
     }
 }

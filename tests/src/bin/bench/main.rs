@@ -12,6 +12,7 @@
 //! Cassandra's CPU per record under each, how many keys each left at an earlier update, and the stall
 //! of each kind of stop.
 
+mod beside;
 mod cassandra_work;
 mod data;
 mod flink;
@@ -58,6 +59,11 @@ struct Options {
     /// `partitions` (each Kafka partition's records in turn, as a consumer draining them sees them).
     #[arg(long, value_enum, default_value = "topic")]
     ceiling_order: CeilingOrder,
+    /// Run every ceiling pass of parts (a) and (b) with a Kafka reader beside it, reading and parsing
+    /// the topic as a sink does (the topic is then filled before the first ceiling pass): what
+    /// sharing the cores with a sink's reading costs Cassandra, apart from what the sink writes.
+    #[arg(long)]
+    ceiling_beside_reader: bool,
     /// The worker's `checkpoint.maxRecords`.
     #[arg(long, default_value_t = 10_000)]
     max_records: usize,
@@ -109,6 +115,7 @@ struct Bench {
     partitions: i32,
     concurrency: Vec<usize>,
     ceiling_order: CeilingOrder,
+    ceiling_beside_reader: bool,
     rounds: u32,
     max_records: usize,
     in_flight_per_node: Option<usize>,
@@ -133,6 +140,7 @@ impl Bench {
             concurrency: options.concurrency,
             rounds: options.rounds,
             ceiling_order: options.ceiling_order,
+            ceiling_beside_reader: options.ceiling_beside_reader,
             max_records: options.max_records,
             in_flight_per_node: options.in_flight_per_node,
             worker_log: options.worker_log,
@@ -233,12 +241,15 @@ impl std::fmt::Display for CpuSplit {
     }
 }
 
+/// Passes of the driver alone writing every record into `table` at each of `concurrencies`, with a
+/// Kafka reader of `beside` running beside each pass when given; the best pass's concurrency, rate
+/// and CPU.
 async fn ceiling(
     session: &scylla::client::session::Session,
-    keyspace: &str,
-    table: &str,
+    (keyspace, table): (&str, &str),
     bench: &Bench,
     concurrencies: &[usize],
+    beside: Option<&beside::Topic>,
 ) -> anyhow::Result<(usize, f64, CpuSplit)> {
     let mut insert = session
         .prepare(format!(
@@ -258,15 +269,23 @@ async fn ceiling(
         let started = Instant::now();
         let cpu_before = CpuSplit::sample(std::process::id());
         let work_before = cassandra_work::Work::sample(session).await?;
-        let insert = &insert;
+        let threads_before = cassandra_threads();
+        let reader = beside
+            .map(|topic| beside::Running::start(topic, bench.records()))
+            .transpose()?;
+        let (insert, reader_ref) = (&insert, reader.as_ref());
         let failures = futures::stream::iter(order.iter().copied())
             .map(|index| async move {
                 let mut statement = insert.clone();
                 statement.set_timestamp(Some(1_000_000 + index as i64));
-                session
+                let failed = session
                     .execute_unpaged(&statement, bench.shape.record(index))
                     .await
-                    .is_err()
+                    .is_err();
+                if let Some(reader) = reader_ref {
+                    reader.written();
+                }
+                failed
             })
             .buffer_unordered(concurrency)
             .filter(|failed| futures::future::ready(*failed))
@@ -274,9 +293,17 @@ async fn ceiling(
             .await;
         anyhow::ensure!(failures == 0, "{failures} ceiling writes failed");
         let rate = bench.records() as f64 / started.elapsed().as_secs_f64();
+        if let Some(reader) = reader {
+            let read = reader.stop().await?;
+            eprintln!("  a Kafka reader beside it read and parsed {read} records");
+        }
         let cpu = cpu_before.per_100k(CpuSplit::sample(std::process::id()), bench.records());
         eprintln!(
             "  ceiling at concurrency {concurrency}: {rate:.0} records/s; CPU per 100k: {cpu}"
+        );
+        eprintln!(
+            "    Cassandra's CPU per 100k by thread: {}",
+            threads_before.per_100k(&cassandra_threads(), bench.records(), THREAD_GROUPS)
         );
         eprintln!(
             "    Cassandra's tasks per 100k: {}",
@@ -350,6 +377,18 @@ fn sink_config(
         ),
     )?;
     Ok(config)
+}
+
+/// How many of Cassandra's thread groups are named in a part's CPU by thread.
+const THREAD_GROUPS: usize = 8;
+
+/// CPU of the single local Cassandra node's threads by name (none with `--cluster`).
+fn cassandra_threads() -> cassandra_work::Threads {
+    let (cassandra, _) = SERVER_PID_FILES.get_or_init(|| server_pid_files(false));
+    match cassandra.as_slice() {
+        [one] => cassandra_work::Threads::sample(Some(one)),
+        _ => cassandra_work::Threads::default(),
+    }
 }
 
 /// How memtables and heap are emptied before each part, when they can be: set once in `main`.
@@ -464,7 +503,7 @@ async fn main() -> anyhow::Result<()> {
     session.await_schema_agreement().await?;
     if scaling {
         eprintln!("warming Cassandra and the table up (not measured)");
-        ceiling(&session, &keyspace, "scaling", &bench, &[256]).await?;
+        ceiling(&session, (&keyspace, "scaling"), &bench, &[256], None).await?;
         let points = scaling::run(&settings, &session, &keyspace, "scaling", &bench).await?;
         print!("{}", scaling::table(&points));
         let caption = format!(
@@ -558,6 +597,7 @@ async fn worker(
         ..CpuSplit::sample(std::process::id())
     };
     let work_before = cassandra_work::Work::sample(session).await?;
+    let threads_before = cassandra_threads();
     let worker = Worker::start_binary(&bench.worker, &config, "bench", &[]);
     let mut progress = tables::Committed::new(
         keyspace,
@@ -586,7 +626,12 @@ async fn worker(
     }
     let elapsed = started.elapsed();
     let work_after = cassandra_work::Work::sample(session).await?;
+    let threads_after = cassandra_threads();
     let (peak_mib, cpu_seconds) = usage(worker.pid())?;
+    eprintln!(
+        "  Cassandra's CPU per 100k by thread, start to end: {}",
+        threads_before.per_100k(&threads_after, bench.records(), THREAD_GROUPS)
+    );
     eprintln!(
         "  Cassandra's tasks per 100k, start to end: {}",
         work_before.per_100k(&work_after, bench.records())
@@ -663,17 +708,39 @@ async fn throughput(
     // before anything is measured: each sink then finds its table in the same state.
     eprintln!("warming Cassandra and the tables up (not measured)");
     for table in &tables {
-        ceiling(session, keyspace, table, bench, &[256]).await?;
+        ceiling(session, (keyspace, table), bench, &[256], None).await?;
+    }
+    let reader = bench.ceiling_beside_reader.then(|| beside::Topic {
+        bootstrap: settings.kafka.clone(),
+        name: topic.clone(),
+        partitions: bench.partitions,
+    });
+    if reader.is_some() {
+        eprintln!("pre-filling topic {topic} with {} records", bench.records());
+        prefill(settings, &topic, bench).await?;
     }
     eprintln!(
-        "(a1) write ceiling: the driver alone, {} records",
+        "(a1) write ceiling: the driver alone{}, {} records",
+        if reader.is_some() {
+            ", a Kafka reader beside it"
+        } else {
+            ""
+        },
         bench.records()
     );
-    let (best_concurrency, first_rate, first_cpu) =
-        ceiling(session, keyspace, "ceiling", bench, &bench.concurrency).await?;
+    let (best_concurrency, first_rate, first_cpu) = ceiling(
+        session,
+        (keyspace, "ceiling"),
+        bench,
+        &bench.concurrency,
+        reader.as_ref(),
+    )
+    .await?;
 
-    eprintln!("pre-filling topic {topic} with {} records", bench.records());
-    prefill(settings, &topic, bench).await?;
+    if reader.is_none() {
+        eprintln!("pre-filling topic {topic} with {} records", bench.records());
+        prefill(settings, &topic, bench).await?;
+    }
 
     // The machine drifts within a run: each pass of the worker or of Flink is compared with the
     // ceiling passes just before and just after it, Flink's between the worker's rounds, and several
@@ -721,8 +788,14 @@ async fn throughput(
             }
         };
         eprintln!("(a{step}) write ceiling again");
-        let (_, rate, cpu) =
-            ceiling(session, keyspace, "ceiling", bench, &[best_concurrency]).await?;
+        let (_, rate, cpu) = ceiling(
+            session,
+            (keyspace, "ceiling"),
+            bench,
+            &[best_concurrency],
+            reader.as_ref(),
+        )
+        .await?;
         let after = rounds::Ceiling { rate, cpu };
         match pass {
             rounds::Pass::Worker(run) => passes.push(rounds::Round { run, before, after }),
@@ -742,10 +815,15 @@ async fn throughput(
     }
 
     println!(
-        "records: {} over {} keys, {} partitions; ceiling at concurrency {best_concurrency}",
+        "records: {} over {} keys, {} partitions; ceiling at concurrency {best_concurrency}{}",
         bench.records(),
         bench.shape.keys,
-        bench.partitions
+        bench.partitions,
+        if reader.is_some() {
+            ", a Kafka reader beside it"
+        } else {
+            ""
+        }
     );
     println!();
     print!("{}", rounds::table_of(&passes, bench.records()));
