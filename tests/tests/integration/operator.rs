@@ -1387,11 +1387,17 @@ async fn statements_cassandra_refuses_stall_the_sink_before_any_worker_runs() ->
         || async { deployments.get_opt("column-worker").await.ok().flatten() },
     )
     .await;
-    let corrected = sinks.get("column").await?;
-    assert_eq!(
-        condition(&corrected, "Stalled").map(|c| c.0),
-        Some("False".to_owned())
-    );
+    // The status is written at the end of the reconcile that made the Deployment, after it has read
+    // the sink's progress: it follows the Deployment, not necessarily at once.
+    eventually(
+        "not stalled once corrected",
+        Duration::from_secs(30),
+        || async {
+            let corrected = sinks.get("column").await.ok()?;
+            (condition(&corrected, "Stalled")?.0 == "False").then_some(())
+        },
+    )
+    .await;
 
     fixture.finish().await
 }
