@@ -59,9 +59,9 @@ struct Options {
     /// `partitions` (each Kafka partition's records in turn, as a consumer draining them sees them).
     #[arg(long, value_enum, default_value = "topic")]
     ceiling_order: CeilingOrder,
-    /// Run every ceiling pass of parts (a) and (b) with a Kafka reader beside it, reading and parsing
-    /// the topic as a sink does (the topic is then filled before the first ceiling pass): what
-    /// sharing the cores with a sink's reading costs Cassandra, apart from what the sink writes.
+    /// Run every measured ceiling pass (a1, a2, …) with a Kafka reader beside it, reading and parsing
+    /// the topic as a sink does (the topic is then filled before the first one): what sharing the
+    /// cores with a sink's reading costs Cassandra, apart from what the sink writes.
     #[arg(long)]
     ceiling_beside_reader: bool,
     /// The worker's `checkpoint.maxRecords`.
