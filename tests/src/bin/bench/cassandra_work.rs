@@ -145,8 +145,9 @@ fn group_of(name: &str) -> String {
     name.to_owned()
 }
 
-/// User plus system CPU seconds from a `/proc/…/stat` line (clock ticks of 1/100 s).
-fn cpu_seconds(stat: &str) -> Option<f64> {
+/// User plus system CPU seconds from a `/proc/…/stat` line (clock ticks of 1/100 s): the fields after
+/// the command, state at index 0, utime at 11, stime at 12.
+pub fn cpu_seconds(stat: &str) -> Option<f64> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let user: f64 = fields.get(11)?.parse().ok()?;
     let system: f64 = fields.get(12)?.parse().ok()?;

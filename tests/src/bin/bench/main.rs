@@ -421,17 +421,8 @@ fn usage(pid: u32) -> anyhow::Result<(f64, f64)> {
         .and_then(|value| value.parse().ok())
         .context("no VmHWM")?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // Fields after the command: state is index 0, utime 11, stime 12 (in clock ticks).
-    let ticks: f64 = fields
-        .get(11)
-        .zip(fields.get(12))
-        .and_then(|(user, system)| Some(user.parse::<f64>().ok()? + system.parse::<f64>().ok()?))
-        .context("no CPU times")?;
-    Ok((peak_kib / 1024.0, ticks / 100.0))
+    let cpu = cassandra_work::cpu_seconds(&stat).context("no CPU times")?;
+    Ok((peak_kib / 1024.0, cpu))
 }
 
 fn percentile(sorted: &[f64], fraction: f64) -> f64 {
