@@ -271,6 +271,7 @@ fn worker_config(
         on_invalid_record: spec.on_invalid_record,
         dead_letter: spec.dead_letter.clone(),
         limits: spec.limits.clone(),
+        superseded_writes: spec.superseded_writes,
         // The operator runs the DDL once per change of the spec (see `crate::schema`).
         manage_schema: false,
     }
@@ -677,6 +678,19 @@ mod tests {
             "{} differs; review and run with UPDATE_SNAPSHOTS=1:\n{actual}",
             path.display()
         );
+    }
+
+    #[test]
+    fn superseded_writes_reach_the_worker_and_the_default_is_left_unsaid() {
+        // Unsaid, a worker of a release before the setting still reads the rendered file.
+        let rendered = |sink: &CassandraSink| {
+            let children = children(sink, &settings(), &SecretsSeen::at("")).expect("children");
+            children.config_map.data.expect("data")["sink.yaml"].clone()
+        };
+        let mut sink = seed_sink();
+        assert!(!rendered(&sink).contains("supersededWrites"));
+        sink.spec.superseded_writes = cassandra_sink_worker::config::SupersededWrites::Write;
+        assert!(rendered(&sink).contains("supersededWrites: write"));
     }
 
     #[test]

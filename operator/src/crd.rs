@@ -9,7 +9,7 @@
 use cassandra_sink_worker::config::{
     CheckpointConfig, Consistency, DeadLetterConfig, DeleteConfig, FanOutStatement, FieldMatch,
     Guarantee, KafkaProtocol, Limits, Mapping, OnInvalidRecord, OnTombstone, ReaderSchema,
-    RecordFormat, SaslMechanism, SerialConsistency, Statements, TopicStatements,
+    RecordFormat, SaslMechanism, SerialConsistency, Statements, SupersededWrites, TopicStatements,
 };
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -115,6 +115,12 @@ pub struct CassandraSinkSpec {
     /// Bounds on requests in flight and record sizes.
     #[serde(default)]
     pub limits: Limits,
+    /// `skip` (default) leaves out an INSERT whose row a later record of the same checkpoint replaces
+    /// entirely: Cassandra gets one write per row and checkpoint, and the table ends the same.
+    /// `write` sends every record's write, for tables whose every write someone reads (a trigger,
+    /// Cassandra's CDC log).
+    #[serde(default)]
+    pub superseded_writes: SupersededWrites,
     /// `running` (default); `paused` or `stopped` scale the workers to zero after they commit what
     /// they buffered, keeping every committed position. A stopped sink's positions are listed in
     /// `status.progress.partitions` and reset with the annotation `cassandra-sink.io/reset-positions`.

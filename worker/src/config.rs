@@ -77,6 +77,11 @@ pub struct SinkConfig {
     /// Bounds on requests in flight and record sizes.
     #[serde(default)]
     pub limits: Limits,
+    /// What becomes of an INSERT whose row a later record of the same checkpoint replaces entirely.
+    /// Left out of the rendered file when it is the default, so that a worker of a release before this
+    /// setting still reads what an operator of this one renders.
+    #[serde(default, skip_serializing_if = "SupersededWrites::is_default")]
+    pub superseded_writes: SupersededWrites,
     /// Run `createQuery` and create the committer and dead-letter tables on start (default). The
     /// operator renders `false`: it runs that DDL itself, once per change of the spec.
     #[serde(default = "default_true")]
@@ -590,6 +595,27 @@ pub enum Guarantee {
     ExactlyOnce,
     /// Each record has at least one effect; replays after a crash may apply a record again. Any statement.
     AtLeastOnce,
+}
+
+/// What becomes of an INSERT whose row a later INSERT of the same statement, in the same checkpoint,
+/// replaces entirely (every column it sets, set again with a later timestamp); see
+/// the worker's `supersede` module for the conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SupersededWrites {
+    /// Leave it out: Cassandra gets the row's last write of the checkpoint only, and the table ends
+    /// the same as if every write had landed.
+    #[default]
+    Skip,
+    /// Send it: every record is a write, for tables whose every write someone reads (a trigger,
+    /// Cassandra's CDC log).
+    Write,
+}
+
+impl SupersededWrites {
+    fn is_default(&self) -> bool {
+        *self == SupersededWrites::default()
+    }
 }
 
 /// What happens to a record that does not fit the statement.

@@ -44,4 +44,6 @@ pub mod source;
 #[cfg(feature = "runtime")]
 pub mod startup;
 pub mod statement;
+#[cfg(feature = "runtime")]
+pub mod supersede;
 pub mod topics;

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub checkpoints: Counter,
     /// Unlogged batches (rows of one partition) written.
     pub batches: Counter,
+    /// Writes left out because a later record of the same checkpoint replaced their row entirely.
+    pub writes_superseded: Counter,
     /// Seconds from sealing a checkpoint to its commit.
     pub checkpoint_duration: Histogram,
     /// Seconds the commit transactions of a checkpoint took.
@@ -63,6 +65,7 @@ impl Metrics {
         let records_skipped = Counter::default();
         let checkpoints = Counter::default();
         let batches = Counter::default();
+        let writes_superseded = Counter::default();
         let checkpoint_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let commit_latency = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let requests_in_flight = Gauge::default();
@@ -83,6 +86,11 @@ impl Metrics {
             "batches",
             "Unlogged batches of rows sharing a partition key, written",
             batches.clone(),
+        );
+        registry.register(
+            "writes_superseded",
+            "Writes left out because a later record of the same checkpoint replaced their row entirely",
+            writes_superseded.clone(),
         );
         registry.register(
             "records_dead_lettered",
@@ -134,6 +142,7 @@ impl Metrics {
             records_skipped,
             checkpoints,
             batches,
+            writes_superseded,
             checkpoint_duration,
             commit_latency,
             requests_in_flight,

@@ -15,7 +15,7 @@
 //! # Caveats
 //! Readers may see a checkpoint's rows before its commit: Cassandra has no multi-partition isolation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +40,7 @@ use crate::mapping::{BoundValues, InvalidRecord, Parsed, Plan, SourceRecord};
 use crate::metrics::Metrics;
 use crate::routing::{Router, Table};
 use crate::source::{OwnedRecord, Source, SourceError, SourceEvent};
+use crate::supersede::{Decision, MarkerSet, RowKey, Superseding, Write, WriteId};
 
 /// Why the write loop stopped.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +122,11 @@ pub struct Target {
     pub clustering_markers: Option<Vec<usize>>,
     /// A DELETE: it may remove more than one row, so it is never batched (see [`crate::batching`]).
     pub deletes: bool,
+    /// The markers that fill the primary key of the row this statement writes, in key order, when a
+    /// later write of it to the same row replaces all an earlier one wrote (an INSERT Cassandra applies
+    /// idempotently, every key column a marker), and `supersededWrites` is `skip`: such writes may be
+    /// left out (see [`crate::supersede`]). `None` for every other statement.
+    pub row_markers: Option<Vec<usize>>,
 }
 
 /// A bound write waiting to be sent.
@@ -136,6 +142,10 @@ struct Bound {
 
 /// A record refused for good: its index, the kind and the reason.
 type Refused = (usize, &'static str, String);
+
+/// A record sent on its own: its index, what it did (`None`: refused when bound), and the refusals of
+/// its writes.
+type RecordSent = (usize, Option<Action>, Vec<(WriteId, Refused)>);
 
 /// What [`Writer::write_all`] achieved.
 #[derive(Default)]
@@ -695,77 +705,195 @@ impl Writer {
                 .iter()
                 .any(|target| target.clustering_markers.is_some())
         });
-        let Some(limits) = batching else {
+        // Records are offered latest first: only the first write of a row seen can leave earlier
+        // ones out (see [`crate::supersede`]).
+        let mut superseding = Superseding::default();
+        let mut actions = vec![None; writes.len()];
+        let mut refusals = Vec::new();
+        let mut refused_writes = HashSet::new();
+        if let Some(limits) = batching {
+            // Grouping needs every write's keys first: bind them all, then send the groups.
+            let mut bound = Vec::with_capacity(writes.len());
+            for index in (0..writes.len()).rev() {
+                match self.bind(writes, index, schemas) {
+                    Ok((done, writes)) => {
+                        actions[index] = Some(done);
+                        bound.extend(writes.into_iter().filter(|write| {
+                            self.decide(&mut superseding, write) == Decision::Send
+                        }));
+                    }
+                    Err(invalid) => refusals.push(invalid),
+                }
+            }
+            // Back in offset order, which grouping keeps.
+            bound.reverse();
+            // Groups never mix Kafka partitions: number each topic and partition of the checkpoint.
+            let mut sources: HashMap<(&str, i32), usize> = HashMap::new();
+            let keys: Vec<WriteKey> = bound
+                .iter()
+                .map(|write| {
+                    let record = writes[write.index].0;
+                    let next = sources.len();
+                    let source = *sources
+                        .entry((&record.topic, record.partition))
+                        .or_insert(next);
+                    self.write_key(record, source, write)
+                })
+                .collect();
+            let groups = batching::group(&keys, limits);
+            let bound = &bound;
+            let results: Vec<Vec<(WriteId, Refused)>> = futures::stream::iter(groups)
+                .map(|members| async move {
+                    let result = self.send_group(bound, &members).await;
+                    landed(members.len());
+                    result
+                })
+                .buffer_unordered(self.max_in_flight)
+                .collect()
+                .await;
+            for (write, refused) in results.into_iter().flatten() {
+                refused_writes.insert(write);
+                refusals.push(refused);
+            }
+        } else {
             // Record by record, bound as they are sent, so that a checkpoint's bound values never sit
             // in memory all at once and binding overlaps writing.
-            let results: Vec<(usize, Option<Action>, Vec<Refused>)> =
-                futures::stream::iter(0..writes.len())
-                    .map(|index| async move {
-                        let (action, bound) = match self.bind(writes, index, schemas) {
+            let superseding = &mut superseding;
+            let results: Vec<RecordSent> = futures::stream::iter((0..writes.len()).rev())
+                .map(|index| {
+                    let bound = self.bind(writes, index, schemas).map(|(action, bound)| {
+                        let sent: Vec<Bound> = bound
+                            .into_iter()
+                            .filter(|write| self.decide(superseding, write) == Decision::Send)
+                            .collect();
+                        (action, sent)
+                    });
+                    async move {
+                        let (action, bound) = match bound {
                             Ok(bound) => bound,
-                            Err(refused) => return (index, None, vec![refused]),
+                            Err(refused) => return (index, None, Vec::new(), Some(refused)),
                         };
                         let sent = bound.iter().map(|write| self.send_one(write));
-                        let refused: Vec<Refused> = futures::future::join_all(sent)
+                        let refused: Vec<(WriteId, Refused)> = futures::future::join_all(sent)
                             .await
                             .into_iter()
                             .flatten()
                             .collect();
                         landed(1);
-                        (index, Some(action), refused)
-                    })
-                    .buffer_unordered(self.max_in_flight)
-                    .collect()
-                    .await;
-            let mut actions = vec![None; writes.len()];
-            let mut refusals = Vec::new();
+                        (index, Some(action), refused, None)
+                    }
+                })
+                .buffer_unordered(self.max_in_flight)
+                .map(|(index, action, refused, invalid)| {
+                    refusals.extend(invalid);
+                    (index, action, refused)
+                })
+                .collect()
+                .await;
             for (index, action, refused) in results {
                 actions[index] = action;
-                refusals.extend(refused);
-            }
-            self.metrics.set_ready(true);
-            return Landed::new(&actions, refusals);
-        };
-        // Grouping needs every write's keys first: bind them all, then send the groups.
-        let mut refusals = Vec::new();
-        let mut actions = vec![None; writes.len()];
-        let mut bound = Vec::with_capacity(writes.len());
-        for (index, action) in actions.iter_mut().enumerate() {
-            match self.bind(writes, index, schemas) {
-                Ok((done, writes)) => {
-                    *action = Some(done);
-                    bound.extend(writes);
+                for (write, refused) in refused {
+                    refused_writes.insert(write);
+                    refusals.push(refused);
                 }
-                Err(invalid) => refusals.push(invalid),
             }
         }
-        // Groups never mix Kafka partitions: number each topic and partition of the checkpoint.
-        let mut sources: HashMap<(&str, i32), usize> = HashMap::new();
-        let keys: Vec<WriteKey> = bound
-            .iter()
-            .map(|write| {
-                let record = writes[write.index].0;
-                let next = sources.len();
-                let source = *sources
-                    .entry((&record.topic, record.partition))
-                    .or_insert(next);
-                self.write_key(record, source, write)
-            })
-            .collect();
-        let groups = batching::group(&keys, limits);
-        let bound = &bound;
-        let results: Vec<Vec<Refused>> = futures::stream::iter(groups)
-            .map(|members| async move {
-                let result = self.send_group(bound, &members).await;
-                landed(members.len());
-                result
-            })
-            .buffer_unordered(self.max_in_flight)
-            .collect()
-            .await;
+        refusals.extend(
+            self.send_behind(writes, schemas, superseding, refused_writes)
+                .await,
+        );
         self.metrics.set_ready(true);
-        refusals.extend(results.into_iter().flatten());
         Landed::new(&actions, refusals)
+    }
+
+    /// Steps 2 and 3 of [`crate::supersede`] for one bound write: a write of a statement that cannot
+    /// be superseded, or whose key cannot be read, is always sent.
+    fn decide(&self, superseding: &mut Superseding, write: &Bound) -> Decision {
+        match self.offered(write) {
+            Some(offered) => superseding.decide(offered),
+            None => Decision::Send,
+        }
+    }
+
+    /// The decision's view of a bound write: its row as the bytes Cassandra would get for its key
+    /// markers, and the markers it sets. `None` when its statement cannot be superseded or a key marker
+    /// is unset or null (Cassandra refuses that write; it must be sent to be refused).
+    fn offered(&self, write: &Bound) -> Option<Write> {
+        use scylla::serialize::value::SerializeValue;
+        use scylla::serialize::writers::CellWriter;
+        use scylla::value::MaybeUnset;
+        let target = &self.targets[write.target];
+        let markers = target.row_markers.as_ref()?;
+        let specs = target.statement.get_variable_col_specs();
+        let mut cells = Vec::new();
+        for &marker in markers {
+            let MaybeUnset::Set(Some(value)) = write.values.get(marker)? else {
+                return None;
+            };
+            let typ = specs.get_by_index(marker)?.typ();
+            value.serialize(typ, CellWriter::new(&mut cells)).ok()?;
+        }
+        Some(Write {
+            id: WriteId {
+                record: write.index,
+                target: write.target,
+            },
+            row: RowKey::new(write.target, &cells),
+            timestamp: write.timestamp,
+            sets: MarkerSet::new(
+                write
+                    .values
+                    .iter()
+                    .map(|value| matches!(value, MaybeUnset::Set(_))),
+            ),
+        })
+    }
+
+    /// Step 4 of [`crate::supersede`]: the writes left out behind a write Cassandra refused are bound
+    /// again and decided among themselves, round after round, until no superseder is refused. Counts
+    /// the writes left out for good; returns the refusals of these rounds.
+    async fn send_behind(
+        &self,
+        writes: &[(&OwnedRecord, i64)],
+        schemas: Option<&Schemas>,
+        mut superseding: Superseding,
+        mut refused: HashSet<WriteId>,
+    ) -> Vec<Refused> {
+        let mut refusals = Vec::new();
+        let mut skipped = superseding.skipped();
+        loop {
+            let behind = superseding.behind(&refused);
+            if behind.is_empty() {
+                break;
+            }
+            skipped -= behind.len();
+            superseding = Superseding::default();
+            refused.clear();
+            let mut sends = Vec::new();
+            for id in behind {
+                // It bound before: binding is a function of the record alone.
+                let Ok((_, bound)) = self.bind(writes, id.record, schemas) else {
+                    continue;
+                };
+                sends.extend(bound.into_iter().filter(|write| {
+                    write.target == id.target
+                        && self.decide(&mut superseding, write) == Decision::Send
+                }));
+            }
+            skipped += superseding.skipped();
+            let sends = &sends;
+            let results: Vec<Option<(WriteId, Refused)>> = futures::stream::iter(0..sends.len())
+                .map(|index| async move { self.send_one(&sends[index]).await })
+                .buffer_unordered(self.max_in_flight)
+                .collect()
+                .await;
+            for (write, refusal) in results.into_iter().flatten() {
+                refused.insert(write);
+                refusals.push(refusal);
+            }
+        }
+        self.metrics.writes_superseded.inc_by(skipped as u64);
+        refusals
     }
 
     /// What a record does, and the values of each statement it runs (by index into the targets).
@@ -864,7 +992,7 @@ impl Writer {
     /// Sends one group: a single write, or an unlogged batch stamped with its last row's timestamp.
     /// A batch Cassandra refuses is split into single writes, so that only the offending record is
     /// refused. Returns the records refused for good.
-    async fn send_group(&self, bound: &[Bound], members: &[usize]) -> Vec<Refused> {
+    async fn send_group(&self, bound: &[Bound], members: &[usize]) -> Vec<(WriteId, Refused)> {
         if let [single] = members {
             return self.send_one(&bound[*single]).await.into_iter().collect();
         }
@@ -902,7 +1030,7 @@ impl Writer {
 
     /// Sends one write on its own, stamped with its timestamp; returns its refusal, if Cassandra
     /// refuses it for good.
-    async fn send_one(&self, write: &Bound) -> Option<Refused> {
+    async fn send_one(&self, write: &Bound) -> Option<(WriteId, Refused)> {
         let target = &self.targets[write.target];
         self.send(&target.table, write.token, write.timestamp, |profile| {
             let mut statement = target.statement.clone();
@@ -917,7 +1045,13 @@ impl Writer {
             }
         })
         .await
-        .map(|reason| (write.index, "rejected_by_cassandra", reason))
+        .map(|reason| {
+            let id = WriteId {
+                record: write.index,
+                target: write.target,
+            };
+            (id, (write.index, "rejected_by_cassandra", reason))
+        })
     }
 
     /// Sends one request to a replica of `token` with room for it, retrying transient failures with

@@ -18,7 +18,7 @@ use crate::cassandra::{
     ConnectError, connect, driver_consistency, driver_serial, settle_datacenter_routing,
 };
 use crate::committer::{Committer, CommitterError};
-use crate::config::{CassandraConfig, DeadLetterConfig, SinkConfig, Statements};
+use crate::config::{CassandraConfig, DeadLetterConfig, SinkConfig, Statements, SupersededWrites};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::durability::{self, VerifyError, Warning};
 use crate::encoding::{self, EncodingError};
@@ -202,7 +202,54 @@ async fn prepare_target(
         table,
         clustering_markers: None,
         deletes: analysis.kind == StatementKind::Delete,
+        // Filled in once the schema is known (`row_markers`), for the INSERTs this allows.
+        row_markers: (analysis.kind == StatementKind::Insert
+            && analysis.not_idempotent.is_empty()
+            && config.superseded_writes == SupersededWrites::Skip)
+            .then(Vec::new),
     })
+}
+
+/// The markers that fill the primary key of the row an INSERT writes ([`key_markers`]), read from
+/// the table's schema and the prepared statement's markers.
+fn row_markers(session: &Session, target: &Target) -> Option<Vec<usize>> {
+    let state = session.get_cluster_state();
+    let table = state
+        .get_keyspace(&target.table.keyspace)?
+        .tables
+        .get(&target.table.name)?;
+    let key: Vec<&str> = table
+        .partition_key
+        .iter()
+        .chain(&table.clustering_key)
+        .map(String::as_str)
+        .collect();
+    let specs = target.statement.get_variable_col_specs();
+    let markers: Vec<&str> = specs.iter().map(|spec| spec.name()).collect();
+    key_markers(&key, &markers)
+}
+
+/// The index of the marker that fills each primary-key column (`key`, in key order), given the column
+/// each marker fills (`markers`), when every key column is filled by exactly one marker; `None`
+/// otherwise (`INSERT … JSON ?`, whose one marker is not a column, or a key column given as a literal
+/// or through a function), and then no write of the statement is ever left out.
+fn key_markers(key: &[&str], markers: &[&str]) -> Option<Vec<usize>> {
+    let found = key
+        .iter()
+        .map(|column| {
+            let mut filling = markers
+                .iter()
+                .enumerate()
+                .filter(|(_, name)| *name == column)
+                .map(|(index, _)| index);
+            match (filling.next(), filling.next()) {
+                (Some(index), None) => Some(index),
+                _ => None,
+            }
+        })
+        .collect::<Option<Vec<usize>>>()?;
+    // A table always has a partition key; metadata without one names no row.
+    (!found.is_empty()).then_some(found)
 }
 
 /// The markers of a statement that fill clustering columns, when its table has some: rows of one
@@ -417,6 +464,9 @@ pub async fn prepare(
     // The schema as refreshed by the routing above: the DDL may just have created the tables.
     for target in &mut targets {
         target.clustering_markers = clustering_markers(&session, target);
+        if target.row_markers.is_some() {
+            target.row_markers = row_markers(&session, target);
+        }
     }
     let batch_limits = (config.limits.max_batch_rows > 1).then_some(BatchLimits {
         rows: config.limits.max_batch_rows as usize,
@@ -549,6 +599,26 @@ mod tests {
         let config = SinkConfig::from_yaml(&format!("{SINK}{extra}"), std::path::Path::new("t"))
             .expect("parses");
         check_statements(&config)
+    }
+
+    #[test]
+    fn a_row_is_named_by_the_markers_that_fill_its_key_in_key_order() {
+        // INSERT INTO t (v, c, p) VALUES (?, ?, ?) USING TTL ? on PRIMARY KEY ((p), c).
+        assert_eq!(
+            key_markers(&["p", "c"], &["v", "c", "p", "[ttl]"]),
+            Some(vec![2, 1])
+        );
+    }
+
+    #[test]
+    fn a_key_column_without_exactly_one_marker_names_no_row() {
+        // INSERT … JSON ?: the one marker is no column.
+        assert_eq!(key_markers(&["id"], &["[json]"]), None);
+        // A clustering column given as a literal.
+        assert_eq!(key_markers(&["p", "c"], &["p", "v"]), None);
+        // Named twice (a statement Cassandra would refuse; never a guess).
+        assert_eq!(key_markers(&["id"], &["id", "id"]), None);
+        assert_eq!(key_markers(&[], &["v"]), None);
     }
 
     #[test]
