@@ -10,6 +10,9 @@ use crate::{Settings, unique_name};
 use rdkafka::producer::FutureProducer;
 use scylla::client::session::Session;
 
+/// A dead-letter row: offset, kind, reason and the record's value.
+pub type DeadLetterRow = (i64, String, String, Option<Vec<u8>>);
+
 /// One sink's servers-side fixtures.
 pub struct Scenario {
     /// Where the servers are.
@@ -343,6 +346,28 @@ source:
             self.partitions,
         )
         .await
+    }
+
+    /// The rows of the default dead-letter table for partition 0 of the first topic, by offset:
+    /// offset, kind, reason and the record's value.
+    pub async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetterRow>> {
+        Ok(self
+            .session
+            .query_unpaged(
+                format!(
+                    "SELECT source_offset, kind, reason, record_value FROM {}.checkpoints_dead_letter \
+                     WHERE sink_id = ? AND source_partition = 0",
+                    self.keyspace
+                ),
+                (cassandra_sink_worker::committer::row_key(
+                    &self.sink_id,
+                    &self.topic,
+                ),),
+            )
+            .await?
+            .into_rows_result()?
+            .rows::<DeadLetterRow>()?
+            .collect::<Result<_, _>>()?)
     }
 
     /// Checks that `table` holds exactly the last update of every id and that the committed

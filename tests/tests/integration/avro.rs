@@ -234,22 +234,11 @@ async fn avro_records_land_once_read_into_the_newest_schema_and_bad_ones_are_dea
     assert_eq!(dead_lettered, Some(2.0));
 
     let dead: Vec<(i64, String, String)> = scenario
-        .session
-        .query_unpaged(
-            format!(
-                "SELECT source_offset, kind, reason FROM {}.checkpoints_dead_letter \
-                 WHERE sink_id = ? AND source_partition = 0",
-                scenario.keyspace
-            ),
-            (cassandra_sink_worker::committer::row_key(
-                &scenario.sink_id,
-                &scenario.topic,
-            ),),
-        )
+        .dead_letters()
         .await?
-        .into_rows_result()?
-        .rows::<(i64, String, String)>()?
-        .collect::<Result<_, _>>()?;
+        .into_iter()
+        .map(|(offset, kind, reason, _)| (offset, kind, reason))
+        .collect();
     assert_eq!(dead.len(), 2, "{dead:?}");
     assert_eq!((dead[0].0, dead[0].1.as_str()), (6, "invalid_avro"));
     assert!(dead[0].2.contains("first byte is 123"), "{dead:?}");

@@ -49,23 +49,7 @@ async fn each_kind_of_invalid_record_is_dead_lettered_with_its_reason() -> anyho
         BTreeMap::from([("ok1".to_owned(), (1, 1)), ("ok2".to_owned(), (2, 7))]),
         "only the valid records are written"
     );
-    let rows = scenario
-        .session
-        .query_unpaged(
-            format!(
-                "SELECT source_offset, kind, reason, record_value FROM {}.checkpoints_dead_letter \
-                 WHERE sink_id = ? AND source_partition = 0",
-                scenario.keyspace
-            ),
-            (cassandra_sink_worker::committer::row_key(
-                &scenario.sink_id,
-                &scenario.topic,
-            ),),
-        )
-        .await?
-        .into_rows_result()?
-        .rows::<(i64, String, String, Option<Vec<u8>>)>()?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = scenario.dead_letters().await?;
     let kinds: Vec<(i64, &str)> = rows
         .iter()
         .map(|(offset, kind, _, _)| (*offset, kind.as_str()))

@@ -19,4 +19,5 @@ mod smoke_clis;
 mod smoke_kafka;
 mod smoke_kube;
 mod statements;
+mod superseded;
 mod topics;
