@@ -64,6 +64,12 @@ struct Options {
     /// cores with a sink's reading costs Cassandra, apart from what the sink writes.
     #[arg(long)]
     ceiling_beside_reader: bool,
+    /// The worker's `supersededWrites`: `skip` (its default) leaves out a write whose row a later
+    /// record of the same checkpoint replaces, which the benchmark's records (each key updated ten
+    /// times within 10,000 records) have many of; `write` sends every record's write, the write path
+    /// the driver's ceiling measures.
+    #[arg(long, value_enum, default_value = "skip")]
+    superseded_writes: SupersededWrites,
     /// The worker's `checkpoint.maxRecords`.
     #[arg(long, default_value_t = 10_000)]
     max_records: usize,
@@ -101,6 +107,23 @@ struct Options {
     flink_job: PathBuf,
 }
 
+/// The worker's `supersededWrites`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SupersededWrites {
+    Skip,
+    Write,
+}
+
+impl SupersededWrites {
+    /// As the sink's configuration spells it.
+    fn name(self) -> &'static str {
+        match self {
+            SupersededWrites::Skip => "skip",
+            SupersededWrites::Write => "write",
+        }
+    }
+}
+
 /// The order of the ceiling's writes.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum CeilingOrder {
@@ -117,6 +140,7 @@ struct Bench {
     ceiling_order: CeilingOrder,
     ceiling_beside_reader: bool,
     rounds: u32,
+    superseded_writes: SupersededWrites,
     max_records: usize,
     in_flight_per_node: Option<usize>,
     worker_log: bool,
@@ -139,6 +163,7 @@ impl Bench {
             partitions: options.partitions.unwrap_or(partitions),
             concurrency: options.concurrency,
             rounds: options.rounds,
+            superseded_writes: options.superseded_writes,
             ceiling_order: options.ceiling_order,
             ceiling_beside_reader: options.ceiling_beside_reader,
             max_records: options.max_records,
@@ -551,6 +576,8 @@ struct WorkerRun {
     first_commit: Option<(Duration, i64, CpuSplit)>,
     /// CPU seconds (not per record) each process spent from the worker's start to its first commit.
     start_up: Option<CpuSplit>,
+    /// Writes the worker left out because a later record of their checkpoint replaced their row.
+    superseded: f64,
     commits: Vec<f64>,
 }
 
@@ -576,8 +603,10 @@ async fn worker(
         &format!("{keyspace}.{table}"),
         topic,
         &format!(
-            "checkpoint: {{ interval: 1s, maxRecords: {} }}\nguarantee: exactly-once\n{limits}",
-            bench.max_records
+            "checkpoint: {{ interval: 1s, maxRecords: {} }}\nguarantee: exactly-once\n\
+             supersededWrites: {}\n{limits}",
+            bench.max_records,
+            bench.superseded_writes.name()
         ),
     )?;
     settle(session).await?;
@@ -638,6 +667,9 @@ async fn worker(
         );
     }
     let worker_end = CpuSplit::sample(worker.pid());
+    let superseded = worker
+        .metric("cassandra_sink_writes_superseded_total")
+        .context("the worker's metrics have no cassandra_sink_writes_superseded_total")?;
     let log = worker.log_text();
     assert!(worker.terminate(Duration::from_secs(30)).success());
     for line in log
@@ -676,6 +708,7 @@ async fn worker(
             )
         }),
         commits,
+        superseded,
     })
 }
 
@@ -751,7 +784,11 @@ async fn throughput(
         let pass = match subject {
             rounds::Subject::Worker(round) => {
                 let table = rounds::table(round);
-                eprintln!("(b{round}) worker, exactly-once, draining the topic into {table}");
+                eprintln!(
+                    "(b{round}) worker, exactly-once, supersededWrites: {}, draining the topic into \
+                     {table}",
+                    bench.superseded_writes.name()
+                );
                 rounds::Pass::Worker(
                     worker(settings, session, keyspace, &topic, &table, bench).await?,
                 )
@@ -806,10 +843,12 @@ async fn throughput(
     }
 
     println!(
-        "records: {} over {} keys, {} partitions; ceiling at concurrency {best_concurrency}{}",
+        "records: {} over {} keys, {} partitions; worker with supersededWrites: {}; ceiling at \
+         concurrency {best_concurrency}{}",
         bench.records(),
         bench.shape.keys,
         bench.partitions,
+        bench.superseded_writes.name(),
         if reader.is_some() {
             ", a Kafka reader beside it"
         } else {

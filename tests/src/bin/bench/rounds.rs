@@ -173,6 +173,11 @@ pub fn table_of(rounds: &[Round], records: usize) -> String {
         String::new(),
     );
     row(
+        "writes the worker sent per record (the rest left out as superseded)",
+        &|round| format!("{:.3}", 1.0 - round.run.superseded / records as f64),
+        String::new(),
+    );
+    row(
         "**b/a** (target ≥ 0.9)",
         &|round| format!("**{:.2}**", round.end_to_end(records)),
         format!(
@@ -391,6 +396,7 @@ mod tests {
                 first_commit: Some((Duration::from_secs(1), 10_000, cpu(3.3))),
                 start_up: Some(cpu(1.5)),
                 commits: vec![2.0, 3.0],
+                superseded: 0.0,
             },
             before: Ceiling {
                 rate: before,
