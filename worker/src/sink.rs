@@ -6,9 +6,10 @@
 //! records into the next one (up to a checkpoint's worth): consumption and writing overlap.
 //!
 //! # Guarantees
-//! * A checkpoint commits only after all its writes (and dead-letter rows) landed; on a Cassandra fault
-//!   the same checkpoint is retried with the same timestamps until it lands or the worker stops. The
-//!   loop never moves past a checkpoint that did not fully land.
+//! * A checkpoint commits only after all its writes (and dead-letter rows) landed, but for the writes
+//!   left out behind a later write of the same row that landed ([`crate::supersede`]); on a Cassandra
+//!   fault the same checkpoint is retried with the same timestamps until it lands or the worker stops.
+//!   The loop never moves past a checkpoint that did not fully land.
 //! * A fenced partition (another worker claimed it) is dropped at once: its pending or commit
 //!   transaction failed, so nothing more is written or committed for it.
 //!
@@ -873,9 +874,14 @@ impl Writer {
             refused.clear();
             let mut sends = Vec::new();
             for id in behind {
-                // It bound before: binding is a function of the record alone.
-                let Ok((_, bound)) = self.bind(writes, id.record, schemas) else {
-                    continue;
+                // It bound before, and binding is a function of the record alone; were it to fail
+                // now, the record is refused with the reason rather than left unwritten.
+                let bound = match self.bind(writes, id.record, schemas) {
+                    Ok((_, bound)) => bound,
+                    Err(refused) => {
+                        refusals.push(refused);
+                        continue;
+                    }
                 };
                 sends.extend(bound.into_iter().filter(|write| {
                     write.target == id.target
