@@ -711,8 +711,7 @@ impl Writer {
         let mut superseding = Superseding::default();
         let mut actions = vec![None; writes.len()];
         let mut refusals = Vec::new();
-        let mut refused_writes = HashSet::new();
-        if let Some(limits) = batching {
+        let sent_refused: Vec<(WriteId, Refused)> = if let Some(limits) = batching {
             // Grouping needs every write's keys first: bind them all, then send the groups.
             let mut bound = Vec::with_capacity(writes.len());
             for index in (0..writes.len()).rev() {
@@ -754,27 +753,30 @@ impl Writer {
                 .buffer_unordered(self.max_in_flight)
                 .collect()
                 .await;
-            for (write, refused) in results.into_iter().flatten() {
-                refused_writes.insert(write);
-                refusals.push(refused);
-            }
+            results.into_iter().flatten().collect()
         } else {
             // Record by record, bound as they are sent, so that a checkpoint's bound values never sit
             // in memory all at once and binding overlaps writing.
             let superseding = &mut superseding;
+            let invalid = &mut refusals;
             let results: Vec<RecordSent> = futures::stream::iter((0..writes.len()).rev())
                 .map(|index| {
-                    let bound = self.bind(writes, index, schemas).map(|(action, bound)| {
-                        let sent: Vec<Bound> = bound
-                            .into_iter()
-                            .filter(|write| self.decide(superseding, write) == Decision::Send)
-                            .collect();
-                        (action, sent)
-                    });
+                    let bound = match self.bind(writes, index, schemas) {
+                        Ok((action, bound)) => {
+                            let sent: Vec<Bound> = bound
+                                .into_iter()
+                                .filter(|write| self.decide(superseding, write) == Decision::Send)
+                                .collect();
+                            Some((action, sent))
+                        }
+                        Err(refused) => {
+                            invalid.push(refused);
+                            None
+                        }
+                    };
                     async move {
-                        let (action, bound) = match bound {
-                            Ok(bound) => bound,
-                            Err(refused) => return (index, None, Vec::new(), Some(refused)),
+                        let Some((action, bound)) = bound else {
+                            return (index, None, Vec::new());
                         };
                         let sent = bound.iter().map(|write| self.send_one(write));
                         let refused: Vec<(WriteId, Refused)> = futures::future::join_all(sent)
@@ -783,23 +785,23 @@ impl Writer {
                             .flatten()
                             .collect();
                         landed(1);
-                        (index, Some(action), refused, None)
+                        (index, Some(action), refused)
                     }
                 })
                 .buffer_unordered(self.max_in_flight)
-                .map(|(index, action, refused, invalid)| {
-                    refusals.extend(invalid);
-                    (index, action, refused)
-                })
                 .collect()
                 .await;
+            let mut sent_refused = Vec::new();
             for (index, action, refused) in results {
                 actions[index] = action;
-                for (write, refused) in refused {
-                    refused_writes.insert(write);
-                    refusals.push(refused);
-                }
+                sent_refused.extend(refused);
             }
+            sent_refused
+        };
+        let mut refused_writes = HashSet::new();
+        for (write, refused) in sent_refused {
+            refused_writes.insert(write);
+            refusals.push(refused);
         }
         refusals.extend(
             self.send_behind(writes, schemas, superseding, refused_writes)
